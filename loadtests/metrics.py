@@ -1,0 +1,99 @@
+"""How clients report: every measurement goes out as a Locust request event, plus a few stream counters.
+
+Request events carry `context={"transport": ...}` so that listeners (the step recorder, Locust's stats,
+CSVs, web UI and distributed aggregation) can group by transport. Names used:
+  "delivery"  one event received; response_time = delivery latency (receive time - publish ts), ms
+  "connect"   one connection attempt; response_time = time to response head / handshake, ms
+  "sequence"  a failure per gap or duplicate seen in the sequence numbers (visible in Locust's failures)
+  anything else: an ordinary request (e.g. "/poll")
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Any
+
+from locust.event import EventHook
+
+from loadtests.seqtrack import SeqTracker, Verdict
+
+DELIVERY = "delivery"
+CONNECT = "connect"
+SEQUENCE = "sequence"
+
+stream_counters = EventHook()
+"""Fired with (transport=str, name=str, value=int) for byte counts and sequence anomalies."""
+
+open_connections: Counter[str] = Counter()
+"""Client connections open right now in this process, per transport."""
+
+
+class SequenceError(Exception):
+    """A gap, late arrival or duplicate in a subscriber's sequence numbers."""
+
+
+def report_delivery(environment: Any, transport: str, publish_ts: float, received_at: float, wire_bytes: int) -> None:
+    """Report one received event with its delivery latency."""
+    latency_ms = max(0.0, (received_at - publish_ts) * 1000.0)
+    environment.events.request.fire(
+        request_type=transport,
+        name=DELIVERY,
+        response_time=latency_ms,
+        response_length=wire_bytes,
+        exception=None,
+        context={"transport": transport},
+    )
+
+
+def report_connect(environment: Any, transport: str, connect_ms: float, exception: BaseException | None = None) -> None:
+    """Report one connection attempt: its time, and the exception if it failed."""
+    environment.events.request.fire(
+        request_type=transport,
+        name=CONNECT,
+        response_time=connect_ms,
+        response_length=0,
+        exception=exception,
+        context={"transport": transport},
+    )
+
+
+def report_error(environment: Any, transport: str, name: str, exception: BaseException, elapsed_ms: float = 0.0) -> None:
+    """Report a failure that is not a connection attempt (a stream that broke, a malformed message)."""
+    environment.events.request.fire(
+        request_type=transport,
+        name=name,
+        response_time=elapsed_ms,
+        response_length=0,
+        exception=exception,
+        context={"transport": transport},
+    )
+
+
+def count(transport: str, name: str, value: int) -> None:
+    """Add to a stream counter (bytes_sent, bytes_received, lost, duplicated, reordered)."""
+    if value:
+        stream_counters.fire(transport=transport, name=name, value=value)
+
+
+def track_sequence(environment: Any, transport: str, tracker: SeqTracker, seq: int) -> Verdict:
+    """Feed a received seq to the subscriber's tracker; count and report anything out of order."""
+    lost_before = tracker.lost
+    verdict = tracker.feed(seq)
+    if verdict is Verdict.GAP:
+        missing = tracker.lost - lost_before
+        count(transport, "lost", missing)
+        report_error(environment, transport, SEQUENCE, SequenceError(f"gap: {missing} event(s) missing before seq {seq}"))
+    elif verdict is Verdict.LATE:
+        count(transport, "lost", -1)
+        count(transport, "reordered", 1)
+        report_error(environment, transport, SEQUENCE, SequenceError(f"late: seq {seq} arrived after a later one"))
+    elif verdict is Verdict.DUPLICATE:
+        count(transport, "duplicated", 1)
+        report_error(environment, transport, SEQUENCE, SequenceError(f"duplicate: seq {seq} received again"))
+    return verdict
+
+
+def now() -> float:
+    """Wall-clock time in unix seconds, the clock publishers stamp `ts` with."""
+    return time.time()

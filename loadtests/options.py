@@ -1,0 +1,80 @@
+"""Command-line options of rtcap's Locust users and shape; they also appear in the Locust web UI's start form."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from locust import events
+
+
+def parse_steps(text: str) -> list[int]:
+    """Parse a staircase such as "50,100,150" (or "50:250:50" for start:stop:step) into user counts."""
+    text = text.strip()
+    try:
+        if ":" in text:
+            start, stop, step = (int(part) for part in text.split(":"))
+            if step <= 0:
+                raise ValueError
+            steps = list(range(start, stop + 1, step))
+        else:
+            steps = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ValueError(f"bad steps {text!r}: give user counts like '50,100,150' or 'start:stop:step' like '50:250:50'") from None
+    if not steps or any(n <= 0 for n in steps):
+        raise ValueError(f"bad steps {text!r}: every step needs a positive user count")
+    return steps
+
+
+@events.init_command_line_parser.add_listener
+def add_arguments(parser: Any) -> None:
+    """Register rtcap's options with Locust's argument parser (env vars RTCAP_*)."""
+    group = parser.add_argument_group("rtcap", "real-time transport users and step load")
+    group.add_argument("--channel", default="live", env_var="RTCAP_CHANNEL", help="Channel the viewers and listeners subscribe to")
+    group.add_argument("--poll-interval", type=float, default=1.0, env_var="RTCAP_POLL_INTERVAL", help="Seconds between two polls of one viewer")
+    group.add_argument(
+        "--no-conditional-get", action="store_true", default=False, env_var="RTCAP_NO_CONDITIONAL_GET",
+        help="Polling viewers do not send If-None-Match (every poll gets a full 200)",
+    )
+    group.add_argument("--chat-room", default="lobby", env_var="RTCAP_CHAT_ROOM", help="Room the WebSocket chatters join")
+    group.add_argument("--chat-rate", type=float, default=0.2, env_var="RTCAP_CHAT_RATE", help="Chat messages per second sent by each chatter (0: listen only)")
+    group.add_argument("--chat-size", type=int, default=64, env_var="RTCAP_CHAT_SIZE", help="Bytes of text in each chat message")
+    group.add_argument("--reconnect-max", type=float, default=10.0, env_var="RTCAP_RECONNECT_MAX", help="Ceiling of the reconnect backoff, seconds")
+    group.add_argument("--read-timeout", type=float, default=60.0, env_var="RTCAP_READ_TIMEOUT", help="Seconds of silence before a stream counts as dead")
+    group.add_argument("--steps", default="", env_var="RTCAP_STEPS", help="Step shape: users per step, e.g. '50,100,150' or '50:250:50'")
+    group.add_argument("--step-hold", type=float, default=20.0, env_var="RTCAP_STEP_HOLD", help="Step shape: seconds each step holds after its users are running")
+    group.add_argument("--step-settle", type=float, default=5.0, env_var="RTCAP_STEP_SETTLE", help="Step shape: seconds at the start of each hold left out of the measurement")
+    group.add_argument("--step-spawn-rate", type=float, default=100.0, env_var="RTCAP_STEP_SPAWN_RATE", help="Step shape: users started per second between steps")
+    group.add_argument("--step-ramp-timeout", type=float, default=60.0, env_var="RTCAP_STEP_RAMP_TIMEOUT", help="Step shape: give up waiting for a step's users after this many seconds")
+    group.add_argument("--rtcap-record", default="", env_var="RTCAP_RECORD", include_in_web_ui=False, help="Directory to write the per-second timeline and step windows to")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The options a user or shape reads, with defaults when Locust runs as a library without parsed options."""
+
+    channel: str = "live"
+    poll_interval: float = 1.0
+    conditional_get: bool = True
+    chat_room: str = "lobby"
+    chat_rate: float = 0.2
+    chat_size: int = 64
+    reconnect_max: float = 10.0
+    read_timeout: float = 60.0
+    steps: str = ""
+    step_hold: float = 20.0
+    step_settle: float = 5.0
+    step_spawn_rate: float = 100.0
+    step_ramp_timeout: float = 60.0
+    rtcap_record: str = ""
+
+    @classmethod
+    def of(cls, environment: Any) -> "Settings":
+        """Read the settings from a Locust environment's parsed options."""
+        parsed = getattr(environment, "parsed_options", None)
+        if parsed is None:
+            return cls()
+        values = {name: getattr(parsed, name) for name in cls.__dataclass_fields__ if hasattr(parsed, name)}
+        if hasattr(parsed, "no_conditional_get"):
+            values["conditional_get"] = not parsed.no_conditional_get
+        return cls(**values)

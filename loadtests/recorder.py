@@ -1,0 +1,165 @@
+"""Per-second timeline of what the clients measured, per transport, with exact latency histograms.
+
+Locust rounds response times into buckets; here each second keeps an HdrHistogram (microseconds,
+3 significant digits) so that any window of seconds can later be merged into exact percentiles.
+The timeline is written as JSON lines, one per (second, transport), for the collect stage to join
+with the step windows and the target's resource samples.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import gevent
+from hdrh.histogram import HdrHistogram
+
+from loadtests import metrics
+
+LOWEST_US = 1
+HIGHEST_US = 3_600_000_000
+SIGNIFICANT_DIGITS = 3
+
+
+def new_histogram() -> HdrHistogram:
+    """An empty latency histogram in microseconds, from 1 us to 1 hour."""
+    return HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
+
+
+def encode_histogram(histogram: HdrHistogram) -> str:
+    """Compressed, base64 text form of a histogram (HdrHistogram's standard encoding)."""
+    encoded = histogram.encode()
+    return encoded.decode("ascii") if isinstance(encoded, bytes) else str(encoded)
+
+
+def decode_histogram(text: str) -> HdrHistogram:
+    """Inverse of `encode_histogram`."""
+    return HdrHistogram.decode(text.encode("ascii"))
+
+
+@dataclass
+class Second:
+    """What one transport's clients measured during one second."""
+
+    delivery: HdrHistogram = field(default_factory=new_histogram)
+    connect: HdrHistogram = field(default_factory=new_histogram)
+    delivered: int = 0
+    requests: int = 0
+    connects: int = 0
+    errors: int = 0
+    counters: dict[str, int] = field(default_factory=dict)
+    open_connections: int = 0
+
+    def to_json(self, second: int, transport: str) -> dict[str, Any]:
+        """The JSON line for this second."""
+        return {
+            "t": second,
+            "transport": transport,
+            "delivered": self.delivered,
+            "requests": self.requests,
+            "connects": self.connects,
+            "errors": self.errors,
+            "open_connections": self.open_connections,
+            **{name: value for name, value in sorted(self.counters.items())},
+            "delivery_hist": encode_histogram(self.delivery) if self.delivered else None,
+            "connect_hist": encode_histogram(self.connect) if self.connect.get_total_count() else None,
+        }
+
+
+class TimelineRecorder:
+    """Listens to request events and stream counters; flushes finished seconds to a JSON-lines file."""
+
+    def __init__(self, environment: Any, path: Path) -> None:
+        self.environment = environment
+        self.path = path
+        self.seconds: dict[tuple[int, str], Second] = {}
+        self._file: TextIO | None = None
+        self._sampler: gevent.Greenlet | None = None
+        environment.events.request.add_listener(self.on_request)
+        metrics.stream_counters.add_listener(self.on_counter)
+
+    def start(self) -> None:
+        """Start the once-a-second greenlet that samples open connections and flushes old seconds."""
+        if self._sampler is None:
+            self._sampler = gevent.spawn(self._tick_loop)
+
+    def _bucket(self, transport: str) -> Second:
+        key = (int(time.time()), transport)
+        bucket = self.seconds.get(key)
+        if bucket is None:
+            bucket = self.seconds[key] = Second()
+        return bucket
+
+    def on_request(self, request_type: str, name: str, response_time: float, exception: Any = None,
+                   context: dict | None = None, **_kwargs: Any) -> None:
+        """Account for one Locust request event."""
+        transport = (context or {}).get("transport") or str(request_type).lower()
+        bucket = self._bucket(transport)
+        micros = max(LOWEST_US, min(HIGHEST_US, int(round((response_time or 0.0) * 1000))))
+        if name == metrics.SEQUENCE:
+            return  # counted through stream counters; not an error of the transport itself
+        if exception is not None:
+            bucket.errors += 1
+        if name == metrics.DELIVERY:
+            bucket.delivered += 1
+            bucket.delivery.record_value(micros)
+        elif name == metrics.CONNECT:
+            bucket.connects += 1
+            if exception is None:
+                bucket.connect.record_value(micros)
+        else:
+            bucket.requests += 1
+
+    def on_counter(self, transport: str, name: str, value: int, **_kwargs: Any) -> None:
+        """Account for a stream counter increment."""
+        counters = self._bucket(transport).counters
+        counters[name] = counters.get(name, 0) + value
+
+    def _tick_loop(self) -> None:
+        while True:
+            gevent.sleep(1.0 - (time.time() % 1.0))
+            for transport, count in list(metrics.open_connections.items()):
+                bucket = self._bucket(transport)
+                bucket.open_connections = max(bucket.open_connections, count)
+            self.flush(before=int(time.time()) - 1)
+
+    def flush(self, before: int | None = None) -> None:
+        """Write every second older than `before` (all seconds when None) and forget it."""
+        if self._file is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = self.path.open("a", encoding="utf-8")
+        for key in sorted(self.seconds):
+            second, transport = key
+            if before is not None and second >= before:
+                continue
+            self._file.write(json.dumps(self.seconds.pop(key).to_json(second, transport)) + "\n")
+        self._file.flush()
+
+    def stop(self) -> None:
+        """Stop sampling and write everything left."""
+        if self._sampler is not None:
+            self._sampler.kill(block=False)
+            self._sampler = None
+        self.flush()
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self.environment.events.request.remove_listener(self.on_request)
+        metrics.stream_counters.remove_listener(self.on_counter)
+
+
+def read_timeline(path: Path) -> list[dict[str, Any]]:
+    """Read a timeline file back, skipping a torn last line left by a crash."""
+    rows = []
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return rows
+
+
