@@ -7,23 +7,7 @@ from typing import Any
 
 from locust import events
 
-
-def parse_steps(text: str) -> list[int]:
-    """Parse a staircase such as "50,100,150" (or "50:250:50" for start:stop:step) into user counts."""
-    text = text.strip()
-    try:
-        if ":" in text:
-            start, stop, step = (int(part) for part in text.split(":"))
-            if step <= 0:
-                raise ValueError
-            steps = list(range(start, stop + 1, step))
-        else:
-            steps = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise ValueError(f"bad steps {text!r}: give user counts like '50,100,150' or 'start:stop:step' like '50:250:50'") from None
-    if not steps or any(n <= 0 for n in steps):
-        raise ValueError(f"bad steps {text!r}: every step needs a positive user count")
-    return steps
+from loadtests.staircase import parse_steps  # noqa: F401  (re-exported for the step shape)
 
 
 @events.init_command_line_parser.add_listener

@@ -18,26 +18,7 @@ import gevent
 from hdrh.histogram import HdrHistogram
 
 from loadtests import metrics
-
-LOWEST_US = 1
-HIGHEST_US = 3_600_000_000
-SIGNIFICANT_DIGITS = 3
-
-
-def new_histogram() -> HdrHistogram:
-    """An empty latency histogram in microseconds, from 1 us to 1 hour."""
-    return HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
-
-
-def encode_histogram(histogram: HdrHistogram) -> str:
-    """Compressed, base64 text form of a histogram (HdrHistogram's standard encoding)."""
-    encoded = histogram.encode()
-    return encoded.decode("ascii") if isinstance(encoded, bytes) else str(encoded)
-
-
-def decode_histogram(text: str) -> HdrHistogram:
-    """Inverse of `encode_histogram`."""
-    return HdrHistogram.decode(text.encode("ascii"))
+from loadtests.timeline import HIGHEST_US, LOWEST_US, encode_histogram, new_histogram
 
 
 @dataclass
@@ -149,17 +130,3 @@ class TimelineRecorder:
             self._file = None
         self.environment.events.request.remove_listener(self.on_request)
         metrics.stream_counters.remove_listener(self.on_counter)
-
-
-def read_timeline(path: Path) -> list[dict[str, Any]]:
-    """Read a timeline file back, skipping a torn last line left by a crash."""
-    rows = []
-    with path.open(encoding="utf-8") as handle:
-        for line in handle:
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return rows
-
-

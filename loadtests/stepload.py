@@ -13,8 +13,8 @@ from pathlib import Path
 from locust import LoadTestShape
 
 from loadtests import hooks  # noqa: F401  (registers the recorder hooks)
-from loadtests.options import Settings, parse_steps
-from loadtests.staircase import Staircase
+from loadtests.options import Settings
+from loadtests.staircase import Staircase, parse_steps
 
 
 class StepLoadShape(LoadTestShape):

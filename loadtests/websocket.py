@@ -1,4 +1,4 @@
-"""WebSockets: a websocket-client connection over a byte-counting socket, and abstract Locust users.
+"""WebSockets: abstract Locust users on top of `ws_client.WebSocketClient`.
 
 `WebSocketListener` holds the `/ws` feed (the push transport compared with SSE and polling);
 `WebSocketChatter` joins a `/ws/chat` room, sends chat messages at a set rate and receives the broadcasts.
@@ -18,66 +18,10 @@ from locust import User, task
 
 from loadtests import metrics
 from loadtests.backoff import Backoff
-from loadtests.netio import CountingSocket, open_counting_connection, websocket_url
+from loadtests.netio import websocket_url
 from loadtests.options import Settings
 from loadtests.seqtrack import SeqTracker
-
-
-class WebSocketClosed(Exception):
-    """The server closed the WebSocket."""
-
-
-class WebSocketClient:
-    """One WebSocket connection whose bytes (handshake and frames) are counted at the socket."""
-
-    def __init__(self, url: str, headers: dict[str, str] | None = None, timeout: float = 60.0) -> None:
-        self.url = url
-        self.headers = dict(headers or {})
-        self.timeout = timeout
-        self.sock: CountingSocket | None = None
-        self.ws: websocket.WebSocket | None = None
-
-    def connect(self) -> float:
-        """Open the socket and complete the handshake; return its duration in milliseconds."""
-        started = time.perf_counter()
-        self.sock = open_counting_connection(self.url, self.timeout)
-        header = [f"{name}: {value}" for name, value in self.headers.items()]
-        # enable_multithread: the chatter's sender greenlet and the reader share the connection.
-        self.ws = websocket.create_connection(
-            self.url, timeout=self.timeout, socket=self.sock, header=header, enable_multithread=True
-        )
-        return (time.perf_counter() - started) * 1000.0
-
-    def receive(self) -> tuple[str, float]:
-        """Block for the next text message; return it with its receive time (unix seconds)."""
-        assert self.ws is not None, "connect() first"
-        opcode, data = self.ws.recv_data()
-        received_at = time.time()
-        if opcode == websocket.ABNF.OPCODE_CLOSE:
-            raise WebSocketClosed(f"server closed {self.url}")
-        if isinstance(data, bytes):
-            data = data.decode("utf-8")
-        return data, received_at
-
-    def send_json(self, message: dict[str, Any]) -> None:
-        """Send one JSON text message."""
-        assert self.ws is not None, "connect() first"
-        self.ws.send(json.dumps(message, separators=(",", ":")))
-
-    @property
-    def byte_counts(self) -> tuple[int, int]:
-        """(bytes sent, bytes received) on this connection so far."""
-        return (self.sock.bytes_sent, self.sock.bytes_received) if self.sock else (0, 0)
-
-    def close(self) -> None:
-        """Close the connection (safe to call twice)."""
-        try:
-            if self.ws is not None:
-                self.ws.close(timeout=0.5)
-            elif self.sock is not None:
-                self.sock.close()
-        except (OSError, websocket.WebSocketException):
-            pass
+from loadtests.ws_client import WebSocketClient, WebSocketClosed
 
 
 class _WebSocketUser(User):

@@ -1,0 +1,130 @@
+"""The `rtcap` command: `run` a capacity sweep, `report` on runs, `target serve` the reference server."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime
+from pathlib import Path
+
+QUICK = {"steps": "40,80,120,160,200", "hold": 6.0, "settle": 2.0}
+DEFAULT = {"steps": "100,200,300,400,500,600", "hold": 15.0, "settle": 5.0}
+TRANSPORTS = ("poll", "sse", "ws", "chat")
+
+
+def _positive(kind: type) -> callable:
+    def parse(text: str):
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
+        return value
+
+    return parse
+
+
+def _transports(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in TRANSPORTS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown transport(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(TRANSPORTS)}")
+    return names
+
+
+def _steps(text: str) -> list[int]:
+    from loadtests.staircase import parse_steps
+
+    try:
+        return parse_steps(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of `rtcap run`."""
+    parser.add_argument("--quick", action="store_true", help=f"short sweep: steps {QUICK['steps']}, hold {QUICK['hold']:g} s")
+    parser.add_argument("--transports", type=_transports, default=["poll", "sse", "ws"], help="comma list from poll,sse,ws,chat (default poll,sse,ws)")
+    parser.add_argument("--steps", type=_steps, help=f"users per step, '100,200' or 'start:stop:step' (default {DEFAULT['steps']})")
+    parser.add_argument("--hold", type=_positive(float), help=f"seconds each step holds (default {DEFAULT['hold']:g})")
+    parser.add_argument("--settle", type=float, help=f"seconds at the start of each hold not measured (default {DEFAULT['settle']:g})")
+    parser.add_argument("--spawn-rate", type=_positive(float), default=100.0, help="users started per second between steps (default 100)")
+    parser.add_argument("--rate", type=float, default=1.0, help="events per second the reference target publishes (default 1)")
+    parser.add_argument("--payload", type=int, default=64, help="payload bytes per event (default 64)")
+    parser.add_argument("--poll-interval", type=_positive(float), default=1.0, help="seconds between polls of one viewer (default 1)")
+    parser.add_argument("--chat-rate", type=float, default=0.2, help="chat messages per second per chatter (default 0.2)")
+    parser.add_argument("--channel", default="live", help="channel to subscribe to (default live)")
+    parser.add_argument("--host", help="measure an already running server at this base URL instead of starting the reference target")
+    parser.add_argument("--target-pid", type=int, help="with --host: pid of the server process to sample")
+    parser.add_argument("--slo-p99-ms", type=_positive(float), default=1000.0, help="delivery p99 that counts as meeting the SLO (default 1000 ms)")
+    parser.add_argument("--slo-error-rate", type=float, default=0.01, help="error rate that counts as meeting the SLO (default 0.01)")
+    parser.add_argument("--name", help="run name (default: run-YYYYmmdd-HHMMSS)")
+    parser.add_argument("--out-dir", type=Path, default=Path("runs"), help="where run directories go (default ./runs)")
+    parser.add_argument("--no-report", action="store_true", help="write the run directory only")
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """`rtcap run`."""
+    from loadtests.run import RunError, RunOptions, run_sweep
+
+    preset = QUICK if args.quick else DEFAULT
+    from loadtests.staircase import parse_steps
+
+    hold = args.hold if args.hold is not None else preset["hold"]
+    settle = args.settle if args.settle is not None else min(preset["settle"], hold / 3)
+    if not 0 <= settle < hold:
+        print(f"rtcap run: error: --settle {settle:g} must be at least 0 and below --hold {hold:g}", file=sys.stderr)
+        return 2
+    if args.target_pid and not args.host:
+        print("rtcap run: error: --target-pid goes with --host", file=sys.stderr)
+        return 2
+    options = RunOptions(
+        name=args.name or datetime.now().strftime("run-%Y%m%d-%H%M%S"), out_dir=args.out_dir,
+        transports=args.transports, steps=args.steps or parse_steps(preset["steps"]), hold=hold, settle=settle,
+        spawn_rate=args.spawn_rate, rate=args.rate, payload=args.payload, host=args.host.rstrip("/") if args.host else None,
+        target_pid=args.target_pid, channel=args.channel, poll_interval=args.poll_interval, chat_rate=args.chat_rate,
+        slo_p99_ms=args.slo_p99_ms, slo_error_rate=args.slo_error_rate, report=not args.no_report,
+    )
+    try:
+        run_dir = run_sweep(options, say=lambda line: print(line, flush=True))
+    except RunError as error:
+        print(f"rtcap run: error: {error}", file=sys.stderr)
+        return 3
+    print(f"run directory: {run_dir}")
+    if options.report:
+        print(f"report: {run_dir / 'report.html'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole `rtcap` command line."""
+    parser = argparse.ArgumentParser(prog="rtcap", description="Measure what real-time transports cost: polling, SSE, WebSockets.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run a capacity sweep and write a run directory and an HTML report")
+    add_run_arguments(run)
+    report = commands.add_parser("report", help="render run directories into one self-contained HTML report")
+    from reports.cli import add_report_arguments
+
+    add_report_arguments(report)
+    target = commands.add_parser("target", help="the bundled reference target")
+    target.add_argument("action", choices=["serve"], help="serve: run the reference server (see `rtcap target serve --help`)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `rtcap` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["target", "serve"]:
+        from targets.reference.__main__ import main as serve_main
+
+        return serve_main(argv[2:]) or 0
+    args = build_parser().parse_args(argv)
+    if args.command == "run":
+        return run_command(args)
+    if args.command == "report":
+        from reports.cli import run_report
+
+        return run_report(args)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

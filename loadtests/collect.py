@@ -1,0 +1,143 @@
+"""Join step windows, the client timeline and the target's samples into one row per (transport, step).
+
+This is the "collect" half of a run (the report stage only reads what it writes): pure functions over
+plain rows, no Locust and no I/O beyond reading the files a Locust run recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from pathlib import Path
+from typing import Any
+
+from hdrh.histogram import HdrHistogram
+
+from loadtests.timeline import decode_histogram, new_histogram, read_timeline
+
+GENERATOR_SATURATED_PERCENT = 90.0
+PUSH_TRANSPORTS = {"sse", "ws", "chat"}
+
+
+def read_windows(path: Path) -> list[dict[str, Any]]:
+    """Read the step windows a step-shaped Locust run wrote (empty when it wrote none)."""
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a torn last line after a crash: the finished windows before it still count
+    return rows
+
+
+def _percentile_ms(histogram: HdrHistogram, percentile: float) -> float | None:
+    if histogram.get_total_count() == 0:
+        return None
+    return histogram.get_value_at_percentile(percentile) / 1000.0
+
+
+def _median(values: list[float]) -> float | None:
+    values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    return statistics.median(values) if values else None
+
+
+def _mean(values: list[float]) -> float | None:
+    values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    return statistics.fmean(values) if values else None
+
+
+def step_row(transport: str, window: dict[str, Any], seconds: list[dict[str, Any]], samples: list[dict[str, Any]],
+             saturated_percent: float = GENERATOR_SATURATED_PERCENT) -> dict[str, Any]:
+    """One steps.csv row from a window, the timeline seconds inside it and the samples taken during it."""
+    t_start, t_end = float(window["t_start"]), float(window["t_end"])
+    inside = [s for s in seconds if s["transport"] == transport and s["t"] >= t_start - 1e-9 and s["t"] + 1 <= t_end + 1e-9]
+    duration = float(len(inside)) or max(t_end - t_start, 1e-9)
+    delivery, connect = new_histogram(), new_histogram()
+    for second in inside:
+        if second.get("delivery_hist"):
+            delivery.add(decode_histogram(second["delivery_hist"]))
+        if second.get("connect_hist"):
+            connect.add(decode_histogram(second["connect_hist"]))
+
+    def total(name: str) -> int:
+        return int(sum(second.get(name, 0) for second in inside))
+
+    delivered, requests, connects, errors = total("delivered"), total("requests"), total("connects"), total("errors")
+    received, sent = total("bytes_received"), total("bytes_sent")
+    in_window = [s for s in samples if t_start <= s["t"] <= t_end]
+    target = [s for s in in_window if s["role"] == "target"]
+    generator = [s for s in in_window if s["role"] == "generator"]
+    target_tcp = _median([s.get("tcp_established") for s in target])
+    client_open = _median([s.get("open_connections", 0) for s in inside])
+    connections = target_tcp if target_tcp is not None else client_open
+    generator_cpu = _mean([s["cpu_percent"] for s in generator])
+
+    flags = []
+    if generator_cpu is not None and generator_cpu >= saturated_percent:
+        flags.append("generator_saturated")
+    if not window.get("reached", True):
+        flags.append("users_not_reached")
+    if transport in PUSH_TRANSPORTS and connections is not None and connections < 0.95 * window["users"]:
+        flags.append("connections_short")
+    if not target:
+        flags.append("no_target_samples")
+    operations = requests + connects + delivered
+    return {
+        "transport": transport,
+        "step": int(window["step"]),
+        "users": int(window["users"]),
+        "connections": connections,
+        "t_start": t_start,
+        "t_end": t_end,
+        "duration_s": duration,
+        "requests": requests + connects,
+        "rps": (requests + connects) / duration,
+        "delivered": delivered,
+        "msgs_per_s": delivered / duration,
+        "latency_p50_ms": _percentile_ms(delivery, 50),
+        "latency_p95_ms": _percentile_ms(delivery, 95),
+        "latency_p99_ms": _percentile_ms(delivery, 99),
+        "latency_max_ms": delivery.get_max_value() / 1000.0 if delivered else None,
+        "latency_mean_ms": delivery.get_mean_value() / 1000.0 if delivered else None,
+        "connect_p50_ms": _percentile_ms(connect, 50),
+        "connect_p99_ms": _percentile_ms(connect, 99),
+        "errors": errors,
+        "error_rate": errors / operations if operations else 0.0,
+        "lost": total("lost"),
+        "duplicated": total("duplicated"),
+        "reordered": total("reordered"),
+        "bytes_received": received,
+        "bytes_sent": sent,
+        "bytes_per_event": (received + sent) / delivered if delivered else None,
+        "rss_bytes": _median([s["rss_bytes"] for s in target]),
+        "uss_bytes": _median([s.get("uss_bytes") for s in target]),
+        "cpu_percent": _mean([s["cpu_percent"] for s in target]),
+        "sockstat_tcp_mem_bytes": _median([s.get("sockstat_tcp_mem_bytes") for s in target]),
+        "generator_cpu_percent": generator_cpu,
+        "flags": ";".join(flags),
+        "valid": "generator_saturated" not in flags and "users_not_reached" not in flags,
+    }
+
+
+def collect_transport(transport: str, record_dir: Path, samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """All step rows of one transport from its Locust record directory and its samples."""
+    windows = read_windows(record_dir / "windows.jsonl")
+    timeline_path = record_dir / "timeline.jsonl"
+    seconds = read_timeline(timeline_path) if timeline_path.exists() else []
+    return [step_row(transport, window, seconds, samples) for window in windows]
+
+
+def label_samples(samples: list[dict[str, Any]], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Add step and phase to each sample: the step whose window holds it ("measure"), else -1 ("ramp")."""
+    labelled = []
+    for sample in samples:
+        step, phase = -1, "ramp"
+        for row in rows:
+            if row["transport"] == sample["transport"] and row["t_start"] <= sample["t"] <= row["t_end"]:
+                step, phase = row["step"], "measure"
+                break
+        labelled.append({**sample, "step": step, "phase": phase})
+    return labelled

@@ -1,0 +1,199 @@
+"""`rtcap run`: per transport, a fresh target, a check, a step-load Locust run and samples; then files and report.
+
+The orchestrating process never imports Locust: Locust runs in its own process (`python -m locust`), which is
+also the load generator whose CPU is sampled, so its saturation can be detected and flagged.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from loadtests import collect
+from loadtests.sampler import ProcessProbe, Sampler, sample_rows
+from loadtests.staircase import Staircase
+from loadtests.verify import VerifyError, verify_target
+from targets.process import TargetProcess
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+USER_CLASSES = {"poll": "PollUser", "sse": "SSEUser", "ws": "WebSocketUser", "chat": "ChatUser"}
+STEP_COLUMNS = [
+    "transport", "step", "users", "connections", "t_start", "t_end", "duration_s", "requests", "rps", "delivered",
+    "msgs_per_s", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "latency_max_ms", "latency_mean_ms",
+    "connect_p50_ms", "connect_p99_ms", "errors", "error_rate", "lost", "duplicated", "reordered", "bytes_received",
+    "bytes_sent", "bytes_per_event", "rss_bytes", "uss_bytes", "cpu_percent", "sockstat_tcp_mem_bytes",
+    "generator_cpu_percent", "flags", "valid",
+]
+SAMPLE_COLUMNS = [
+    "t", "elapsed_s", "transport", "role", "pid", "rss_bytes", "uss_bytes", "cpu_percent", "num_fds",
+    "tcp_established", "sockstat_tcp_inuse", "sockstat_tcp_mem_bytes", "step", "phase",
+]
+
+
+class RunError(RuntimeError):
+    """The run could not be carried out (target unreachable, Locust failed...)."""
+
+
+@dataclass
+class RunOptions:
+    """Everything `rtcap run` was asked to do."""
+
+    name: str
+    out_dir: Path = Path("runs")
+    transports: list[str] = field(default_factory=lambda: ["poll", "sse", "ws"])
+    steps: list[int] = field(default_factory=lambda: [100, 200, 300, 400, 500, 600])
+    hold: float = 15.0
+    settle: float = 5.0
+    spawn_rate: float = 100.0
+    ramp_timeout: float = 60.0
+    rate: float = 1.0
+    payload: int = 64
+    host: str | None = None
+    target_pid: int | None = None
+    channel: str = "live"
+    poll_interval: float = 1.0
+    chat_rate: float = 0.2
+    sample_interval: float = 0.5
+    slo_p99_ms: float = 1000.0
+    slo_error_rate: float = 0.01
+    generator_cpu_limit: float = 90.0
+    report: bool = True
+
+
+def _git_sha() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PACKAGE_DIR, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def _meta(options: RunOptions, started: str, ended: str | None, notes: list[str]) -> dict[str, Any]:
+    from loadtests import __version__
+
+    return {
+        "tool": "rtcap", "version": __version__, "git_sha": _git_sha(), "name": options.name,
+        "host": {"hostname": socket.gethostname(), "cpus": os.cpu_count(), "platform": platform.platform(),
+                 "python": platform.python_version()},
+        "target": {"kind": "external" if options.host else "reference", "url": options.host or "",
+                   "rate": options.rate, "payload": options.payload, "pid": options.target_pid},
+        "transports": options.transports, "steps": options.steps, "hold_s": options.hold,
+        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()},
+        "slo": {"delivery_p99_ms": options.slo_p99_ms, "error_rate": options.slo_error_rate,
+                "generator_cpu_percent": options.generator_cpu_limit},
+        "start": started, "end": ended, "notes": notes,
+    }
+
+
+def _write_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows({k: ("" if row.get(k) is None else row.get(k)) for k in columns} for row in rows)
+    tmp.replace(path)  # atomic: a crash never leaves a half-written file behind
+
+
+def locust_command(options: RunOptions, transport: str, url: str, record_dir: Path) -> list[str]:
+    """The `python -m locust` command line that runs one transport's staircase."""
+    files = f"{PACKAGE_DIR / 'catalog.py'},{PACKAGE_DIR / 'stepload.py'}"
+    return [
+        sys.executable, "-m", "locust", "-f", files, "--headless", "--host", url,
+        "--csv", str(record_dir / "locust"), "--only-summary", "--loglevel", "WARNING",
+        "--rtcap-record", str(record_dir), "--steps", ",".join(map(str, options.steps)),
+        "--step-hold", str(options.hold), "--step-settle", str(options.settle),
+        "--step-spawn-rate", str(options.spawn_rate), "--step-ramp-timeout", str(options.ramp_timeout),
+        "--channel", options.channel, "--poll-interval", str(options.poll_interval),
+        "--chat-rate", str(options.chat_rate), USER_CLASSES[transport],
+    ]
+
+
+def run_transport(options: RunOptions, transport: str, run_dir: Path, clock0: float, say: Any) -> tuple[list[dict], list[dict]]:
+    """Measure one transport; return its step rows and its samples."""
+    record_dir = run_dir / "locust" / transport
+    record_dir.mkdir(parents=True, exist_ok=True)
+    target: TargetProcess | None = None
+    url, target_pid = options.host, options.target_pid
+    if url is None:
+        target = TargetProcess.reference(options.rate, options.payload, record_dir / "target.log")
+        url = target.start()
+        target_pid = target.pid
+    try:
+        verify_target(url, transport, options.channel)
+        say(f"[{transport}] target {url} verified; running steps {options.steps} ({options.hold:g} s each)")
+        staircase = Staircase(options.steps, options.hold, options.settle, options.spawn_rate, options.ramp_timeout)
+        limit = staircase.planned_seconds() + options.ramp_timeout * len(options.steps) + 60
+        with (record_dir / "locust.log").open("w", encoding="utf-8") as log:
+            locust = subprocess.Popen(locust_command(options, transport, url, record_dir), stdout=log, stderr=subprocess.STDOUT)
+            probes = [ProcessProbe(locust.pid, "generator", count_connections=False)]
+            if target_pid:
+                probes.insert(0, ProcessProbe(target_pid, "target"))
+            sampler = Sampler(probes, options.sample_interval).start()
+            try:
+                code = locust.wait(timeout=limit)
+            except subprocess.TimeoutExpired:
+                locust.kill()
+                locust.wait()
+                raise RunError(f"[{transport}] Locust did not finish within {limit:.0f} s; see {record_dir / 'locust.log'}")
+            finally:
+                samples = sampler.stop()
+        rows = collect.collect_transport(transport, record_dir, [])
+        if code not in (0, 1) or not rows:
+            # Locust exits 1 when any request failed; that is a measurement. Anything else is a crash.
+            raise RunError(f"[{transport}] Locust exited {code} after {len(rows)} step(s); see {record_dir / 'locust.log'}")
+    finally:
+        if target is not None:
+            target.stop()
+    sampled = [{**row, "transport": transport, "elapsed_s": row["t"] - clock0} for row in sample_rows(samples)]
+    rows = collect.collect_transport(transport, record_dir, sampled)
+    for row in rows:
+        if row["generator_cpu_percent"] is not None and row["generator_cpu_percent"] >= options.generator_cpu_limit:
+            row["valid"] = False
+    return rows, collect.label_samples(sampled, rows)
+
+
+def run_sweep(options: RunOptions, say: Any = print) -> Path:
+    """Run every transport in turn and write the run directory (and the HTML report); return its path."""
+    run_dir = options.out_dir / options.name
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise RunError(f"run directory {run_dir} already exists and is not empty; choose another --name")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    started = datetime.now(timezone.utc).isoformat()
+    notes: list[str] = []
+    (run_dir / "meta.json").write_text(json.dumps(_meta(options, started, None, notes), indent=2))
+    all_rows: list[dict] = []
+    all_samples: list[dict] = []
+    clock0 = time.time()
+    try:
+        for transport in options.transports:
+            rows, samples = run_transport(options, transport, run_dir, clock0, say)
+            all_rows += rows
+            all_samples += samples
+            # Written after every transport, so an interrupted sweep keeps what it measured.
+            _write_csv(run_dir / "steps.csv", STEP_COLUMNS, all_rows)
+            _write_csv(run_dir / "samples.csv", SAMPLE_COLUMNS, all_samples)
+            say(f"[{transport}] {len(rows)} step(s) measured")
+    except VerifyError as error:
+        notes.append(f"target check failed: {error}")
+        raise RunError(f"target check failed: {error}") from error
+    finally:
+        ended = datetime.now(timezone.utc).isoformat()
+        (run_dir / "meta.json").write_text(json.dumps(_meta(options, started, ended, notes), indent=2))
+    from reports.summary import write_summary
+
+    write_summary(run_dir)
+    if options.report:
+        from reports.html import render_report
+
+        render_report([run_dir], run_dir / "report.html")
+    return run_dir

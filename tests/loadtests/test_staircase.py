@@ -1,0 +1,47 @@
+"""The step plan as a state machine, driven with explicit times."""
+
+import pytest
+
+from loadtests.staircase import Staircase, parse_steps
+
+
+def test_parse_steps_forms() -> None:
+    assert parse_steps("50, 100,150") == [50, 100, 150]
+    assert parse_steps("50:250:50") == [50, 100, 150, 200, 250]
+    for bad in ("", "a,b", "10,-5", "1:5:0", "0"):
+        with pytest.raises(ValueError, match="bad steps"):
+            parse_steps(bad)
+
+
+def test_holds_start_when_users_are_running_and_windows_skip_settle() -> None:
+    plan = Staircase(steps=[10, 20], hold=10, settle=3, spawn_rate=5)
+    assert plan.tick(100.0, 0) == (10, 5)
+    assert plan.tick(101.0, 6) == (10, 5)  # still ramping
+    assert plan.tick(102.0, 10) == (10, 5)  # reached: hold starts at 102
+    assert plan.tick(111.0, 10) == (10, 5)
+    assert plan.tick(112.0, 10) == (20, 5)  # hold over: next step
+    assert plan.windows[0].t_start == 105.0 and plan.windows[0].t_end == 112.0
+    assert plan.windows[0].reached and plan.windows[0].ramp_s == 2.0
+    plan.tick(113.0, 20)
+    assert plan.tick(123.0, 20) is None
+    assert [w.step for w in plan.windows] == [0, 1]
+
+
+def test_ramp_timeout_moves_on_and_marks_the_step() -> None:
+    plan = Staircase(steps=[100], hold=5, settle=1, spawn_rate=10, ramp_timeout=4)
+    plan.tick(0.0, 0)
+    plan.tick(4.0, 37)
+    assert plan.phase == "hold"
+    assert plan.tick(9.0, 37) is None
+    assert not plan.windows[0].reached and plan.windows[0].running_users == 37
+
+
+def test_invalid_plans_are_rejected() -> None:
+    with pytest.raises(ValueError):
+        Staircase(steps=[], hold=1, settle=0, spawn_rate=1)
+    with pytest.raises(ValueError, match="settle"):
+        Staircase(steps=[1], hold=5, settle=5, spawn_rate=1)
+
+
+def test_planned_seconds_counts_ramps_and_holds() -> None:
+    assert Staircase(steps=[10, 20], hold=5, settle=1, spawn_rate=10).planned_seconds() == 2 + 10
