@@ -1,0 +1,230 @@
+"""Plotly figures for capacity reports: long-form steps/samples frames in, go.Figure out."""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.colors import qualitative
+from plotly.subplots import make_subplots
+
+from reports import model
+
+KIB = 1024
+MIB = 1024 * 1024
+POLL_TRANSPORTS = ("poll", "longpoll", "state")
+PUSH_TRANSPORTS = ("sse", "ws", "chat")
+_PALETTE = qualitative.Plotly
+# Fixed colours for known transports so a colour means the same thing in every figure and report.
+_KNOWN_COLORS = {t: _PALETTE[i] for i, t in enumerate(("poll", "sse", "ws", "chat", "longpoll", "state"))}
+RUN_SYMBOLS = ("circle", "square", "diamond", "triangle-up", "star", "hexagon")
+INVALID_SYMBOL = "x"
+HEIGHT = 460
+X_TITLE = "connections held by target"
+
+
+def transport_color(transport: str) -> str:
+    """Stable colour for a transport name (known names fixed, others hashed into the palette)."""
+    if transport in _KNOWN_COLORS:
+        return _KNOWN_COLORS[transport]
+    spare = _PALETTE[len(_KNOWN_COLORS):]
+    return spare[zlib.crc32(transport.encode()) % len(spare)]
+
+
+def fmt_num(value: Any, digits: int = 0, scale: float = 1.0) -> str:
+    """Format a number with thousands separators; unknown values become an en dash."""
+    try:
+        f = float(value) / scale
+    except (TypeError, ValueError):
+        return "–"
+    return f"{f:,.{digits}f}" if math.isfinite(f) else "–"
+
+
+def _groups(df: pd.DataFrame) -> Iterator[tuple[str, str, int, pd.DataFrame]]:
+    """Yield (label, transport, run index, rows) per run and transport, in a stable order."""
+    runs = list(dict.fromkeys(df["run"])) if "run" in df else [""]
+    frame = df if "run" in df else df.assign(run="")
+    transports = list(dict.fromkeys(frame["transport"]))
+    for transport in transports:
+        for i, run in enumerate(runs):
+            rows = frame[(frame["transport"] == transport) & (frame["run"] == run)]
+            if len(rows):
+                label = transport if len(runs) == 1 else f"{transport} · {run}"
+                yield label, transport, i, rows.sort_values("step")
+
+
+def _clean(values: pd.Series, scale: float = 1.0) -> list[float | None]:
+    """Plain list for plotly (numpy arrays would be base64-encoded in to_dict)."""
+    return [None if pd.isna(v) else float(v) / scale for v in values]
+
+
+def _steps_trace(rows: pd.DataFrame, label: str, transport: str, run_index: int, column: str,
+                 scale: float, value_label: str, mode: str, dash: str = "solid") -> go.Scatter:
+    """One trace for one run/transport; invalid steps get a distinct marker and hover note."""
+    symbol = RUN_SYMBOLS[run_index % len(RUN_SYMBOLS)]
+    valid = rows["valid"].astype(bool).tolist()
+    notes = ["" if ok else "invalid: " + (str(f).replace(";", ", ") or "not counted")
+             for ok, f in zip(valid, rows["flags"])]
+    run = rows["run"] if "run" in rows else pd.Series([""] * len(rows), index=rows.index)
+    custom = [[r, transport, int(s), fmt_num(u), fmt_num(c), n]
+              for r, s, u, c, n in zip(run, rows["step"], rows["users"], rows["connections"], notes)]
+    color = transport_color(transport)
+    return go.Scatter(
+        x=_clean(rows["connections"]), y=_clean(rows[column], scale), mode=mode, name=label,
+        legendgroup=transport, customdata=custom,
+        line={"color": color, "dash": dash},
+        marker={"color": color, "size": 9, "symbol": [symbol if ok else INVALID_SYMBOL for ok in valid]},
+        hovertemplate=("run=%{customdata[0]}<br>transport=%{customdata[1]}<br>step=%{customdata[2]}"
+                       "<br>users=%{customdata[3]}<br>connections=%{customdata[4]}"
+                       f"<br>{value_label}=%{{y:,.4~g}}<br>%{{customdata[5]}}<extra></extra>"),
+    )
+
+
+def _layout(fig: go.Figure, title: str, y_title: str) -> go.Figure:
+    """Shared look: white template, fixed height, titled axes."""
+    fig.update_layout(title=title, template="plotly_white", height=HEIGHT, hovermode="closest",
+                      legend={"title": {"text": "transport"}})
+    fig.update_xaxes(title_text=X_TITLE, rangemode="tozero")
+    fig.update_yaxes(title_text=y_title)
+    return fig
+
+
+def memory_figure(steps: pd.DataFrame) -> go.Figure:
+    """Target RSS (MiB) vs connections per transport, with the fitted line over valid steps."""
+    fig = go.Figure()
+    for label, transport, i, rows in _groups(steps):
+        fig.add_trace(_steps_trace(rows, label, transport, i, "rss_bytes", MIB, "RSS (MiB)", "markers"))
+        fit = model.memory_fit(rows, "rss_bytes")
+        if fit is None:
+            continue
+        # Drawn from zero connections so the intercept (baseline RSS) is visible.
+        x1 = float(rows["connections"].max())
+        fig.add_trace(go.Scatter(
+            x=[0.0, x1], y=[fit.intercept / MIB, fit.predict(x1) / MIB], mode="lines",
+            name=f"{label} fit: {fit.slope / KIB:.1f} KiB/conn", legendgroup=transport,
+            line={"color": transport_color(transport), "dash": "dash"}, hoverinfo="skip",
+            meta={"kind": "fit", "transport": transport, "slope_bytes": fit.slope}))
+    return _layout(fig, "Target memory vs connections (RSS, MiB)", "target RSS (MiB)")
+
+
+def throughput_kind(transport: str, rows: pd.DataFrame | None = None) -> str:
+    """'poll' if the transport is measured in requests/s, else 'push' (messages/s)."""
+    if transport in POLL_TRANSPORTS:
+        return "poll"
+    if transport in PUSH_TRANSPORTS or rows is None:
+        return "push"
+    return "push" if rows["msgs_per_s"].notna().any() else "poll"
+
+
+def throughput_figure(steps: pd.DataFrame) -> go.Figure:
+    """Requests/s for polling transports and messages/s for push transports vs connections."""
+    kinds = {"poll": ("polling: HTTP requests/s", "requests/s", "rps"),
+             "push": ("push: messages delivered/s", "messages/s", "msgs_per_s")}
+    groups = [(g, throughput_kind(g[1], g[3])) for g in _groups(steps)]
+    present = [k for k in kinds if any(kind == k for _, kind in groups)] or ["push"]
+    fig = make_subplots(rows=1, cols=len(present), subplot_titles=[kinds[k][0] for k in present])
+    for (label, transport, i, rows), kind in groups:
+        col = present.index(kind) + 1
+        _, unit, column = kinds[kind]
+        fig.add_trace(_steps_trace(rows, label, transport, i, column, 1.0, unit, "lines+markers"),
+                      row=1, col=col)
+    _layout(fig, "Throughput vs connections", kinds[present[0]][1])
+    for col, kind in enumerate(present, start=1):
+        fig.update_yaxes(title_text=kinds[kind][1], row=1, col=col)
+    return fig
+
+
+def latency_figure(steps: pd.DataFrame, slo_p99_ms: float | None = None) -> go.Figure:
+    """Delivery latency p50 (dotted) and p99 (solid) vs connections, log y, with the SLO line."""
+    fig = go.Figure()
+    for label, transport, i, rows in _groups(steps):
+        for q, dash in (("p99", "solid"), ("p50", "dot")):
+            fig.add_trace(_steps_trace(rows, f"{label} {q}", transport, i, f"latency_{q}_ms", 1.0,
+                                       f"delivery {q} (ms)", "lines+markers", dash))
+    if slo_p99_ms is not None:
+        # A trace rather than a shape: shapes and annotations on log axes need log10 coordinates.
+        x1 = float(steps["connections"].max()) if steps["connections"].notna().any() else 1.0
+        fig.add_trace(go.Scatter(
+            x=[0.0, x1], y=[slo_p99_ms, slo_p99_ms], mode="lines",
+            name=f"SLO: p99 ≤ {fmt_num(slo_p99_ms)} ms", line={"color": "#444", "dash": "dash"},
+            hoverinfo="name", meta={"kind": "slo"}))
+    _layout(fig, "Delivery latency vs connections (publish → receive, ms, log scale)",
+            "delivery latency (ms)")
+    fig.update_yaxes(type="log")
+    return fig
+
+
+def cpu_figure(steps: pd.DataFrame) -> go.Figure:
+    """Target CPU (% of one core) vs connections per transport."""
+    fig = go.Figure()
+    for label, transport, i, rows in _groups(steps):
+        fig.add_trace(_steps_trace(rows, label, transport, i, "cpu_percent", 1.0, "target CPU (%)",
+                                   "lines+markers"))
+    return _layout(fig, "Target CPU vs connections (% of one core)", "target CPU (% of one core)")
+
+
+def timeline_figure(samples: pd.DataFrame) -> go.Figure:
+    """Target RSS (MiB) and established TCP connections over elapsed time, per transport."""
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
+                        subplot_titles=("target RSS (MiB)", "established TCP connections"))
+    target = samples[samples["role"] == "target"]
+    if "run" not in target:
+        target = target.assign(run="")
+    runs = list(dict.fromkeys(target["run"]))
+    for transport in dict.fromkeys(target["transport"]):
+        for run in runs:
+            rows = target[(target["transport"] == transport) & (target["run"] == run)].sort_values("t")
+            if rows.empty:
+                continue
+            label = transport if len(runs) == 1 else f"{transport} · {run}"
+            style = {"legendgroup": transport, "line": {"color": transport_color(transport)}}
+            fig.add_trace(go.Scatter(x=_clean(rows["elapsed_s"]), y=_clean(rows["rss_bytes"], MIB),
+                                     mode="lines", name=label, **style), row=1, col=1)
+            fig.add_trace(go.Scatter(x=_clean(rows["elapsed_s"]), y=_clean(rows["tcp_established"]),
+                                     mode="lines", name=label, showlegend=False, **style), row=2, col=1)
+    fig.update_layout(title="Target resources over time", template="plotly_white", height=HEIGHT + 120,
+                      legend={"title": {"text": "transport"}})
+    fig.update_xaxes(title_text="elapsed (s)", row=2, col=1)
+    fig.update_yaxes(title_text="RSS (MiB)", row=1, col=1)
+    fig.update_yaxes(title_text="connections", row=2, col=1)
+    return fig
+
+
+def headline_frame(summaries: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+    """One formatted row per run and transport from summary dicts keyed by run label."""
+    rows = []
+    for run, summary in summaries.items():
+        for transport, s in summary.get("transports", {}).items():
+            ci = s.get("mem_per_conn_ci95") or [None, None]
+            mem = fmt_num(s.get("mem_per_conn_bytes"), 1, KIB)
+            if ci[0] is not None:
+                mem += f" ({fmt_num(ci[0], 1, KIB)}–{fmt_num(ci[1], 1, KIB)})"
+            lat = s.get("delivery_ms") or {}
+            rows.append({
+                "run": run, "transport": transport,
+                "max connections": fmt_num(s.get("max_connections")),
+                "memory/conn (KiB, 95% CI)": mem,
+                "baseline RSS (MiB)": fmt_num(s.get("baseline_rss_bytes"), 1, MIB),
+                **{f"delivery {q} (ms)": fmt_num(lat.get(q), 1) for q in ("p50", "p95", "p99")},
+                "requests/s": fmt_num(s.get("rps"), 1),
+                "messages/s": fmt_num(s.get("msgs_per_s"), 1),
+                "bytes/event (B)": fmt_num(s.get("bytes_per_event"), 1),
+                "errors": fmt_num(s.get("errors")),
+                "lost / dup / reordered": " / ".join(fmt_num(s.get(k)) for k in
+                                                     ("lost", "duplicated", "reordered")),
+                "capacity at SLO (connections)": fmt_num(s.get("capacity_at_slo")),
+            })
+    return pd.DataFrame(rows)
+
+
+def headline_table(summaries: Mapping[str, Mapping[str, Any]]) -> go.Figure:
+    """The headline numbers as a go.Table figure (for notebooks; the HTML page uses a plain table)."""
+    frame = headline_frame(summaries)
+    fig = go.Figure(go.Table(header={"values": list(frame.columns)},
+                             cells={"values": [frame[c].tolist() for c in frame.columns]}))
+    fig.update_layout(title="Headline numbers", template="plotly_white")
+    return fig

@@ -1,0 +1,140 @@
+"""Tests for reports.figures: inspect fig.to_dict(), never rendered output."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from reports import figures
+from reports.rundir import load_runs
+from reports.summary import write_summary
+
+MIB = 1024 * 1024
+
+
+@pytest.fixture
+def steps(run_dir: Path) -> pd.DataFrame:
+    return load_runs([run_dir])[0]
+
+
+def data_traces(fig: Any) -> list[dict]:
+    return fig.to_dict()["data"]
+
+
+def by_name(fig: Any) -> dict[str, dict]:
+    return {t["name"]: t for t in data_traces(fig)}
+
+
+def test_memory_one_trace_per_transport_with_values(steps: pd.DataFrame, truth: dict) -> None:
+    traces = by_name(figures.memory_figure(steps))
+    for transport, t in truth["transports"].items():
+        tr = traces[transport]
+        assert tr["mode"] == "markers"
+        conns = list(t["conns"]) + ([truth["invalid"]["connections"]] if transport == "sse" else [])
+        assert tr["x"] == [float(c) for c in conns]
+        expected = [(t["base"] + t["slope"] * c + n) / MIB for c, n in zip(t["conns"], truth["noise"])]
+        assert tr["y"][: len(expected)] == pytest.approx(expected)
+    markers = [t for t in data_traces(figures.memory_figure(steps)) if t["mode"] == "markers"]
+    assert len(markers) == 3
+
+
+def test_memory_fit_line_named_and_dashed(steps: pd.DataFrame) -> None:
+    fits = [t for t in data_traces(figures.memory_figure(steps)) if t.get("meta", {}).get("kind") == "fit"]
+    names = sorted(t["name"] for t in fits)
+    assert names == ["poll fit: 2.0 KiB/conn", "sse fit: 20.0 KiB/conn", "ws fit: 8.0 KiB/conn"]
+    sse = next(t for t in fits if t["meta"]["transport"] == "sse")
+    assert sse["line"]["dash"] == "dash"
+    # The line ends at the right value: the invalid step (6400 conns) did not bend the slope.
+    assert sse["meta"]["slope_bytes"] == pytest.approx(20480.0, rel=1e-3)
+    assert sse["y"][1] - sse["y"][0] == pytest.approx(20480.0 * 6400 / MIB, rel=1e-3)
+
+
+def test_invalid_steps_have_distinct_marker_and_hover_note(steps: pd.DataFrame) -> None:
+    for fig in (figures.memory_figure(steps), figures.cpu_figure(steps), figures.latency_figure(steps, 1000)):
+        sse = [t for t in data_traces(fig) if t["name"] in ("sse", "sse p99")][0]
+        symbols = sse["marker"]["symbol"]
+        assert symbols[:6] == ["circle"] * 6 and symbols[6] == figures.INVALID_SYMBOL
+        assert sse["customdata"][6][5] == "invalid: generator_saturated"
+        assert sse["customdata"][0][5] == ""
+        assert sse["customdata"][6][:5] == ["baseline", "sse", 6, "6,400", "6,400"]
+        for word in ("run=", "transport=", "step=", "users=", "connections="):
+            assert word in sse["hovertemplate"]
+
+
+def test_colours_consistent_across_figures(steps: pd.DataFrame) -> None:
+    figs = [figures.memory_figure(steps), figures.throughput_figure(steps),
+            figures.latency_figure(steps, 1000), figures.cpu_figure(steps)]
+    for transport in ("poll", "sse", "ws"):
+        colours = {t["marker"]["color"] for f in figs for t in data_traces(f)
+                   if t.get("legendgroup") == transport and "marker" in t}
+        assert colours == {figures.transport_color(transport)}
+    assert len({figures.transport_color(t) for t in ("poll", "sse", "ws", "chat", "custom")}) == 5
+
+
+def test_throughput_rps_for_polling_msgs_for_push(steps: pd.DataFrame) -> None:
+    fig = figures.throughput_figure(steps)
+    traces = by_name(fig)
+    poll = steps[steps["transport"] == "poll"].sort_values("step")
+    ws = steps[steps["transport"] == "ws"].sort_values("step")
+    assert traces["poll"]["y"] == pytest.approx(poll["rps"].tolist())
+    assert traces["ws"]["y"] == pytest.approx(ws["msgs_per_s"].tolist())
+    assert traces["poll"]["xaxis"] == "x" and traces["ws"]["xaxis"] == "x2"
+    layout = fig.to_dict()["layout"]
+    assert layout["yaxis"]["title"]["text"] == "requests/s"
+    assert layout["yaxis2"]["title"]["text"] == "messages/s"
+
+
+def test_latency_log_axis_p50_p99_and_slo_line(steps: pd.DataFrame, truth: dict) -> None:
+    fig = figures.latency_figure(steps, 1000.0)
+    traces = by_name(fig)
+    assert fig.to_dict()["layout"]["yaxis"]["type"] == "log"
+    assert traces["ws p99"]["y"] == pytest.approx(truth["transports"]["ws"]["p99"])
+    assert traces["ws p50"]["line"]["dash"] == "dot"
+    slo = [t for t in data_traces(fig) if t.get("meta", {}).get("kind") == "slo"]
+    assert len(slo) == 1 and slo[0]["y"] == [1000.0, 1000.0]
+    assert slo[0]["name"] == "SLO: p99 ≤ 1,000 ms"
+    assert not any(t.get("meta", {}).get("kind") == "slo"
+                   for t in data_traces(figures.latency_figure(steps, None)))
+
+
+def test_cpu_figure_values(steps: pd.DataFrame) -> None:
+    fig = figures.cpu_figure(steps)
+    sse = steps[steps["transport"] == "sse"].sort_values("step")
+    assert by_name(fig)["sse"]["y"] == pytest.approx(sse["cpu_percent"].tolist())
+    assert "% of one core" in fig.to_dict()["layout"]["yaxis"]["title"]["text"]
+
+
+def test_two_runs_overlay(run_dir: Path, second_run_dir: Path) -> None:
+    steps, samples, _ = load_runs([run_dir, second_run_dir])
+    fig = figures.memory_figure(steps)
+    markers = {t["name"]: t for t in data_traces(fig) if t["mode"] == "markers"}
+    assert set(markers) == {f"{t} · {r}" for t in ("poll", "sse", "ws") for r in ("baseline", "tuned")}
+    assert markers["sse · tuned"]["marker"]["symbol"][0] == figures.RUN_SYMBOLS[1]
+    assert markers["sse · tuned"]["customdata"][0][0] == "tuned"
+    assert len([t for t in data_traces(fig) if "fit:" in t["name"]]) == 6
+    timeline = figures.timeline_figure(samples)
+    assert len(data_traces(timeline)) == 2 * 6
+
+
+def test_headline_frame_has_units(run_dir: Path) -> None:
+    summary = write_summary(run_dir)
+    frame = figures.headline_frame({"baseline": summary})
+    assert list(frame["transport"]) == ["poll", "sse", "ws"]
+    sse = frame.set_index("transport").loc["sse"]
+    assert sse["memory/conn (KiB, 95% CI)"].startswith("20.0 (")
+    assert sse["baseline RSS (MiB)"] == "50.0"
+    assert sse["capacity at SLO (connections)"] == "1,600"
+    assert sse["lost / dup / reordered"] == "1 / 0 / 2"
+    for col in ("delivery p99 (ms)", "bytes/event (B)", "requests/s", "messages/s"):
+        assert col in frame.columns
+    table = figures.headline_table({"baseline": summary}).to_dict()["data"][0]
+    assert table["type"] == "table" and "max connections" in table["header"]["values"]
+
+
+def test_fmt_num() -> None:
+    assert figures.fmt_num(1234.5, 1) == "1,234.5"
+    assert figures.fmt_num(None) == "–" and figures.fmt_num(float("nan")) == "–"
+    assert figures.fmt_num(20480, 1, 1024) == "20.0"

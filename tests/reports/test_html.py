@@ -1,0 +1,100 @@
+"""Tests for reports.html: the self-contained report page."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+from reports.html import render_report, transport_sentence
+
+BANNER = re.compile(r"\* plotly\.js v\d+\.\d+\.\d+")
+
+
+class Tags(HTMLParser):
+    """Collect every tag's attributes and the text outside <script> bodies."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.attrs: list[tuple[str, str, str]] = []
+        self.text: list[str] = []
+        self._in_script = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._in_script = tag == "script"
+        self.attrs += [(tag, k, v or "") for k, v in attrs]
+
+    def handle_endtag(self, tag: str) -> None:
+        self._in_script = False if tag == "script" else self._in_script
+
+    def handle_data(self, data: str) -> None:
+        if not self._in_script:
+            self.text.append(data)
+
+
+def parse(page: str) -> Tags:
+    tags = Tags()
+    tags.feed(page)
+    return tags
+
+
+def test_plotlyjs_embedded_once_and_no_network(rendered_report: tuple[Path, Path]) -> None:
+    _, out = rendered_report
+    page = out.read_text(encoding="utf-8")
+    assert len(BANNER.findall(page)) == 1
+    tags = parse(page)
+    assert not [a for a in tags.attrs if a[1] in ("src", "href") and re.match(r"\s*(https?:)?//", a[2])]
+    assert not [a for a in tags.attrs if a[0] == "script" and a[1] == "src"]
+    outside_scripts = re.sub(r"<script[^>]*>.*?</script>", "", page, flags=re.S)
+    assert "cdn.plot.ly" not in outside_scripts
+    assert page.count('class="plotly-graph-div"') == 5
+
+
+def test_page_content(rendered_report: tuple[Path, Path]) -> None:
+    run, out = rendered_report
+    text = " ".join(parse(out.read_text(encoding="utf-8")).text)
+    assert "rtcap capacity report: baseline" in text
+    for fragment in ("bench-1", "8 CPUs", "reference http://127.0.0.1:8000", "2024-05-01T10:00:00+00:00",
+                     "100, 200, 400, 800, 1600, 3200", "30.0 s", "memory/conn (KiB, 95% CI)"):
+        assert fragment in text, fragment
+    assert ("sse: held 6,400 connections; 20.0 KiB per connection (95% CI 20.0-20.0, R² 1.00); "
+            "delivery p99 1,500 ms at 3,200 connections; capacity at SLO (p99 <= 1,000 ms, "
+            "errors <= 1%): 1,600 connections.") in text
+    assert "ws: held 4,800 connections" in text and "poll: held 3,200 connections" in text
+    assert "warning: 1 step invalid: load generator saturated" in text
+    for heading in ("Target memory vs connections", "Throughput vs connections", "Delivery latency",
+                    "Target CPU vs connections", "Target resources over time"):
+        assert heading in text
+    assert "slope is the memory cost of one more connection" in text
+    assert json.loads((run / "summary.json").read_text())["name"] == "baseline"  # computed on demand
+
+
+def test_strings_from_files_are_escaped(make_run, tmp_path: Path) -> None:
+    run = make_run("evil")
+    meta = json.loads((run / "meta.json").read_text())
+    meta["name"] = "<script>alert(1)</script>"
+    meta["host"]["hostname"] = '"><img src=x onerror=alert(1)>'
+    (run / "meta.json").write_text(json.dumps(meta))
+    page = render_report([run], tmp_path / "out" / "r.html").read_text(encoding="utf-8")
+    assert "<script>alert(1)</script>" not in page and "<img src=x" not in page
+    assert html.escape("<script>alert(1)</script>") in page
+
+
+def test_two_runs_in_one_page(run_dir: Path, second_run_dir: Path, tmp_path: Path) -> None:
+    out = render_report([run_dir, second_run_dir], tmp_path / "both.html")
+    page = out.read_text(encoding="utf-8")
+    assert len(BANNER.findall(page)) == 1
+    text = " ".join(parse(page).text)
+    assert "rtcap capacity report: baseline, tuned" in text
+    assert text.count("sse: held 6,400 connections") == 2
+
+
+def test_sentence_without_fit_or_capacity() -> None:
+    s = {"max_connections": None, "mem_per_conn_bytes": None, "delivery_ms": {"p99": None},
+         "capacity_at_slo": None, "capacity_at_slo_users": None}
+    text = transport_sentence("ws", s, {"delivery_p99_ms": 250, "error_rate": 0.005})
+    assert text == ("ws: connections not measured; memory per connection not fitted; no delivery "
+                    "latency measured; capacity at SLO (p99 <= 250 ms, errors <= 0.5%): not met by "
+                    "any valid step.")

@@ -1,0 +1,106 @@
+"""Tests for reports.rundir: loading and validating run directories."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from reports.rundir import STEP_COLUMNS, RunDirError, load_run, load_runs
+
+
+def test_load_run_types(run_dir: Path) -> None:
+    run = load_run(run_dir)
+    assert run.name == "baseline" and run.path == run_dir and run.summary is None
+    assert run.meta["slo"]["delivery_p99_ms"] == 1000.0
+    assert set(STEP_COLUMNS) <= set(run.steps.columns)
+    assert run.steps["valid"].dtype == bool
+    assert run.steps["valid"].sum() == len(run.steps) - 1
+    assert run.steps["connections"].dtype == float
+    assert set(run.steps["flags"]) == {"", "generator_saturated"}
+    assert set(run.samples["role"]) == {"target", "generator"}
+
+
+def test_empty_numbers_become_nan(run_dir: Path) -> None:
+    text = (run_dir / "steps.csv").read_text().splitlines()
+    header = text[0].split(",")
+    cells = text[1].split(",")
+    cells[header.index("latency_p99_ms")] = ""
+    cells[header.index("valid")] = ""
+    (run_dir / "steps.csv").write_text("\n".join([text[0], ",".join(cells), *text[2:]]) + "\n")
+    steps = load_run(run_dir).steps
+    assert pd.isna(steps.loc[0, "latency_p99_ms"])
+    assert bool(steps.loc[0, "valid"]) is True  # unknown validity is not a reason to drop a step
+
+
+def test_missing_dir_is_run_dir_error(tmp_path: Path) -> None:
+    with pytest.raises(RunDirError, match="not a run directory"):
+        load_run(tmp_path / "nope")
+
+
+@pytest.mark.parametrize("name", ["meta.json", "steps.csv"])
+def test_missing_file_named(run_dir: Path, name: str) -> None:
+    (run_dir / name).unlink()
+    with pytest.raises(RunDirError, match=f"{name}: file not found"):
+        load_run(run_dir)
+
+
+def test_samples_optional(run_dir: Path) -> None:
+    (run_dir / "samples.csv").unlink()
+    assert load_run(run_dir).samples.empty
+
+
+def test_missing_columns_listed(run_dir: Path) -> None:
+    df = pd.read_csv(run_dir / "steps.csv").drop(columns=["rss_bytes", "valid"])
+    df.to_csv(run_dir / "steps.csv", index=False)
+    with pytest.raises(RunDirError, match=r"steps.csv: missing column\(s\): rss_bytes, valid"):
+        load_run(run_dir)
+
+
+def test_bad_json(run_dir: Path) -> None:
+    (run_dir / "meta.json").write_text("{not json")
+    with pytest.raises(RunDirError, match="meta.json: not valid JSON"):
+        load_run(run_dir)
+    (run_dir / "meta.json").write_text("[]")
+    with pytest.raises(RunDirError, match="expected a JSON object"):
+        load_run(run_dir)
+
+
+def test_non_boolean_valid(run_dir: Path) -> None:
+    df = pd.read_csv(run_dir / "steps.csv")
+    df["valid"] = df["valid"].astype(str)
+    df.loc[0, "valid"] = "maybe"
+    df.to_csv(run_dir / "steps.csv", index=False)
+    with pytest.raises(RunDirError, match="non-boolean value 'maybe'"):
+        load_run(run_dir)
+
+
+def test_empty_steps_file(run_dir: Path) -> None:
+    (run_dir / "steps.csv").write_text("")
+    with pytest.raises(RunDirError, match="steps.csv: empty file"):
+        load_run(run_dir)
+
+
+def test_load_runs_overlays_with_run_column(run_dir: Path, second_run_dir: Path) -> None:
+    steps, samples, runs = load_runs([run_dir, second_run_dir])
+    assert [r.name for r in runs] == ["baseline", "tuned"]
+    assert list(dict.fromkeys(steps["run"])) == ["baseline", "tuned"]
+    assert len(steps) == len(runs[0].steps) + len(runs[1].steps)
+    assert set(samples["run"]) == {"baseline", "tuned"}
+    both = steps[(steps["transport"] == "sse") & (steps["step"] == 0)].set_index("run")["rss_bytes"]
+    assert both["tuned"] == pytest.approx(both["baseline"] * 1.1)
+
+
+def test_load_runs_disambiguates_same_name(make_run, run_dir: Path) -> None:
+    other = make_run("copy")
+    meta = (other / "meta.json").read_text().replace('"name": "copy"', '"name": "baseline"')
+    (other / "meta.json").write_text(meta)
+    steps, _, runs = load_runs([run_dir, other])
+    assert [r.name for r in runs] == ["baseline", "baseline (copy)"]
+    assert steps["run"].nunique() == 2
+
+
+def test_load_runs_requires_one(tmp_path: Path) -> None:
+    with pytest.raises(RunDirError):
+        load_runs([])

@@ -1,0 +1,123 @@
+"""Tests for reports.summary: summary.json from steps.csv + meta.json."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from reports.rundir import RunDirError
+from reports.summary import write_summary
+
+FIXED_FIELDS = {
+    "max_connections", "mem_per_conn_bytes", "mem_per_conn_ci95", "mem_per_conn_r2",
+    "mem_per_conn_uss_bytes", "baseline_rss_bytes", "fit_points", "delivery_ms", "rps",
+    "msgs_per_s", "bytes_per_event", "errors", "lost", "duplicated", "reordered",
+    "capacity_at_slo", "capacity_at_slo_users", "warnings",
+}
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_write_summary_fields_and_truth(run_dir: Path, truth: dict) -> None:
+    before = {n: digest(run_dir / n) for n in ("steps.csv", "samples.csv", "meta.json")}
+    summary = write_summary(run_dir)
+    assert {n: digest(run_dir / n) for n in before} == before  # inputs are never modified
+    assert json.loads((run_dir / "summary.json").read_text()) == summary
+    assert summary["name"] == "baseline"
+    assert summary["slo"] == truth["slo"]
+    assert list(summary["transports"]) == ["poll", "sse", "ws"]
+    for transport, t in truth["transports"].items():
+        s = summary["transports"][transport]
+        assert FIXED_FIELDS <= set(s), FIXED_FIELDS - set(s)
+        assert set(s["delivery_ms"]) == {"p50", "p95", "p99"}
+        assert s["mem_per_conn_bytes"] == pytest.approx(t["slope"], rel=1e-3)
+        lo, hi = s["mem_per_conn_ci95"]
+        assert lo < t["slope"] < hi
+        assert s["mem_per_conn_uss_bytes"] == pytest.approx(t["slope"], rel=1e-3)
+        assert s["baseline_rss_bytes"] == pytest.approx(t["base"], rel=1e-3)
+        assert s["mem_per_conn_r2"] > 0.999
+        assert s["fit_points"] == 6  # the saturated sse step is excluded
+        assert (s["capacity_at_slo"], s["capacity_at_slo_users"]) == t["capacity"]
+        assert s["delivery_ms"]["p99"] == t["p99"][-1]  # highest-load valid step
+        assert isinstance(s["errors"], int) and s["lost"] == 1 and s["reordered"] == 2
+
+
+def test_invalid_step_counts_for_max_connections_only(run_dir: Path, truth: dict) -> None:
+    sse = write_summary(run_dir)["transports"]["sse"]
+    assert sse["max_connections"] == truth["invalid"]["users"]
+    assert sse["at_step"] == {"step": 5, "users": 3200, "connections": 3200}
+    assert sse["msgs_per_s"] == pytest.approx(3200 * 30 / 30)
+    assert "1 step invalid: load generator saturated" in sse["warnings"]
+    assert write_summary(run_dir)["transports"]["poll"]["warnings"] == []
+
+
+def test_push_and_poll_throughput_at_top_step(run_dir: Path) -> None:
+    s = write_summary(run_dir)["transports"]
+    assert s["poll"]["rps"] == pytest.approx(3200 * 10 / 30)
+    assert s["ws"]["msgs_per_s"] == pytest.approx(4800 * 30 / 30)
+    assert s["ws"]["errors"] == round(0.002 * 2400) + round(0.05 * 4800)
+
+
+def test_bytes_per_event_is_delivered_weighted(make_run, run_dir: Path) -> None:
+    steps = pd.read_csv(run_dir / "steps.csv")
+    steps = steps[steps["transport"] == "ws"].reset_index(drop=True)
+    steps["delivered"] = [100, 100, 100, 100, 100, 500]
+    steps["bytes_per_event"] = [100.0, 100.0, 100.0, 100.0, float("nan"), 200.0]
+    s = write_summary(make_run("weighted", steps))["transports"]["ws"]
+    assert s["bytes_per_event"] == pytest.approx((4 * 100 * 100 + 500 * 200) / 900)
+
+
+def test_too_few_points_gives_nulls_and_warning(make_run, run_dir: Path) -> None:
+    steps = pd.read_csv(run_dir / "steps.csv")
+    steps = steps[(steps["transport"] == "ws") & (steps["step"] < 2)]
+    s = write_summary(make_run("short", steps))["transports"]["ws"]
+    for key in ("mem_per_conn_bytes", "mem_per_conn_ci95", "mem_per_conn_r2",
+                "mem_per_conn_uss_bytes", "baseline_rss_bytes"):
+        assert s[key] is None, key
+    assert s["fit_points"] == 0
+    assert any("need >= 3" in w for w in s["warnings"])
+
+
+def test_all_invalid_gives_null_latency(make_run, run_dir: Path) -> None:
+    steps = pd.read_csv(run_dir / "steps.csv")
+    steps = steps[steps["transport"] == "poll"].assign(valid=False, flags="generator_saturated")
+    s = write_summary(make_run("bad", steps))["transports"]["poll"]
+    assert s["delivery_ms"] == {"p50": None, "p95": None, "p99": None}
+    assert s["rps"] is None and s["capacity_at_slo"] is None
+    assert "6 steps invalid: load generator saturated" in s["warnings"]
+    text = (run_dir.parent / "bad" / "summary.json").read_text()
+    assert "NaN" not in text
+
+
+def test_missing_slo_is_run_dir_error(run_dir: Path) -> None:
+    meta = json.loads((run_dir / "meta.json").read_text())
+    del meta["slo"]["error_rate"]
+    (run_dir / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(RunDirError, match="meta.json: 'slo' lacks numeric key"):
+        write_summary(run_dir)
+    assert not (run_dir / "summary.json").exists()
+
+
+def test_missing_column_is_run_dir_error(run_dir: Path) -> None:
+    pd.read_csv(run_dir / "steps.csv").drop(columns=["connections"]).to_csv(run_dir / "steps.csv",
+                                                                           index=False)
+    with pytest.raises(RunDirError, match="missing column.*connections"):
+        write_summary(run_dir)
+
+
+def test_listed_transport_without_steps_stays_visible(run_dir: Path) -> None:
+    meta = json.loads((run_dir / "meta.json").read_text())
+    meta["transports"] = ["ws", "chat", "sse", "poll"]
+    (run_dir / "meta.json").write_text(json.dumps(meta))
+    summary = write_summary(run_dir)
+    assert list(summary["transports"]) == ["ws", "chat", "sse", "poll"]
+    chat = summary["transports"]["chat"]
+    assert FIXED_FIELDS <= set(chat)
+    assert chat["max_connections"] is None and chat["capacity_at_slo"] is None and chat["errors"] == 0
+    assert chat["warnings"] == ["no steps recorded in steps.csv"]
