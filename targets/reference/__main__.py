@@ -1,0 +1,163 @@
+"""Command line of the reference target: `python -m targets.reference --port 0`."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Callable
+
+from .config import LOG_LEVELS, TargetConfig, valid_name
+
+_DEFAULTS = TargetConfig()
+
+
+def _number(kind: type, minimum: float, maximum: float | None = None, *, above: bool = False) -> Callable[[str], float]:
+    """An argparse type parsing `kind` within bounds, with a readable error message."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            expected = "an integer" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if math.isnan(value) or value < minimum or (above and value == minimum):
+            raise argparse.ArgumentTypeError(f"must be {'>' if above else '>='} {minimum}, got {text}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"must be <= {maximum}, got {text}")
+        return value
+
+    return parse
+
+
+def _channel(text: str) -> str:
+    if not valid_name(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a valid channel name (1-128 of A-Z a-z 0-9 _ . : ~ @ + -)")
+    return text
+
+
+def add_target_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add every reference-target option to `parser` (also used by the rtcap CLI)."""
+    d = _DEFAULTS
+    parser.add_argument("--host", default=d.host, help=f"interface to bind (default {d.host}, loopback only)")
+    parser.add_argument(
+        "--port", type=_number(int, 0, 65535), default=d.port, help=f"TCP port, 0 picks a free one (default {d.port})"
+    )
+    parser.add_argument(
+        "--rate",
+        type=_number(float, 0),
+        default=d.rate,
+        help=f"ticker events per second per channel, 0 disables (default {d.rate})",
+    )
+    parser.add_argument(
+        "--payload",
+        type=_number(int, 0),
+        default=d.payload,
+        help=f"padding bytes in each ticker event (default {d.payload})",
+    )
+    parser.add_argument(
+        "--channel",
+        dest="channels",
+        action="append",
+        type=_channel,
+        metavar="NAME",
+        help=f"ticker channel, repeatable (default {d.channels[0]})",
+    )
+    parser.add_argument(
+        "--buffer",
+        type=_number(int, 1),
+        default=d.buffer,
+        help=f"events kept per channel for replay (default {d.buffer})",
+    )
+    parser.add_argument(
+        "--heartbeat",
+        type=_number(float, 0),
+        default=d.heartbeat,
+        help=f"SSE heartbeat interval in seconds, 0 disables (default {d.heartbeat})",
+    )
+    parser.add_argument(
+        "--retry-ms",
+        type=_number(int, 0),
+        default=d.retry_ms,
+        help=f"SSE reconnection delay advertised to clients (default {d.retry_ms})",
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=_number(int, 1),
+        default=d.max_connections,
+        help=f"open SSE+WebSocket streams before new ones are refused (default {d.max_connections})",
+    )
+    parser.add_argument(
+        "--max-message-bytes",
+        type=_number(int, 1),
+        default=d.max_message_bytes,
+        help=f"largest publish body / WebSocket message accepted (default {d.max_message_bytes})",
+    )
+    parser.add_argument(
+        "--queue-size",
+        type=_number(int, 1),
+        default=d.queue_size,
+        help=f"events queued per subscriber before it is dropped as slow (default {d.queue_size})",
+    )
+    parser.add_argument(
+        "--idle-timeout",
+        type=_number(float, 0, above=True),
+        default=d.idle_timeout,
+        help=f"HTTP keep-alive and WebSocket ping timeout in seconds (default {d.idle_timeout})",
+    )
+    parser.add_argument(
+        "--log-level", choices=LOG_LEVELS, default=d.log_level, help=f"uvicorn log level (default {d.log_level})"
+    )
+
+
+def config_from_args(args: argparse.Namespace) -> TargetConfig:
+    """Build a TargetConfig from options added by add_target_arguments()."""
+    return TargetConfig(
+        host=args.host,
+        port=args.port,
+        rate=args.rate,
+        payload=args.payload,
+        channels=tuple(args.channels or _DEFAULTS.channels),
+        buffer=args.buffer,
+        heartbeat=args.heartbeat,
+        retry_ms=args.retry_ms,
+        max_message_bytes=args.max_message_bytes,
+        max_connections=args.max_connections,
+        idle_timeout=args.idle_timeout,
+        log_level=args.log_level,
+        queue_size=args.queue_size,
+    )
+
+
+def build_arg_parser() -> argparse.ArgumentParser:
+    """The argument parser of `python -m targets.reference`."""
+    parser = argparse.ArgumentParser(
+        prog="python -m targets.reference",
+        description="Reference real-time target: polling, long polling, SSE and WebSockets on one server.",
+    )
+    add_target_arguments(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse `argv`, serve until SIGINT/SIGTERM and return the exit status."""
+    parser = build_arg_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = config_from_args(args)
+    except ValueError as exc:
+        parser.error(str(exc))
+    from .server import ListenError, serve  # deferred: --help and argument errors need no uvicorn import
+
+    try:
+        serve(config)
+    except ListenError as exc:
+        print(f"rtcap reference target: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # a signal that arrived before the handlers were installed
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

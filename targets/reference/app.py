@@ -1,0 +1,73 @@
+"""The FastAPI application of the reference target: wiring, lifespan, health and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import time
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from fastapi.responses import Response
+
+from .config import TargetConfig
+from .hub import Hub
+from .metrics import Metrics
+from .polling import add_polling_routes
+from .sse import add_sse_route
+from .ticker import run_ticker
+from .ws import add_ws_routes
+
+
+def create_app(config: TargetConfig | None = None) -> FastAPI:
+    """Build a reference-target app with its own hub, ticker and metrics registry."""
+    config = config or TargetConfig()
+    metrics = Metrics()
+    hub = Hub(
+        buffer=config.buffer,
+        queue_size=config.queue_size,
+        max_streams=config.max_connections,
+        metrics=metrics,
+    )
+    for name in config.channels:
+        hub.channel(name)
+    started = time.monotonic()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        ticker = asyncio.create_task(run_ticker(hub, config.channels, config.rate, config.payload), name="rtcap-ticker")
+        try:
+            yield
+        finally:
+            ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticker
+            hub.shutdown()
+
+    app = FastAPI(title="rtcap reference target", lifespan=lifespan)
+    app.state.config = config
+    app.state.hub = hub
+    app.state.metrics = metrics
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        """Liveness, pid (for resource sampling) and known channels."""
+        body = {
+            "status": "ok",
+            "pid": os.getpid(),
+            "uptime_s": round(time.monotonic() - started, 3),
+            "channels": list(hub.channels),
+        }
+        return Response(json.dumps(body), media_type="application/json")
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        """Prometheus text exposition of this app's registry."""
+        return Response(metrics.render(), media_type=metrics.content_type)
+
+    add_polling_routes(app, hub, config)
+    add_sse_route(app, hub, config)
+    add_ws_routes(app, hub, config)
+    return app

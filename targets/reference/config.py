@@ -1,0 +1,69 @@
+"""Configuration of the bundled reference target."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# Channel and room names end up in ETag headers and Prometheus label values, so keep them
+# to characters that need no quoting in either place.
+NAME_PATTERN = r"^[A-Za-z0-9_.:~@+\-]{1,128}$"
+_NAME_RE = re.compile(NAME_PATTERN)
+
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+
+
+def valid_name(name: str) -> bool:
+    """True if `name` is usable as a channel or room name."""
+    return bool(_NAME_RE.match(name))
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    """Every knob of the reference target; defaults match the command-line defaults."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    rate: float = 1.0
+    payload: int = 64
+    channels: tuple[str, ...] = ("live",)
+    buffer: int = 1000
+    heartbeat: float = 15.0
+    retry_ms: int = 3000
+    max_message_bytes: int = 65536
+    max_connections: int = 10000
+    idle_timeout: float = 60.0
+    log_level: str = "warning"
+    queue_size: int = 1000
+
+    def __post_init__(self) -> None:
+        # Accept any iterable of names (argparse hands over a list) but store an immutable tuple.
+        object.__setattr__(self, "channels", tuple(dict.fromkeys(self.channels)))
+        problems = []
+        if not 0 <= self.port <= 65535:
+            problems.append(f"port must be 0..65535, got {self.port}")
+        if self.rate < 0:
+            problems.append(f"rate must be >= 0, got {self.rate}")
+        if self.payload < 0:
+            problems.append(f"payload must be >= 0, got {self.payload}")
+        if not self.channels:
+            problems.append("at least one channel is required")
+        problems += [f"invalid channel name {c!r}" for c in self.channels if not valid_name(c)]
+        for field in ("buffer", "max_message_bytes", "max_connections", "queue_size"):
+            if getattr(self, field) < 1:
+                problems.append(f"{field} must be >= 1, got {getattr(self, field)}")
+        if self.heartbeat < 0:
+            problems.append(f"heartbeat must be >= 0 (0 disables), got {self.heartbeat}")
+        if self.retry_ms < 0:
+            problems.append(f"retry_ms must be >= 0, got {self.retry_ms}")
+        if self.idle_timeout <= 0:
+            problems.append(f"idle_timeout must be > 0, got {self.idle_timeout}")
+        if self.log_level not in LOG_LEVELS:
+            problems.append(f"log_level must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    @property
+    def default_channel(self) -> str:
+        """Channel used by endpoints when the client names none."""
+        return self.channels[0]

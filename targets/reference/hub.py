@@ -1,0 +1,283 @@
+"""Framework-free state of the reference target: channels, replay buffers, subscribers."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+from collections import deque
+from collections.abc import Mapping
+from typing import Any
+
+from .metrics import Metrics
+
+
+def encode(obj: Any) -> str:
+    """Compact single-line JSON (the wire form of every event and control frame)."""
+    return json.dumps(obj, separators=(",", ":"))
+
+
+class Event:
+    """One published message, serialised once and shared by every subscriber."""
+
+    __slots__ = ("_sse", "_typed", "channel", "data", "kind", "seq", "text", "ts")
+
+    def __init__(self, seq: int, ts: float, channel: str, kind: str, obj: dict[str, Any]) -> None:
+        self.seq = seq
+        self.ts = ts
+        self.channel = channel
+        self.kind = kind  # "feed" for channel events, "room" for chat messages
+        self.text = encode(obj)
+        self.data = self.text.encode()
+        self._sse: bytes | None = None
+        # A publisher may post its own "type"; then splicing would produce a duplicate key.
+        self._typed: str | None = None
+        if "type" in obj:
+            self._typed = encode({"type": "event", **{k: v for k, v in obj.items() if k != "type"}})
+
+    def sse_frame(self) -> bytes:
+        """The SSE wire form `id: <seq>\\ndata: <json>\\n\\n`, built once on first use."""
+        if self._sse is None:
+            self._sse = b"id: %d\ndata: %s\n\n" % (self.seq, self.data)
+        return self._sse
+
+    def typed_text(self) -> str:
+        """The event JSON with a leading `"type":"event"` (chat feed form), built once on first use."""
+        if self._typed is None:
+            # Splice instead of re-serialising: the object always starts with '{"seq":'.
+            self._typed = '{"type":"event",' + self.text[1:]
+        return self._typed
+
+
+class Subscriber:
+    """One streaming connection's outbox: a bounded queue fed by the channels it listens to."""
+
+    __slots__ = ("_closed_event", "channels", "closed", "dropped", "id", "queue", "transport")
+
+    def __init__(self, conn_id: str, transport: str, queue_size: int) -> None:
+        self.id = conn_id
+        self.transport = transport
+        self.queue: asyncio.Queue[Any] = asyncio.Queue(queue_size)
+        self.channels: set[Channel] = set()
+        self.dropped = False  # True when disconnected for being too slow
+        self.closed = False
+        self._closed_event = asyncio.Event()
+
+    def offer(self, item: Any) -> bool:
+        """Queue `item` without waiting; False if closed or the queue is full."""
+        if self.closed:
+            return False
+        try:
+            self.queue.put_nowait(item)
+        except asyncio.QueueFull:
+            return False
+        return True
+
+    def close(self) -> None:
+        """Ask the connection that owns this outbox to finish."""
+        self.closed = True
+        self._closed_event.set()
+
+    async def wait_closed(self) -> None:
+        """Return once close() was called."""
+        await self._closed_event.wait()
+
+
+class Channel:
+    """A named stream with a per-channel sequence, a bounded replay buffer and subscribers."""
+
+    def __init__(self, name: str, buffer: int, kind: str = "feed") -> None:
+        self.name = name
+        self.kind = kind
+        self.seq = 0
+        self.events: deque[Event] = deque(maxlen=buffer)
+        self.subscribers: set[Subscriber] = set()
+        self.closed = False
+        self._name_key = "room" if kind == "room" else "channel"
+        self._changed = asyncio.Event()
+
+    @property
+    def last(self) -> Event | None:
+        """The newest buffered event, if any."""
+        return self.events[-1] if self.events else None
+
+    @property
+    def etag(self) -> str:
+        """Strong ETag naming the channel state: `"<channel>:<latest seq>"`."""
+        return f'"{self.name}:{self.seq}"'
+
+    def append(self, fields: Mapping[str, Any]) -> Event:
+        """Stamp `fields` with seq/ts/name (server values win), buffer the event and wake waiters."""
+        self.seq += 1
+        ts = time.time()
+        obj: dict[str, Any] = {"seq": self.seq, "ts": ts, self._name_key: self.name}
+        for key, value in fields.items():
+            obj.setdefault(key, value)
+        event = Event(self.seq, ts, self.name, self.kind, obj)
+        self.events.append(event)
+        # Wake every long-poller at once and hand future waiters a fresh flag.
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+        return event
+
+    def after(self, since: int, limit: int | None = None) -> list[Event]:
+        """Buffered events with seq > since, oldest first, at most `limit`."""
+        buf = self.events
+        if not buf or since >= self.seq:
+            return []
+        # Buffered seqs are contiguous, so the start index is arithmetic, not a search.
+        start = max(0, since + 1 - buf[0].seq)
+        stop = len(buf) if limit is None else min(len(buf), start + limit)
+        return list(itertools.islice(buf, start, stop))
+
+    def gap(self, since: int) -> bool:
+        """True if events after `since` were already evicted from the buffer."""
+        return bool(self.events) and since < self.events[0].seq - 1
+
+    async def wait_after(self, after: int, timeout: float) -> bool:
+        """Wait until seq > after, the channel closes or `timeout` passes; True if seq > after."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.seq <= after and not self.closed:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            try:
+                await asyncio.wait_for(self._changed.wait(), remaining)
+            except TimeoutError:
+                break
+        return self.seq > after
+
+    def close(self) -> None:
+        """Release every waiter (used at shutdown)."""
+        self.closed = True
+        self._changed.set()
+
+
+class Hub:
+    """All channels, chat rooms and streaming subscribers of one app."""
+
+    def __init__(
+        self,
+        buffer: int = 1000,
+        queue_size: int = 1000,
+        max_streams: int = 10000,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.buffer = buffer
+        self.queue_size = queue_size
+        self.max_streams = max_streams
+        self.metrics = metrics or Metrics()
+        self.channels: dict[str, Channel] = {}
+        self.rooms: dict[str, Channel] = {}
+        self.streams: set[Subscriber] = set()
+        self.closing = False
+        self._ids = itertools.count(1)
+
+    def channel(self, name: str) -> Channel:
+        """The feed channel `name`, created empty on first use (a poller may come first)."""
+        ch = self.channels.get(name)
+        if ch is None:
+            ch = self.channels[name] = Channel(name, self.buffer)
+        return ch
+
+    def publish(self, name: str, fields: Mapping[str, Any]) -> Event:
+        """Publish one event on feed channel `name` and fan it out to its subscribers."""
+        ch = self.channel(name)
+        event = ch.append(fields)
+        self.metrics.published(name).inc()
+        self._fan_out(ch, event)
+        return event
+
+    def say(self, room: str, fields: Mapping[str, Any]) -> Event:
+        """Broadcast one chat message to every member of `room` (per-room seq)."""
+        ch = self.rooms.get(room)
+        if ch is None:
+            ch = self.rooms[room] = Channel(room, 1, kind="room")  # chat has no replay
+        event = ch.append(fields)
+        self._fan_out(ch, event)
+        return event
+
+    def _fan_out(self, ch: Channel, event: Event) -> None:
+        slow = [sub for sub in ch.subscribers if not sub.offer(event)]
+        for sub in slow:
+            self.drop(sub)
+
+    def connect(self, transport: str) -> Subscriber | None:
+        """Admit a new stream, or return None (and count it) when at max_streams or shutting down."""
+        if self.closing:
+            return None
+        if len(self.streams) >= self.max_streams:
+            self.metrics.rejected[transport].inc()
+            return None
+        sub = Subscriber(f"c{next(self._ids)}", transport, self.queue_size)
+        self.streams.add(sub)
+        self.metrics.open[transport].inc()
+        return sub
+
+    def disconnect(self, sub: Subscriber) -> None:
+        """Forget a stream: leave all channels and rooms, release its slot. Idempotent."""
+        self._detach(sub)
+        if sub in self.streams:
+            self.streams.discard(sub)
+            self.metrics.open[sub.transport].dec()
+        sub.close()
+
+    def _detach(self, sub: Subscriber) -> None:
+        for ch in sub.channels:
+            ch.subscribers.discard(sub)
+            if ch.kind == "room" and not ch.subscribers:
+                self.rooms.pop(ch.name, None)
+        sub.channels.clear()
+
+    def drop(self, sub: Subscriber) -> None:
+        """Cut off a subscriber whose queue is full (a slow consumer)."""
+        if sub.closed:
+            return
+        sub.dropped = True
+        self.metrics.dropped[sub.transport].inc()
+        self._detach(sub)
+        sub.close()
+
+    def send(self, sub: Subscriber, item: Any) -> bool:
+        """Queue a control item (pong, error, ...) for `sub`, dropping it if its queue is full."""
+        if sub.offer(item):
+            return True
+        self.drop(sub)
+        return False
+
+    def subscribe(self, sub: Subscriber, name: str, since: int | None = None) -> list[Event]:
+        """Add `sub` to channel `name`; returns buffered events after `since` to replay first.
+
+        Replay selection and subscription happen without an await in between, so the
+        replay and the live queue neither overlap nor leave a gap.
+        """
+        ch = self.channel(name)
+        replay = ch.after(since) if since is not None else []
+        ch.subscribers.add(sub)
+        sub.channels.add(ch)
+        return replay
+
+    def unsubscribe(self, sub: Subscriber, name: str) -> None:
+        """Remove `sub` from feed channel `name` if it was subscribed."""
+        ch = self.channels.get(name)
+        if ch is not None:
+            ch.subscribers.discard(sub)
+            sub.channels.discard(ch)
+
+    def join(self, sub: Subscriber, room: str) -> None:
+        """Make `sub` a member of chat room `room`."""
+        ch = self.rooms.get(room)
+        if ch is None:
+            ch = self.rooms[room] = Channel(room, 1, kind="room")
+        ch.subscribers.add(sub)
+        sub.channels.add(ch)
+
+    def shutdown(self) -> None:
+        """Refuse new streams, end the open ones and release long-pollers."""
+        self.closing = True
+        for ch in self.channels.values():
+            ch.close()
+        for sub in list(self.streams):
+            sub.close()

@@ -1,0 +1,69 @@
+"""Prometheus metrics of one reference-target app, kept in a private registry."""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    ProcessCollector,
+    generate_latest,
+)
+
+TRANSPORTS = ("poll", "longpoll", "sse", "ws", "chat")
+STREAM_TRANSPORTS = ("sse", "ws", "chat")
+
+
+class Metrics:
+    """The rtcap_* metrics plus process metrics, registered in a registry owned by this object."""
+
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        # A private registry lets several apps live in one process (tests) without
+        # "Duplicated timeseries" errors from the global default registry.
+        self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)
+        self.open_connections = Gauge(
+            "rtcap_open_connections",
+            "Open streams (sse, ws, chat) and in-flight poll requests (poll, longpoll).",
+            ["transport"],
+            registry=self.registry,
+        )
+        self.events_published = Counter(
+            "rtcap_events_published", "Events published, per channel.", ["channel"], registry=self.registry
+        )
+        self.events_delivered = Counter(
+            "rtcap_events_delivered", "Events written to clients, per transport.", ["transport"], registry=self.registry
+        )
+        self.slow_consumers_dropped = Counter(
+            "rtcap_slow_consumers_dropped",
+            "Subscribers disconnected because their send queue filled up.",
+            ["transport"],
+            registry=self.registry,
+        )
+        self.connections_rejected = Counter(
+            "rtcap_connections_rejected",
+            "Streams refused because max_connections was reached.",
+            ["transport"],
+            registry=self.registry,
+        )
+        # Touch every label so all series are exported (at 0) from the first scrape, and keep
+        # the children: labels() does a dict lookup under a lock, too slow for per-event use.
+        self.open = {t: self.open_connections.labels(t) for t in TRANSPORTS}
+        self.delivered = {t: self.events_delivered.labels(t) for t in TRANSPORTS}
+        self.dropped = {t: self.slow_consumers_dropped.labels(t) for t in STREAM_TRANSPORTS}
+        self.rejected = {t: self.connections_rejected.labels(t) for t in STREAM_TRANSPORTS}
+        self._published: dict[str, Counter] = {}
+
+    def published(self, channel: str) -> Counter:
+        """The published-events counter child of `channel` (cached)."""
+        child = self._published.get(channel)
+        if child is None:
+            child = self._published[channel] = self.events_published.labels(channel)
+        return child
+
+    def render(self) -> bytes:
+        """The registry in Prometheus text exposition format."""
+        return generate_latest(self.registry)

@@ -1,0 +1,111 @@
+"""Server-Sent Events endpoint with Last-Event-ID replay, heartbeats and prompt disconnect detection."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Query, Request
+from fastapi.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from .aio import race, wait_disconnect
+from .config import NAME_PATTERN, TargetConfig
+from .hub import Event, Hub, Subscriber
+
+# Events coalesced into one write when a subscriber has a backlog: fewer syscalls per event.
+MAX_BATCH = 256
+# How long a final write may take once a stream is ending (a stuck peer must not hold shutdown).
+FINAL_WRITE_TIMEOUT_S = 1.0
+
+ChannelParam = Annotated[str, Query(pattern=NAME_PATTERN, description="Channel name.")]
+
+
+def _parse_seq(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None  # an unusable Last-Event-ID means "no replay", not an error
+
+
+class EventStream(Response):
+    """ASGI response that streams one subscriber's events as text/event-stream."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, hub: Hub, sub: Subscriber, channel: str, since: int | None, config: TargetConfig) -> None:
+        # Response.__init__ is skipped on purpose: it would add "content-length: 0".
+        self.status_code = 200
+        self.background = None
+        self.raw_headers = [
+            (b"content-type", b"text/event-stream; charset=utf-8"),
+            (b"cache-control", b"no-cache"),
+            (b"x-accel-buffering", b"no"),
+        ]
+        self.hub, self.sub, self.channel, self.since = hub, sub, channel, since
+        self.retry_ms = config.retry_ms
+        self.heartbeat = config.heartbeat
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            replay = self.hub.subscribe(self.sub, self.channel, since=self.since)
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            ended_by, _ = await race(self._write(send, replay), wait_disconnect(receive), self.sub.wait_closed())
+            if ended_by != 1:  # the peer is still there: end the chunked body properly
+                await asyncio.wait_for(
+                    send({"type": "http.response.body", "body": b"", "more_body": False}), FINAL_WRITE_TIMEOUT_S
+                )
+        except (OSError, TimeoutError):
+            pass  # peer gone or not reading; uvicorn closes the socket
+        finally:
+            self.hub.disconnect(self.sub)
+
+    async def _write(self, send: Send, replay: list[Event]) -> None:
+        delivered = self.hub.metrics.delivered["sse"]
+        head = b"retry: %d\n\n" % self.retry_ms
+        body = head + b"".join(e.sse_frame() for e in replay)
+        await send({"type": "http.response.body", "body": body, "more_body": True})
+        delivered.inc(len(replay))
+        queue: asyncio.Queue[Any] = self.sub.queue
+        while True:
+            if queue.empty():
+                try:
+                    if self.heartbeat > 0:
+                        event = await asyncio.wait_for(queue.get(), self.heartbeat)
+                    else:
+                        event = await queue.get()
+                except TimeoutError:
+                    # Keeps proxies and idle timers from closing a quiet stream.
+                    await send({"type": "http.response.body", "body": b": hb\n\n", "more_body": True})
+                    continue
+            else:
+                event = queue.get_nowait()
+            frames = [event.sse_frame()]
+            while len(frames) < MAX_BATCH and not queue.empty():
+                frames.append(queue.get_nowait().sse_frame())
+            await send({"type": "http.response.body", "body": b"".join(frames), "more_body": True})
+            delivered.inc(len(frames))
+
+
+def add_sse_route(app: FastAPI, hub: Hub, config: TargetConfig) -> None:
+    """Register GET /sse on `app`."""
+
+    @app.get("/sse")
+    async def sse(
+        request: Request,
+        channel: ChannelParam = config.default_channel,
+        last_event_id: Annotated[str | None, Query(description="Replay events after this seq.")] = None,
+    ) -> Response:
+        """Stream a channel as Server-Sent Events, replaying after Last-Event-ID if given."""
+        # The header is what EventSource sends on reconnect, so it wins over the query parameter.
+        since = _parse_seq(request.headers.get("last-event-id", last_event_id))
+        sub = hub.connect("sse")
+        if sub is None:
+            return Response(
+                json.dumps({"error": "too many connections"}),
+                status_code=503,
+                media_type="application/json",
+                headers={"Retry-After": str(max(1, config.retry_ms // 1000))},
+            )
+        return EventStream(hub, sub, channel, since, config)
