@@ -8,7 +8,7 @@ from __future__ import annotations
 from loadtests import hooks, options  # noqa: F401  (registers command-line options and recorder hooks)
 from loadtests.polling import PollingViewer
 from loadtests.sse import SSEListener
-from loadtests.websocket import WebSocketChatter, WebSocketListener
+from loadtests.ws import WebSocketChatter, WebSocketListener
 
 
 class PollUser(PollingViewer):

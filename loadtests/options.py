@@ -13,7 +13,7 @@ from loadtests.staircase import parse_steps  # noqa: F401  (re-exported for the 
 @events.init_command_line_parser.add_listener
 def add_arguments(parser: Any) -> None:
     """Register rtcap's options with Locust's argument parser (env vars RTCAP_*)."""
-    group = parser.add_argument_group("rtcap", "real-time transport users and step load")
+    group = parser  # Locust's own parser: only it understands include_in_web_ui and shows options in the web UI
     group.add_argument("--channel", default="live", env_var="RTCAP_CHANNEL", help="Channel the viewers and listeners subscribe to")
     group.add_argument("--poll-interval", type=float, default=1.0, env_var="RTCAP_POLL_INTERVAL", help="Seconds between two polls of one viewer")
     group.add_argument(

@@ -132,7 +132,7 @@ def run_transport(options: RunOptions, transport: str, run_dir: Path, clock0: fl
         verify_target(url, transport, options.channel)
         say(f"[{transport}] target {url} verified; running steps {options.steps} ({options.hold:g} s each)")
         staircase = Staircase(options.steps, options.hold, options.settle, options.spawn_rate, options.ramp_timeout)
-        limit = staircase.planned_seconds() + options.ramp_timeout * len(options.steps) + 60
+        limit = staircase.planned_seconds() + min(options.ramp_timeout * len(options.steps), 120) + 60
         with (record_dir / "locust.log").open("w", encoding="utf-8") as log:
             locust = subprocess.Popen(locust_command(options, transport, url, record_dir), stdout=log, stderr=subprocess.STDOUT)
             probes = [ProcessProbe(locust.pid, "generator", count_connections=False)]

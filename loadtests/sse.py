@@ -7,7 +7,7 @@ import time
 from urllib.parse import urlencode
 
 import h11
-from locust import User, task
+from locust import User, between, task
 
 from loadtests import metrics
 from loadtests.backoff import Backoff
@@ -21,6 +21,8 @@ class SSEListener(User):
     """Holds one SSE connection, reports each event's delivery latency, reconnects with Last-Event-ID."""
 
     abstract = True
+    # The task only returns after an unexpected error: pause before Locust runs it again.
+    wait_time = between(1, 3)
     transport = "sse"
     path = "/sse"
 

@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 
 import gevent
 import websocket
-from locust import User, task
+from locust import User, between, task
 
 from loadtests import metrics
 from loadtests.backoff import Backoff
@@ -28,6 +28,8 @@ class _WebSocketUser(User):
     """Connection lifecycle shared by the feed listener and the chatter: connect, read, back off, resume."""
 
     abstract = True
+    # The task only returns after an unexpected error: pause before Locust runs it again.
+    wait_time = between(1, 3)
     transport = "ws"
     path = "/ws"
 
