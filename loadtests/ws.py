@@ -121,10 +121,16 @@ class WebSocketListener(_WebSocketUser):
     transport = "ws"
     path = "/ws"
 
-    def on_connected(self, client: WebSocketClient) -> None:
-        """After a reconnect, ask the server for what was missed."""
+    def query(self) -> dict[str, str]:
+        """Subscribe to the channel; after a reconnect, resume after the last seq received.
+
+        `since` in the URL makes the server replay missed events before any live one, in order; a
+        `{"type": "resume"}` message after connecting could interleave replayed and live events.
+        """
+        query = super().query()
         if self.tracker.highest is not None:
-            client.send_json({"type": "resume", "since": self.tracker.highest})
+            query["since"] = str(self.tracker.highest)
+        return query
 
     def on_message(self, message: dict[str, Any], received_at: float, wire_bytes: int) -> None:
         """Report a feed event; ignore control messages."""
