@@ -1,0 +1,110 @@
+"""`rtcap run` end to end on the bundled target, and its refusals."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from loadtests.cli import main
+
+FIXED_FIELDS = {"max_connections", "mem_per_conn_bytes", "mem_per_conn_ci95", "baseline_rss_bytes", "delivery_ms",
+                "rps", "msgs_per_s", "bytes_per_event", "errors", "lost", "duplicated", "reordered", "capacity_at_slo"}
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small sweep of poll, sse and ws: 3 steps of 20-60 users, 4 s holds."""
+    out = tmp_path_factory.mktemp("runs")
+    command = [sys.executable, "-m", "loadtests.cli", "run", "--steps", "20,40,60", "--hold", "4", "--settle", "1",
+               "--rate", "5", "--out-dir", str(out), "--name", "small"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"run directory: {out / 'small'}" in done.stdout
+    assert f"report: {out / 'small' / 'report.html'}" in done.stdout
+    return out / "small"
+
+
+def test_run_directory_has_the_contract_files(small_run: Path) -> None:
+    for name in ("meta.json", "summary.json", "steps.csv", "samples.csv", "report.html"):
+        assert (small_run / name).is_file(), name
+    for transport in ("poll", "sse", "ws"):
+        assert (small_run / "locust" / transport / "locust_stats.csv").is_file()
+    meta = json.loads((small_run / "meta.json").read_text())
+    assert meta["transports"] == ["poll", "sse", "ws"] and meta["steps"] == [20, 40, 60]
+    assert meta["start"] and meta["end"] and meta["target"]["kind"] == "reference"
+
+
+def test_steps_measure_connections_latency_and_memory(small_run: Path) -> None:
+    steps = pd.read_csv(small_run / "steps.csv")
+    assert len(steps) == 9
+    for transport, rows in steps.groupby("transport"):
+        assert list(rows["users"]) == [20, 40, 60]
+        # The target itself held one TCP connection per user (keep-alive for polling).
+        assert list(rows["connections"]) == [20, 40, 60], transport
+        assert (rows["delivered"] > 0).all() and (rows["errors"] == 0).all()
+        assert rows["rss_bytes"].notna().all() and rows["generator_cpu_percent"].notna().all()
+    push = steps[steps.transport.isin(["sse", "ws"])]
+    assert (push["latency_p99_ms"] < 500).all()
+    samples = pd.read_csv(small_run / "samples.csv")
+    assert set(samples["role"]) == {"target", "generator"}
+    assert set(samples["transport"]) == {"poll", "sse", "ws"}
+    assert (samples["phase"] == "measure").any()
+
+
+def test_summary_has_every_headline_figure(small_run: Path) -> None:
+    summary = json.loads((small_run / "summary.json").read_text())
+    for transport in ("poll", "sse", "ws"):
+        figures = summary["transports"][transport]
+        assert FIXED_FIELDS <= set(figures), transport
+        assert figures["max_connections"] == 60
+        lo, hi = figures["mem_per_conn_ci95"]
+        assert lo <= figures["mem_per_conn_bytes"] <= hi
+        assert set(figures["delivery_ms"]) == {"p50", "p95", "p99"}
+        assert figures["errors"] == 0
+    # Holding a stream costs the server memory per connection; both push transports show it.
+    assert summary["transports"]["sse"]["mem_per_conn_bytes"] > 0
+    assert summary["transports"]["ws"]["mem_per_conn_bytes"] > 0
+
+
+def test_report_embeds_the_figures(small_run: Path) -> None:
+    html = (small_run / "report.html").read_text()
+    assert html.count("plotly.js v") == 1  # the library inlined once: it opens with no network
+    assert html.count('class="plotly-graph-div"') >= 4
+    for transport in ("poll", "sse", "ws"):
+        assert transport in html
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_run_refuses_an_unreachable_target(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    code = main(["run", "--host", f"http://127.0.0.1:{_closed_port()}", "--out-dir", str(tmp_path), "--name", "x",
+                 "--steps", "1", "--hold", "1", "--settle", "0"])
+    assert code == 3
+    assert "target check failed" in capsys.readouterr().err
+    assert json.loads((tmp_path / "x" / "meta.json").read_text())["notes"]
+
+
+def _exit_code(argv: list[str]) -> int:
+    """What the command exits with, whether argparse exits or main returns."""
+    try:
+        return main(argv)
+    except SystemExit as exit:
+        return int(exit.code)
+
+
+@pytest.mark.parametrize("args", [["--transports", "poll,carrier-pigeon"], ["--steps", "10,-1"], ["--hold", "0"],
+                                  ["--hold", "2", "--settle", "3"], ["--target-pid", "1"]])
+def test_bad_options_are_rejected_before_anything_runs(tmp_path: Path, args: list[str], capsys: pytest.CaptureFixture) -> None:
+    assert _exit_code(["run", "--out-dir", str(tmp_path), *args]) == 2
+    assert "error" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
