@@ -33,41 +33,28 @@ class SequenceError(Exception):
     """A gap, late arrival or duplicate in a subscriber's sequence numbers."""
 
 
-def report_delivery(environment: Any, transport: str, publish_ts: float, received_at: float, wire_bytes: int) -> None:
-    """Report one received event with its delivery latency."""
-    latency_ms = max(0.0, (received_at - publish_ts) * 1000.0)
+def _fire(environment: Any, transport: str, name: str, response_time: float, length: int,
+          exception: BaseException | None) -> None:
     environment.events.request.fire(
-        request_type=transport,
-        name=DELIVERY,
-        response_time=latency_ms,
-        response_length=wire_bytes,
-        exception=None,
-        context={"transport": transport},
+        request_type=transport, name=name, response_time=response_time, response_length=length,
+        exception=exception, context={"transport": transport},
     )
+
+
+def report_delivery(environment: Any, transport: str, publish_ts: float, received_at: float, wire_bytes: int,
+                    name: str = DELIVERY) -> None:
+    """Report one received event with its delivery latency (receive time - publish ts)."""
+    _fire(environment, transport, name, max(0.0, (received_at - publish_ts) * 1000.0), wire_bytes, None)
 
 
 def report_connect(environment: Any, transport: str, connect_ms: float, exception: BaseException | None = None) -> None:
     """Report one connection attempt: its time, and the exception if it failed."""
-    environment.events.request.fire(
-        request_type=transport,
-        name=CONNECT,
-        response_time=connect_ms,
-        response_length=0,
-        exception=exception,
-        context={"transport": transport},
-    )
+    _fire(environment, transport, CONNECT, connect_ms, 0, exception)
 
 
 def report_error(environment: Any, transport: str, name: str, exception: BaseException, elapsed_ms: float = 0.0) -> None:
     """Report a failure that is not a connection attempt (a stream that broke, a malformed message)."""
-    environment.events.request.fire(
-        request_type=transport,
-        name=name,
-        response_time=elapsed_ms,
-        response_length=0,
-        exception=exception,
-        context={"transport": transport},
-    )
+    _fire(environment, transport, name, elapsed_ms, 0, exception)
 
 
 def count(transport: str, name: str, value: int) -> None:

@@ -25,8 +25,10 @@ class StreamClosed(Exception):
 class SSEClient:
     """One SSE connection: `connect()` sends the request and reads the head, `items()` yields parsed items."""
 
-    def __init__(self, url: str, headers: dict[str, str] | None = None, timeout: float = 60.0) -> None:
+    def __init__(self, url: str, headers: dict[str, str] | None = None, timeout: float = 60.0,
+                 last_event_id: str | None = None) -> None:
         self.url = url
+        self.last_event_id = last_event_id
         self.headers = dict(headers or {})
         self.timeout = timeout
         self.sock: CountingSocket | None = None
@@ -35,17 +37,13 @@ class SSEClient:
         self._body: list[bytes] = []
 
     @property
-    def bytes_sent(self) -> int:
-        """Bytes this connection has sent, request head included."""
-        return self.sock.bytes_sent if self.sock else 0
+    def byte_counts(self) -> tuple[int, int]:
+        """(bytes sent, bytes received) so far: request and response heads and chunk framing included."""
+        return (self.sock.bytes_sent, self.sock.bytes_received) if self.sock else (0, 0)
 
-    @property
-    def bytes_received(self) -> int:
-        """Bytes this connection has received, response head and chunk framing included."""
-        return self.sock.bytes_received if self.sock else 0
-
-    def connect(self, last_event_id: str | None = None) -> float:
-        """Open the stream; return milliseconds until the response head arrived."""
+    def connect(self) -> float:
+        """Open the stream (sending Last-Event-ID if set); return milliseconds until the response head arrived."""
+        last_event_id = self.last_event_id
         started = time.perf_counter()
         host, port, path, _secure = split_url(self.url)
         self.sock = open_counting_connection(self.url, self.timeout)

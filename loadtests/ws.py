@@ -14,31 +14,19 @@ from urllib.parse import urlencode
 
 import gevent
 import websocket
-from locust import User, between, task
 
 from loadtests import metrics
-from loadtests.backoff import Backoff
 from loadtests.netio import websocket_url
-from loadtests.options import Settings
-from loadtests.seqtrack import SeqTracker
+from loadtests.stream import StreamUser
 from loadtests.ws_client import WebSocketClient, WebSocketClosed
 
 
-class _WebSocketUser(User):
-    """Connection lifecycle shared by the feed listener and the chatter: connect, read, back off, resume."""
+class _WebSocketUser(StreamUser):
+    """A stream user whose connection is a WebSocket carrying JSON text messages."""
 
     abstract = True
-    # The task only returns after an unexpected error: pause before Locust runs it again.
-    wait_time = between(1, 3)
-    transport = "ws"
     path = "/ws"
-
-    def on_start(self) -> None:
-        """Read the options and set up this user's state."""
-        self.settings = Settings.of(self.environment)
-        self.tracker = SeqTracker()
-        self.backoff = Backoff(cap=self.settings.reconnect_max)
-        self.client: WebSocketClient | None = None
+    stream_errors = (*StreamUser.stream_errors, websocket.WebSocketException, WebSocketClosed)
 
     def socket_url(self) -> str:
         """The ws:// URL this user connects to."""
@@ -48,64 +36,19 @@ class _WebSocketUser(User):
         """Query parameters of the connection URL."""
         return {"channel": self.settings.channel}
 
-    def on_connected(self, client: WebSocketClient) -> None:
-        """Hook: say what the server needs after the handshake (resume, subscribe...)."""
+    def new_client(self) -> WebSocketClient:
+        """A new WebSocket client for this user's URL."""
+        return WebSocketClient(self.socket_url(), timeout=self.settings.read_timeout)
+
+    def read(self, client: WebSocketClient) -> None:
+        """Hand every JSON message to `on_message` until the connection breaks."""
+        while True:
+            text, received_at = client.receive()
+            self.on_message(json.loads(text), received_at, _frame_bytes(text))
+            self.flush_bytes(client)
 
     def on_message(self, message: dict[str, Any], received_at: float, wire_bytes: int) -> None:
         """Hook: handle one received JSON message (`wire_bytes`: its frame on the wire)."""
-
-    @task
-    def hold(self) -> None:
-        """Stay connected: reconnect after a jittered backoff whenever the connection breaks."""
-        while True:
-            if self._session():
-                self.backoff.reset()
-            time.sleep(self.backoff.next_delay())
-
-    def _session(self) -> bool:
-        client = WebSocketClient(self.socket_url(), timeout=self.settings.read_timeout)
-        self.client = client
-        self._reported = (0, 0)
-        connected = False
-        started = time.perf_counter()
-        try:
-            connect_ms = client.connect()
-            connected = True
-            metrics.open_connections[self.transport] += 1
-            metrics.report_connect(self.environment, self.transport, connect_ms)
-            self.on_connected(client)
-            while True:
-                text, received_at = client.receive()
-                self.on_message(json.loads(text), received_at, _frame_bytes(text))
-                self._flush_bytes(client)
-        except (OSError, websocket.WebSocketException, WebSocketClosed, ValueError, KeyError) as error:
-            elapsed = (time.perf_counter() - started) * 1000.0
-            if connected:
-                metrics.report_error(self.environment, self.transport, "stream", error, elapsed)
-            else:
-                metrics.report_connect(self.environment, self.transport, elapsed, error)
-            return connected
-        finally:
-            if connected:
-                metrics.open_connections[self.transport] -= 1
-            self.on_disconnected()
-            self._flush_bytes(client)
-            client.close()
-
-    def on_disconnected(self) -> None:
-        """Hook: stop whatever runs beside the connection."""
-
-    def _flush_bytes(self, client: WebSocketClient) -> None:
-        # Report byte counts as they grow, so each second of the timeline gets its own share.
-        sent, received = client.byte_counts
-        metrics.count(self.transport, "bytes_sent", sent - self._reported[0])
-        metrics.count(self.transport, "bytes_received", received - self._reported[1])
-        self._reported = (sent, received)
-
-    def on_stop(self) -> None:
-        """Close the connection when Locust stops this user."""
-        if self.client is not None:
-            self.client.close()
 
 
 def _frame_bytes(text: str) -> int:
@@ -184,11 +127,8 @@ class WebSocketChatter(_WebSocketUser):
             metrics.report_delivery(self.environment, self.transport, float(message["ts"]), received_at, wire_bytes)
             metrics.track_sequence(self.environment, self.transport, self.tracker, int(message["seq"]))
         elif kind == "event":
-            latency_ms = max(0.0, (received_at - float(message["ts"])) * 1000.0)
-            self.environment.events.request.fire(
-                request_type=self.transport, name="feed", response_time=latency_ms,
-                response_length=0, exception=None, context={"transport": self.transport},
-            )
+            # Feed events over the chat socket get their own Locust row, apart from chat fan-out latency.
+            metrics.report_delivery(self.environment, self.transport, float(message["ts"]), received_at, wire_bytes, name="feed")
         elif kind == "error":
             metrics.report_error(self.environment, self.transport, "server-error", RuntimeError(str(message.get("error"))))
 

@@ -71,6 +71,8 @@ def transport_sentence(transport: str, s: Mapping[str, Any], slo: Mapping[str, A
         cap = f"{fmt_num(s['capacity_at_slo_users'])} users (connections not measured)"
     else:
         cap = "not met by any valid step"
+    if s.get("capacity_is_lower_bound") and s.get("capacity_at_slo_users") is not None:
+        cap = f"at least {cap}: the SLO held at every step, so the limit lies beyond this sweep (raise --steps)"
     return f"{transport}: {held}; {mem}; {delivery}; capacity at SLO ({cond}): {cap}."
 
 

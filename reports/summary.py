@@ -115,6 +115,9 @@ def summarize_transport(steps: pd.DataFrame, slo: Mapping[str, Any]) -> dict[str
         "reordered": _sum(steps["reordered"]),
         "capacity_at_slo": cap_conns,
         "capacity_at_slo_users": cap_users,
+        # True when the SLO held at the highest valid step: the real limit lies beyond the sweep.
+        "capacity_is_lower_bound": bool(cap_users is not None and top_row is not None
+                                        and cap_users >= int(top_row["users"])),
         "steps": int(len(steps)),
         "valid_steps": int(len(valid)),
     }

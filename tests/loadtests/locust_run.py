@@ -13,13 +13,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def start_locust(host: str, user_class: str, users: int, seconds: int, record: Path, *extra: str) -> subprocess.Popen:
-    """Start `python -m locust -f locustfile.py --headless` for one user class; output goes to record/locust.log."""
+    """Start `python -m locust -f locustfile.py --headless` for one user class ("" for all); output goes to record/locust.log."""
     record.mkdir(parents=True, exist_ok=True)
     command = [
         sys.executable, "-m", "locust", "-f", str(ROOT / "locustfile.py"), "--headless", "--host", host,
         "-u", str(users), "-r", str(users), "-t", f"{seconds}s", "--only-summary", "--loglevel", "WARNING",
-        "--csv", str(record / "locust"), "--rtcap-record", str(record), *extra, user_class,
+        "--csv", str(record / "locust"), "--rtcap-record", str(record), *extra,
     ]
+    if user_class:
+        command.append(user_class)
     return subprocess.Popen(command, stdout=(record / "locust.log").open("w"), stderr=subprocess.STDOUT, cwd=ROOT)
 
 

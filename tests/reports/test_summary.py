@@ -44,6 +44,8 @@ def test_write_summary_fields_and_truth(run_dir: Path, truth: dict) -> None:
         assert s["mem_per_conn_r2"] > 0.999
         assert s["fit_points"] == 6  # the saturated sse step is excluded
         assert (s["capacity_at_slo"], s["capacity_at_slo_users"]) == t["capacity"]
+        # Only poll met the SLO at its highest step: its capacity is a floor, not the limit.
+        assert s["capacity_is_lower_bound"] is (transport == "poll")
         assert s["delivery_ms"]["p99"] == t["p99"][-1]  # highest-load valid step
         assert isinstance(s["errors"], int) and s["lost"] == 1 and s["reordered"] == 2
 

@@ -1,0 +1,112 @@
+"""What every long-lived subscriber shares: connect, read until the stream breaks, back off, resume.
+
+Transport modules subclass `StreamUser` with a client factory and a read loop; the lifecycle, the
+reconnect backoff, the open-connection gauge, the byte accounting and error reporting live here once.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Protocol
+
+from locust import User, between, task
+
+from loadtests import metrics
+from loadtests.backoff import Backoff
+from loadtests.options import Settings
+from loadtests.seqtrack import SeqTracker
+
+
+class StreamClient(Protocol):
+    """The little a stream user needs of a client connection."""
+
+    def connect(self) -> float:
+        """Open the connection; return milliseconds until the server answered."""
+
+    @property
+    def byte_counts(self) -> tuple[int, int]:
+        """(bytes sent, bytes received) so far."""
+
+    def close(self) -> None:
+        """Close the connection."""
+
+
+class StreamUser(User):
+    """Holds one subscription open for the whole test, reconnecting after a jittered backoff."""
+
+    abstract = True
+    # The task only returns after an unexpected error: pause before Locust runs it again.
+    wait_time = between(1, 3)
+    transport = "stream"
+    stream_errors: tuple[type[BaseException], ...] = (OSError, ValueError, KeyError)
+    """Exceptions that mean "this connection is broken": reported, then the user reconnects."""
+
+    def on_start(self) -> None:
+        """Read the options and set up this user's state."""
+        self.settings = Settings.of(self.environment)
+        self.tracker = SeqTracker()
+        self.backoff = Backoff(cap=self.settings.reconnect_max)
+        self.client: Any = None
+        self._reported = (0, 0)
+
+    def new_client(self) -> StreamClient:
+        """A new, unconnected client for this user's next connection."""
+        raise NotImplementedError
+
+    def read(self, client: Any) -> None:
+        """Receive until the stream breaks; call `flush_bytes(client)` as messages arrive."""
+        raise NotImplementedError
+
+    def on_connected(self, client: Any) -> None:
+        """Hook: say what the server needs after connecting (subscribe...)."""
+
+    def on_disconnected(self) -> None:
+        """Hook: stop whatever runs beside the connection."""
+
+    @task
+    def hold(self) -> None:
+        """Stay connected: reconnect after a jittered backoff whenever the connection breaks."""
+        while True:
+            if self._session():
+                self.backoff.reset()
+            time.sleep(self.backoff.next_delay())
+
+    def _session(self) -> bool:
+        client = self.new_client()
+        self.client = client
+        self._reported = (0, 0)
+        connected = False
+        started = time.perf_counter()
+        try:
+            connect_ms = client.connect()
+            connected = True
+            metrics.open_connections[self.transport] += 1
+            metrics.report_connect(self.environment, self.transport, connect_ms)
+            self.on_connected(client)
+            self.read(client)
+            return True
+        except self.stream_errors as error:
+            elapsed = (time.perf_counter() - started) * 1000.0
+            if connected:
+                metrics.report_error(self.environment, self.transport, "stream", error, elapsed)
+            else:
+                metrics.report_connect(self.environment, self.transport, elapsed, error)
+            return connected
+        finally:
+            if connected:
+                metrics.open_connections[self.transport] -= 1
+            self.on_disconnected()
+            self.flush_bytes(client)
+            client.close()
+
+    def flush_bytes(self, client: StreamClient) -> None:
+        """Report the bytes moved since the last flush, so each second of the timeline gets its share."""
+        sent, received = client.byte_counts
+        metrics.count(self.transport, "bytes_sent", sent - self._reported[0])
+        metrics.count(self.transport, "bytes_received", received - self._reported[1])
+        self._reported = (sent, received)
+
+    def on_stop(self) -> None:
+        """Close the connection when Locust stops this user."""
+        if self.client is not None:
+            self.client.close()
