@@ -63,20 +63,19 @@ def count(transport: str, name: str, value: int) -> None:
         stream_counters.fire(transport=transport, name=name, value=value)
 
 
-def track_sequence(environment: Any, transport: str, tracker: SeqTracker, seq: int) -> Verdict:
+def track_sequence(environment: Any, transport: str, tracker: SeqTracker, seq: int | str) -> Verdict:
     """Feed a received seq to the subscriber's tracker; count and report anything out of order."""
-    lost_before = tracker.lost
+    before = (tracker.lost, tracker.duplicated, tracker.reordered)
     verdict = tracker.feed(seq)
+    for name, old, new in zip(("lost", "duplicated", "reordered"), before,
+                              (tracker.lost, tracker.duplicated, tracker.reordered)):
+        count(transport, name, new - old)
     if verdict is Verdict.GAP:
-        missing = tracker.lost - lost_before
-        count(transport, "lost", missing)
-        report_error(environment, transport, SEQUENCE, SequenceError(f"gap: {missing} event(s) missing before seq {seq}"))
+        report_error(environment, transport, SEQUENCE,
+                     SequenceError(f"gap: {tracker.lost - before[0]} event(s) missing before seq {seq}"))
     elif verdict is Verdict.LATE:
-        count(transport, "lost", -1)
-        count(transport, "reordered", 1)
         report_error(environment, transport, SEQUENCE, SequenceError(f"late: seq {seq} arrived after a later one"))
     elif verdict is Verdict.DUPLICATE:
-        count(transport, "duplicated", 1)
         report_error(environment, transport, SEQUENCE, SequenceError(f"duplicate: seq {seq} received again"))
     return verdict
 

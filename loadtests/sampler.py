@@ -7,6 +7,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -45,41 +46,80 @@ def read_sockstat(path: Path = Path("/proc/net/sockstat")) -> tuple[int | None, 
 
 
 class ProcessProbe:
-    """Reads one process; CPU percent is measured between two consecutive reads (100 = one core)."""
+    """Reads one process, or it and all its descendants summed (servers that fork a worker or a process per
+    connection); CPU percent is measured between two consecutive reads (100 = one core)."""
 
-    def __init__(self, pid: int, role: str, count_connections: bool = True) -> None:
+    def __init__(self, pid: int, role: str, count_connections: bool = True, include_children: bool = False) -> None:
         self.process = psutil.Process(pid)
         self.role = role
         self.count_connections = count_connections
-        self.process.cpu_percent(None)  # prime: the first call has no interval to measure against
+        self.include_children = include_children
+        self._known: dict[int, psutil.Process] = {}
+        self._track(self.process)
+
+    def _track(self, process: psutil.Process) -> psutil.Process:
+        known = self._known.get(process.pid)
+        if known is None:
+            known = self._known[process.pid] = process
+            known.cpu_percent(None)  # prime: the first call has no interval to measure against
+        return known
+
+    def _members(self) -> list[psutil.Process]:
+        if not self.include_children:
+            return [self.process]
+        members = [self.process] + [self._track(child) for child in self.process.children(recursive=True)]
+        alive = {member.pid for member in members}
+        self._known = {pid: proc for pid, proc in self._known.items() if pid in alive}
+        return members
 
     def read(self, sockstat: tuple[int | None, int | None]) -> Sample:
-        """Take one sample of the process (raises psutil.Error if it is gone)."""
-        process = self.process
-        with process.oneshot():
-            cpu = process.cpu_percent(None)
+        """Take one sample (raises psutil.Error if the main process is gone)."""
+        rss = cpu = 0.0
+        uss: float | None = 0.0
+        fds: int | None = 0
+        established: int | None = 0 if self.count_connections else None
+        for index, process in enumerate(self._members()):
             try:
-                full = process.memory_full_info()
-                rss, uss = full.rss, getattr(full, "uss", None)
-            except psutil.AccessDenied:
-                rss, uss = process.memory_info().rss, None
-            try:
-                fds = process.num_fds()
-            except (psutil.AccessDenied, AttributeError):
-                fds = None
-        established = None
-        if self.count_connections:
-            try:
-                established = sum(1 for c in process.net_connections(kind="tcp") if c.status == psutil.CONN_ESTABLISHED)
-            except psutil.AccessDenied:
-                established = None
-        return Sample(time.time(), self.role, process.pid, rss, uss, cpu, fds, established, *sockstat)
+                one = _read_one(process, self.count_connections)
+            except psutil.NoSuchProcess:
+                if index == 0:
+                    raise
+                continue  # a child that exited between listing and reading
+            rss += one[0]
+            cpu += one[2]
+            uss = None if uss is None or one[1] is None else uss + one[1]
+            fds = None if fds is None or one[3] is None else fds + one[3]
+            if established is not None:
+                established = None if one[4] is None else established + one[4]
+        return Sample(time.time(), self.role, self.process.pid, int(rss), None if uss is None else int(uss), cpu, fds,
+                      established, *sockstat)
+
+
+def _read_one(process: psutil.Process, count_connections: bool) -> tuple[int, int | None, float, int | None, int | None]:
+    with process.oneshot():
+        cpu = process.cpu_percent(None)
+        try:
+            full = process.memory_full_info()
+            rss, uss = full.rss, getattr(full, "uss", None)
+        except psutil.AccessDenied:
+            rss, uss = process.memory_info().rss, None
+        try:
+            fds = process.num_fds()
+        except (psutil.AccessDenied, AttributeError):
+            fds = None
+    established = None
+    if count_connections:
+        try:
+            established = sum(1 for c in process.net_connections(kind="tcp") if c.status == psutil.CONN_ESTABLISHED)
+        except psutil.AccessDenied:
+            established = None
+    return rss, uss, cpu, fds, established
 
 
 class Sampler:
     """Samples the probed processes every `interval` seconds until stopped; keeps the samples in memory."""
 
-    def __init__(self, probes: list[ProcessProbe], interval: float = 0.5) -> None:
+    def __init__(self, probes: list[Any], interval: float = 0.5) -> None:
         if not 0.05 <= interval <= 10:
             raise ValueError(f"sampling interval {interval} s is outside 0.05-10 s")
         self.probes = probes
@@ -101,9 +141,9 @@ class Sampler:
             for probe in list(self.probes):
                 try:
                     self.samples.append(probe.read(sockstat))
-                except psutil.Error as error:
+                except (psutil.Error, OSError, RuntimeError) as error:
                     # The process ended: stop probing it but keep what was sampled.
-                    self.errors.append(f"{probe.role} pid {probe.process.pid}: {error.__class__.__name__}")
+                    self.errors.append(f"{probe.role}: {error.__class__.__name__}: {error}")
                     self.probes.remove(probe)
             next_due += self.interval
             self._stop.wait(max(0.0, next_due - time.monotonic()))

@@ -1,7 +1,12 @@
-"""Loss, duplicate and reordering accounting from per-channel sequence numbers, for one subscriber."""
+"""Loss, duplicate and reordering accounting from per-channel sequence numbers, for one subscriber.
+
+Integer sequences (+1 per event) reveal loss as gaps. Some servers number events with strings that only
+increase (e.g. "1700000000:3"); those reveal duplicates and reordering, but not how many events a gap hid.
+"""
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -20,16 +25,20 @@ class SeqTracker:
     """Counts lost, duplicated and reordered events of one subscriber, across its reconnects."""
 
     window: int = 100_000
-    highest: int | None = None
+    highest: int | str | None = None
     lost: int = 0
     duplicated: int = 0
     reordered: int = 0
     received: int = 0
     _missing: set[int] = field(default_factory=set)
+    _recent: deque = field(default_factory=lambda: deque(maxlen=4096))
+    _recent_set: set[str] = field(default_factory=set)
 
-    def feed(self, seq: int) -> Verdict:
+    def feed(self, seq: int | str) -> Verdict:
         """Account for one received event and say how it fits the stream so far."""
         self.received += 1
+        if isinstance(seq, str):
+            return self._feed_text(seq)
         if self.highest is None:
             # A subscriber joins mid-stream: nothing before its first event counts as lost.
             self.highest = seq
@@ -52,6 +61,21 @@ class SeqTracker:
             return Verdict.LATE
         self.duplicated += 1
         return Verdict.DUPLICATE
+
+    def _feed_text(self, seq: str) -> Verdict:
+        # Text sequence numbers: a repeat is a duplicate, a smaller unseen one arrived late.
+        if seq in self._recent_set:
+            self.duplicated += 1
+            return Verdict.DUPLICATE
+        if len(self._recent) == self._recent.maxlen:
+            self._recent_set.discard(self._recent[0])
+        self._recent.append(seq)
+        self._recent_set.add(seq)
+        if self.highest is None or seq > self.highest:
+            self.highest = seq
+            return Verdict.IN_ORDER
+        self.reordered += 1
+        return Verdict.LATE
 
     def _forget_old(self) -> None:
         # Bound memory: gaps older than the window stay counted as lost for good.

@@ -69,3 +69,23 @@ def test_interval_bounds_are_checked() -> None:
     with pytest.raises(ValueError):
         Sampler([], interval=0.0)
     assert psutil.pid_exists(1)
+
+
+def test_a_process_tree_is_summed_when_asked() -> None:
+    # A parent that starts a child holding 64 MiB, like a server forking a worker per connection.
+    child_code = "import sys; blob=bytearray(64*1024*1024); print('ready', flush=True); sys.stdin.readline()"
+    parent_code = (
+        "import subprocess,sys\n"
+        f"c=subprocess.Popen([sys.executable,'-c',{child_code!r}],stdin=subprocess.PIPE,stdout=subprocess.PIPE,text=True)\n"
+        "print(c.stdout.readline().strip(), flush=True); sys.stdin.readline(); c.stdin.close(); c.wait()\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", parent_code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout.readline().strip() == "ready"
+        alone = ProcessProbe(parent.pid, "target").read((None, None))
+        tree = ProcessProbe(parent.pid, "target", include_children=True).read((None, None))
+        assert tree.pid == alone.pid == parent.pid
+        assert tree.rss_bytes - alone.rss_bytes >= 60 * 1024 * 1024
+    finally:
+        parent.stdin.close()
+        parent.wait(10)

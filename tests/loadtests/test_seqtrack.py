@@ -38,3 +38,10 @@ def test_missing_window_is_bounded() -> None:
     tracker.feed(1000)
     assert tracker.lost == 998
     assert len(tracker._missing) <= 10
+
+
+def test_text_sequences_count_duplicates_and_late_arrivals_but_no_loss() -> None:
+    tracker = SeqTracker()
+    verdicts = [tracker.feed(s) for s in ("1700:0", "1700:1", "1700:1", "1701:0", "1700:2")]
+    assert verdicts == [Verdict.IN_ORDER, Verdict.IN_ORDER, Verdict.DUPLICATE, Verdict.IN_ORDER, Verdict.LATE]
+    assert (tracker.duplicated, tracker.reordered, tracker.lost) == (1, 1, 0)
