@@ -9,8 +9,23 @@ from locust import events
 
 from loadtests.options import Settings
 from loadtests.recorder import TimelineRecorder
+from targets.adapter import AdapterError, load_adapter
 
 _recorders: dict[int, TimelineRecorder] = {}
+
+
+@events.init.add_listener
+def check_target(environment: Any, **_kwargs: Any) -> None:
+    """Load --target once at start, so a bad adapter file stops Locust with its message, not a traceback."""
+    settings = Settings.of(environment)
+    if not settings.target:
+        return
+    try:
+        adapter = load_adapter(settings.target)
+    except (AdapterError, OSError) as error:
+        raise SystemExit(f"rtcap: {error}") from None
+    if not environment.host and "{port}" not in adapter.base_url:
+        environment.host = adapter.base_url
 
 
 @events.test_start.add_listener

@@ -3,6 +3,7 @@
 Request events carry `context={"transport": ...}` so that listeners (the step recorder, Locust's stats,
 CSVs, web UI and distributed aggregation) can group by transport. Names used:
   "delivery"  one event received; response_time = delivery latency (receive time - publish ts), ms
+  "received"  one event received from a target whose messages carry no publish time (latency unknown)
   "connect"   one connection attempt; response_time = time to response head / handshake, ms
   "sequence"  a failure per gap or duplicate seen in the sequence numbers (visible in Locust's failures)
   anything else: an ordinary request (e.g. "/poll")
@@ -19,6 +20,7 @@ from locust.event import EventHook
 from loadtests.seqtrack import SeqTracker, Verdict
 
 DELIVERY = "delivery"
+RECEIVED = "received"
 CONNECT = "connect"
 SEQUENCE = "sequence"
 
@@ -45,6 +47,16 @@ def report_delivery(environment: Any, transport: str, publish_ts: float, receive
                     name: str = DELIVERY) -> None:
     """Report one received event with its delivery latency (receive time - publish ts)."""
     _fire(environment, transport, name, max(0.0, (received_at - publish_ts) * 1000.0), wire_bytes, None)
+
+
+def report_event(environment: Any, transport: str, tracker: SeqTracker, seq: int | str, publish_ts: float | None,
+                 received_at: float, wire_bytes: int) -> None:
+    """Report one received event: its latency when its publish time is known, then its place in the sequence."""
+    if publish_ts is None:
+        _fire(environment, transport, RECEIVED, 0.0, wire_bytes, None)
+    else:
+        report_delivery(environment, transport, publish_ts, received_at, wire_bytes)
+    track_sequence(environment, transport, tracker, seq)
 
 
 def report_connect(environment: Any, transport: str, connect_ms: float, exception: BaseException | None = None) -> None:

@@ -14,13 +14,14 @@ from loadtests.staircase import parse_steps  # noqa: F401  (re-exported for the 
 def add_arguments(parser: Any) -> None:
     """Register rtcap's options with Locust's argument parser (env vars RTCAP_*)."""
     group = parser  # Locust's own parser: only it understands include_in_web_ui and shows options in the web UI
-    group.add_argument("--channel", default="live", env_var="RTCAP_CHANNEL", help="Channel the viewers and listeners subscribe to")
+    group.add_argument("--target", default="", env_var="RTCAP_TARGET", help="Target adapter file (TOML) describing the server; default: the bundled reference target at --host")
+    group.add_argument("--channel", default="", env_var="RTCAP_CHANNEL", help="Channel to subscribe to (default: the target adapter's, live for the reference target)")
     group.add_argument("--poll-interval", type=float, default=1.0, env_var="RTCAP_POLL_INTERVAL", help="Seconds between two polls of one viewer")
     group.add_argument(
         "--no-conditional-get", action="store_true", default=False, env_var="RTCAP_NO_CONDITIONAL_GET",
         help="Polling viewers do not send If-None-Match (every poll gets a full 200)",
     )
-    group.add_argument("--chat-room", default="lobby", env_var="RTCAP_CHAT_ROOM", help="Room the WebSocket chatters join")
+    group.add_argument("--chat-room", default="", env_var="RTCAP_CHAT_ROOM", help="Room the WebSocket chatters join (default: the adapter's, lobby)")
     group.add_argument("--chat-rate", type=float, default=0.2, env_var="RTCAP_CHAT_RATE", help="Chat messages per second sent by each chatter (0: listen only)")
     group.add_argument("--chat-size", type=int, default=64, env_var="RTCAP_CHAT_SIZE", help="Bytes of text in each chat message")
     group.add_argument("--reconnect-max", type=float, default=10.0, env_var="RTCAP_RECONNECT_MAX", help="Ceiling of the reconnect backoff, seconds")
@@ -37,10 +38,11 @@ def add_arguments(parser: Any) -> None:
 class Settings:
     """The options a user or shape reads, with defaults when Locust runs as a library without parsed options."""
 
-    channel: str = "live"
+    target: str = ""
+    channel: str = ""
     poll_interval: float = 1.0
     conditional_get: bool = True
-    chat_room: str = "lobby"
+    chat_room: str = ""
     chat_rate: float = 0.2
     chat_size: int = 64
     reconnect_max: float = 10.0

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlsplit
 
 from locust import FastHttpUser, task
 
 from loadtests import metrics
 from loadtests.options import Settings
 from loadtests.seqtrack import SeqTracker
+from loadtests.targeting import adapter_for, parse_body
+from targets.adapter_fields import FieldError
 
 
 def http_message_bytes(start_line: str, headers: Any, body_length: int) -> int:
@@ -28,7 +29,6 @@ class PollingViewer(FastHttpUser):
 
     abstract = True
     transport = "poll"
-    path = "/poll"
 
     def context(self) -> dict[str, str]:
         """Tag this viewer's HTTP requests with its transport."""
@@ -37,8 +37,11 @@ class PollingViewer(FastHttpUser):
     def on_start(self) -> None:
         """Read the options, wait a random phase so viewers do not poll in lockstep, and sync the cursor."""
         self.settings = Settings.of(self.environment)
+        self.adapter = adapter_for(self.environment)
+        self.spec = self.adapter.transport(self.transport)
+        self.channel = self.settings.channel or self.adapter.channel
         self.tracker = SeqTracker()
-        self.cursor: int | None = None
+        self.cursor: Any = None
         self.etag: str | None = None
         interval = self.settings.poll_interval
         self.next_poll = time.time() + random.uniform(0, interval)
@@ -60,14 +63,12 @@ class PollingViewer(FastHttpUser):
     @task
     def poll(self) -> None:
         """One poll: GET events after the cursor, If-None-Match the last ETag."""
-        query = {"channel": self.settings.channel}
-        if self.cursor is not None:
-            query["since"] = str(self.cursor)
-        headers = {}
-        if self.etag and self.settings.conditional_get:
+        url = self.adapter.url_for(self.transport, channel=self.channel, cursor="0" if self.cursor is None else self.cursor)
+        headers = dict(self.adapter.headers)
+        if self.etag and self.settings.conditional_get and self.spec.conditional:
             headers["If-None-Match"] = self.etag
-        url = f"{self.path}?{urlencode(query)}"
-        with self.client.get(url, headers=headers, name=self.path, catch_response=True) as response:
+        name = urlsplit(self.spec.url).path or "/"
+        with self.client.get(url, headers=headers, name=name, catch_response=True) as response:
             received_at = time.time()
             status = response.status_code
             if status not in (200, 304):
@@ -79,25 +80,30 @@ class PollingViewer(FastHttpUser):
                 self._on_body(response.content or b"", response.headers.get("ETag"), received_at)
 
     def _on_body(self, body: bytes, etag: str | None, received_at: float) -> None:
-        payload = json.loads(body)
+        payload = parse_body(body)
         self.etag = etag
-        events = payload.get("events", [])
-        if self.cursor is None:
-            # The first poll only learns where the stream is: old buffered events are not deliveries.
-            self.cursor = int(payload.get("seq", 0))
-            return
-        wire_share = 0
-        for event in events:
-            metrics.report_delivery(self.environment, self.transport, float(event["ts"]), received_at, wire_share)
-            metrics.track_sequence(self.environment, self.transport, self.tracker, int(event["seq"]))
-        self.cursor = max(self.cursor, int(payload.get("seq", self.cursor)))
+        try:
+            events = [e for e in self.spec.events_in(payload) if self.adapter.is_event(self.transport, e)]
+            first_sync = self.cursor is None
+            last_seq = None
+            for event in events:
+                seq, publish_ts = self.adapter.extract(self.transport, event)
+                last_seq = seq
+                if not first_sync:
+                    # The first poll only learns where the stream is: old buffered events are not deliveries.
+                    metrics.report_event(self.environment, self.transport, self.tracker, seq, publish_ts, received_at, 0)
+            self.cursor = self.spec.cursor_in(payload, last_seq if last_seq is not None else self.cursor)
+        except FieldError as error:
+            metrics.report_error(self.environment, self.transport, "message", error)
 
     def _count_bytes(self, url: str, headers: dict[str, str], response: Any) -> None:
         # geventhttpclient does not expose its socket, so bytes are computed from the messages:
         # exact for our own header lines, approximate for the few the HTTP client adds itself.
-        client_headers = {"Host": self.host.split("://", 1)[-1], "User-Agent": "rtcap", "Accept-Encoding": "identity"}
+        parts = urlsplit(url)
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
+        client_headers = {"Host": parts.netloc, "User-Agent": "rtcap", "Accept-Encoding": "identity"}
         client_headers.update(headers)
-        sent = http_message_bytes(f"GET {url} HTTP/1.1", client_headers, 0)
+        sent = http_message_bytes(f"GET {target} HTTP/1.1", client_headers, 0)
         body = len(response.content or b"")
         received = http_message_bytes(f"HTTP/1.1 {response.status_code} XX", response.headers or {}, body)
         metrics.count(self.transport, "bytes_sent", sent)

@@ -87,6 +87,8 @@ class TimelineRecorder:
         if name == metrics.DELIVERY:
             bucket.delivered += 1
             bucket.delivery.record_value(micros)
+        elif name == metrics.RECEIVED:
+            bucket.delivered += 1  # counted for throughput; no publish time, so no latency
         elif name == metrics.CONNECT:
             bucket.connects += 1
             if exception is None:

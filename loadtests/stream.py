@@ -15,6 +15,8 @@ from loadtests import metrics
 from loadtests.backoff import Backoff
 from loadtests.options import Settings
 from loadtests.seqtrack import SeqTracker
+from loadtests.targeting import adapter_for
+from targets.adapter_fields import FieldError
 
 
 class StreamClient(Protocol):
@@ -44,6 +46,8 @@ class StreamUser(User):
     def on_start(self) -> None:
         """Read the options and set up this user's state."""
         self.settings = Settings.of(self.environment)
+        self.adapter = adapter_for(self.environment)
+        self.channel = self.settings.channel or self.adapter.channel
         self.tracker = SeqTracker()
         self.backoff = Backoff(cap=self.settings.reconnect_max)
         self.client: Any = None
@@ -98,6 +102,18 @@ class StreamUser(User):
             self.on_disconnected()
             self.flush_bytes(client)
             client.close()
+
+    def on_payload(self, message: object, received_at: float, wire_bytes: int, sse_id: str | None = None) -> None:
+        """Report one received message if the adapter says it is an event; a malformed one is an error, not a
+        reason to drop the connection."""
+        try:
+            if not self.adapter.is_event(self.transport, message):
+                return
+            seq, publish_ts = self.adapter.extract(self.transport, message, sse_id)
+        except FieldError as error:
+            metrics.report_error(self.environment, self.transport, "message", error)
+            return
+        metrics.report_event(self.environment, self.transport, self.tracker, seq, publish_ts, received_at, wire_bytes)
 
     def flush_bytes(self, client: StreamClient) -> None:
         """Report the bytes moved since the last flush, so each second of the timeline gets its share."""

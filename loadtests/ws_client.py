@@ -52,8 +52,12 @@ class WebSocketClient:
 
     def send_json(self, message: dict[str, Any]) -> None:
         """Send one JSON text message."""
+        self.send_text(json.dumps(message, separators=(",", ":")))
+
+    def send_text(self, text: str) -> None:
+        """Send one text message."""
         assert self.ws is not None, "connect() first"
-        self.ws.send(json.dumps(message, separators=(",", ":")))
+        self.ws.send(text)
 
     @property
     def byte_counts(self) -> tuple[int, int]:

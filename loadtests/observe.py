@@ -1,0 +1,78 @@
+"""Turn an adapter's `[process]` section into a probe the sampler can read (or None: not observed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import psutil
+
+from loadtests.probes import CgroupProbe, MetricsProbe, ProbeError
+from loadtests.sampler import ProcessProbe
+from targets.adapter import TargetAdapter
+
+
+class ObserveError(RuntimeError):
+    """The adapter names a process that cannot be found or read."""
+
+
+def listening_pid(port: int) -> int:
+    """The process listening on TCP `port`; the top one when a server's workers share the socket."""
+    pids = {c.pid for c in psutil.net_connections(kind="tcp")
+            if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid}
+    if not pids:
+        raise ObserveError(f"no process is listening on TCP port {port} (or it belongs to another user)")
+    roots = [pid for pid in pids if psutil.Process(pid).ppid() not in pids]
+    return min(roots or pids)
+
+
+def _port_of(adapter: TargetAdapter, value: Any) -> int:
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip() == "{port}":
+        port = urlsplit(adapter.base_url).port
+        if port is None:
+            raise ObserveError(f"process.port is {{port}} but base_url {adapter.base_url} has no port")
+        return port
+    return int(value)
+
+
+def probe_for(adapter: TargetAdapter, started_pid: int | None = None) -> Any | None:
+    """A probe for the adapter's target process, None when the adapter observes nothing."""
+    spec = adapter.process
+    try:
+        if spec.kind == "none":
+            return None
+        if spec.kind == "started":
+            if started_pid is None:
+                raise ObserveError("the target is observed as the process rtcap starts, but none was started")
+            return ProcessProbe(started_pid, "target", include_children=True)
+        if spec.kind == "pid":
+            return ProcessProbe(int(spec.value), "target", include_children=True)
+        if spec.kind == "pidfile":
+            text = Path(str(spec.value)).read_text().strip()
+            return ProcessProbe(int(text.split()[0]), "target", include_children=True)
+        if spec.kind == "port":
+            return ProcessProbe(listening_pid(_port_of(adapter, spec.value)), "target", include_children=True)
+        if spec.kind == "cgroup":
+            return CgroupProbe(str(spec.value))
+        if spec.kind == "metrics":
+            return MetricsProbe(urljoin(adapter.base_url + "/", str(spec.value).lstrip("/")))
+    except (OSError, ValueError, psutil.Error, ProbeError) as error:
+        raise ObserveError(f"process.{spec.kind} = {spec.value!r}: {error}") from error
+    raise ObserveError(f"unknown process kind {spec.kind!r}")
+
+
+def describe(adapter: TargetAdapter) -> str:
+    """How the target is observed, in words, for tables and reports."""
+    spec = adapter.process
+    return {
+        "none": "not observed: client-side figures only, memory per connection unavailable",
+        "started": "the process rtcap starts, with its children",
+        "pid": f"pid {spec.value} and its children",
+        "pidfile": f"the pid in {spec.value} and its children",
+        "port": f"the process listening on port {spec.value} and its children",
+        "cgroup": f"cgroup {spec.value}",
+        "metrics": f"Prometheus process metrics at {spec.value}",
+    }.get(spec.kind, spec.kind)
