@@ -47,12 +47,13 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hold", type=_positive(float), help=f"seconds each step holds (default {DEFAULT['hold']:g})")
     parser.add_argument("--settle", type=float, help=f"seconds at the start of each hold not measured (default {DEFAULT['settle']:g})")
     parser.add_argument("--spawn-rate", type=_positive(float), default=100.0, help="users started per second between steps (default 100)")
-    parser.add_argument("--rate", type=float, default=1.0, help="events per second the reference target publishes (default 1)")
-    parser.add_argument("--payload", type=int, default=64, help="payload bytes per event (default 64)")
+    parser.add_argument("--target", type=Path, help="target adapter file (TOML) describing your server; default: the bundled reference target")
+    parser.add_argument("--rate", type=_positive(float), help="events per second published during the run (default: the adapter's publish.rate, 1)")
+    parser.add_argument("--payload", type=int, help="payload bytes per event (default: the adapter's publish.payload, 64)")
     parser.add_argument("--poll-interval", type=_positive(float), default=1.0, help="seconds between polls of one viewer (default 1)")
     parser.add_argument("--chat-rate", type=float, default=0.2, help="chat messages per second per chatter (default 0.2)")
-    parser.add_argument("--channel", default="live", help="channel to subscribe to (default live)")
-    parser.add_argument("--host", help="measure an already running server at this base URL instead of starting the reference target")
+    parser.add_argument("--channel", default="", help="channel to subscribe to (default: the adapter's, live)")
+    parser.add_argument("--host", help="measure an already running server at this base URL instead of starting one")
     parser.add_argument("--target-pid", type=int, help="with --host: pid of the server process to sample")
     parser.add_argument("--slo-p99-ms", type=_positive(float), default=1000.0, help="delivery p99 that counts as meeting the SLO (default 1000 ms)")
     parser.add_argument("--slo-error-rate", type=float, default=0.01, help="error rate that counts as meeting the SLO (default 0.01)")
@@ -79,7 +80,7 @@ def run_command(args: argparse.Namespace) -> int:
     options = RunOptions(
         name=args.name or datetime.now().strftime("run-%Y%m%d-%H%M%S"), out_dir=args.out_dir,
         transports=args.transports, steps=args.steps or parse_steps(preset["steps"]), hold=hold, settle=settle,
-        spawn_rate=args.spawn_rate, rate=args.rate, payload=args.payload, host=args.host.rstrip("/") if args.host else None,
+        spawn_rate=args.spawn_rate, target=args.target, rate=args.rate, payload=args.payload, host=args.host.rstrip("/") if args.host else None,
         target_pid=args.target_pid, channel=args.channel, poll_interval=args.poll_interval, chat_rate=args.chat_rate,
         slo_p99_ms=args.slo_p99_ms, slo_error_rate=args.slo_error_rate, report=not args.no_report,
     )
@@ -94,6 +95,45 @@ def run_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_command(args: argparse.Namespace) -> int:
+    """`rtcap check-target`: 0 when every declared transport and the process check pass, 1 otherwise."""
+    from loadtests.check import check_process, check_transport, format_table
+    from targets.adapter import AdapterError, load_adapter
+    from targets.launch import LaunchError, launch
+
+    try:
+        adapter = load_adapter(args.file)
+    except (AdapterError, OSError) as error:
+        print(f"rtcap check-target: error: {error}", file=sys.stderr)
+        return 2
+    transports = args.transports or list(adapter.transports)
+    missing = [t for t in transports if t not in adapter.transports]
+    if missing:
+        print(f"rtcap check-target: error: {adapter.source} declares no {', '.join(missing)} transport", file=sys.stderr)
+        return 2
+    launched = None
+    try:
+        if args.host:
+            live, pid = adapter.with_base_url(args.host.rstrip("/")), None
+        elif adapter.process.start is not None:
+            launched = launch(adapter, adapter.publish.rate, adapter.publish.payload)
+            live, pid = launched.adapter, launched.pid
+            print(f"started {' '.join(launched.command)} -> {live.base_url} (pid {pid})")
+        else:
+            live, pid = adapter, None
+        results = [check_transport(live, name, timeout=args.timeout) for name in transports]
+        process = check_process(live, pid)
+    except LaunchError as error:
+        print(f"rtcap check-target: error: {error}", file=sys.stderr)
+        return 1
+    finally:
+        if launched is not None:
+            launched.stop()
+    print(f"target {adapter.name} at {live.base_url}, publish mode {adapter.publish.mode}")
+    print(format_table(results, process))
+    return 0 if all(r.ok for r in results) and process.ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole `rtcap` command line."""
     parser = argparse.ArgumentParser(prog="rtcap", description="Measure what real-time transports cost: polling, SSE, WebSockets.")
@@ -104,6 +144,12 @@ def build_parser() -> argparse.ArgumentParser:
     from reports.cli import add_report_arguments
 
     add_report_arguments(report)
+    check = commands.add_parser("check-target", help="check a target adapter against its server before any load")
+    check.add_argument("file", type=Path, help="target adapter file (TOML)")
+    check.add_argument("--transports", type=lambda text: [t.strip() for t in text.split(",") if t.strip()],
+                       help="comma list of transports to check (default: all the adapter declares)")
+    check.add_argument("--host", help="check a server already running at this base URL (instead of starting one)")
+    check.add_argument("--timeout", type=_positive(float), default=10.0, help="seconds to wait for events (default 10)")
     target = commands.add_parser("target", help="the bundled reference target")
     target.add_argument("action", choices=["serve"], help="serve: run the reference server (see `rtcap target serve --help`)")
     return parser
@@ -119,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "run":
         return run_command(args)
+    if args.command == "check-target":
+        return check_command(args)
     if args.command == "report":
         from reports.cli import run_report
 

@@ -14,16 +14,21 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from loadtests import collect
+from loadtests.check import check_transport
+from loadtests.observe import ObserveError, describe, probe_for
+from loadtests.publisher import Publisher
 from loadtests.sampler import ProcessProbe, Sampler, sample_rows
 from loadtests.staircase import Staircase
-from loadtests.verify import VerifyError, verify_target
-from targets.process import TargetProcess
+from targets.adapter import AdapterError, TargetAdapter, load_adapter, reference_adapter_path
+from targets.launch import LaunchError, launch
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 USER_CLASSES = {"poll": "PollUser", "sse": "SSEUser", "ws": "WebSocketUser", "chat": "ChatUser"}
@@ -56,11 +61,12 @@ class RunOptions:
     settle: float = 5.0
     spawn_rate: float = 100.0
     ramp_timeout: float = 60.0
-    rate: float = 1.0
-    payload: int = 64
+    target: Path | None = None
+    rate: float | None = None
+    payload: int | None = None
     host: str | None = None
     target_pid: int | None = None
-    channel: str = "live"
+    channel: str = ""
     poll_interval: float = 1.0
     chat_rate: float = 0.2
     sample_interval: float = 0.5
@@ -78,21 +84,65 @@ def _git_sha() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def _meta(options: RunOptions, started: str, ended: str | None, notes: list[str]) -> dict[str, Any]:
+def _target_meta(options: RunOptions, adapter: TargetAdapter) -> dict[str, Any]:
+    reference = adapter.source is not None and Path(adapter.source).resolve() == reference_adapter_path().resolve()
+    kind = "external" if options.host and reference else "reference" if reference else "adapter"
+    return {
+        "kind": kind, "name": adapter.name, "adapter": str(adapter.source) if adapter.source else None,
+        "url": options.host or adapter.base_url, "publish": adapter.publish.mode,
+        "rate": _rate(options, adapter), "payload": _payload(options, adapter),
+        "observed": "pid " + str(options.target_pid) if options.host and options.target_pid else describe(adapter),
+        "pid": options.target_pid,
+    }
+
+
+def availability_notes(options: RunOptions, adapter: TargetAdapter) -> list[str]:
+    """Figures this run cannot measure for this target, and why (shown in meta.json and the report)."""
+    notes = []
+    if adapter.publish.mode == "none":
+        notes.append("delivery latency unavailable: nothing publishes events (publish.mode = none); throughput only")
+    for name, spec in adapter.transports.items():
+        if name in options.transports and not spec.message.ts:
+            notes.append(f"{name}: delivery latency unavailable: its messages carry no publish time (ts = \"\")")
+    if options.host and adapter.process.kind == "started" and not options.target_pid:
+        notes.append("memory per connection unavailable: --host without --target-pid, so no server process is sampled")
+    elif adapter.process.kind == "none" and not options.target_pid:
+        notes.append("memory per connection unavailable: the adapter observes no process (process.none)")
+    return notes
+
+
+def _meta(options: RunOptions, adapter: TargetAdapter, started: str, ended: str | None, notes: list[str]) -> dict[str, Any]:
     from loadtests import __version__
 
     return {
         "tool": "rtcap", "version": __version__, "git_sha": _git_sha(), "name": options.name,
         "host": {"hostname": socket.gethostname(), "cpus": os.cpu_count(), "platform": platform.platform(),
                  "python": platform.python_version()},
-        "target": {"kind": "external" if options.host else "reference", "url": options.host or "",
-                   "rate": options.rate, "payload": options.payload, "pid": options.target_pid},
+        "target": _target_meta(options, adapter),
         "transports": options.transports, "steps": options.steps, "hold_s": options.hold,
         "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()},
         "slo": {"delivery_p99_ms": options.slo_p99_ms, "error_rate": options.slo_error_rate,
                 "generator_cpu_percent": options.generator_cpu_limit},
         "start": started, "end": ended, "notes": notes,
     }
+
+
+def load_target(options: RunOptions) -> TargetAdapter:
+    """The adapter for this run (the reference target's by default), checked against the transports asked for."""
+    try:
+        adapter = load_adapter(options.target or reference_adapter_path())
+    except (AdapterError, OSError) as error:
+        raise RunError(str(error)) from error
+    missing = [t for t in options.transports if t not in adapter.transports]
+    if missing:
+        raise RunError(f"target {adapter.name!r} ({adapter.source}) has no {', '.join(missing)} transport; "
+                       f"it declares {', '.join(adapter.transports)}")
+    unsupported = [t for t in options.transports if t not in USER_CLASSES]
+    if unsupported:
+        raise RunError(f"rtcap run has no users for {', '.join(unsupported)} yet; choose from {', '.join(USER_CLASSES)}")
+    if not options.host and adapter.process.start is None and "{port}" in adapter.base_url:
+        raise RunError(f"{adapter.source}: base_url has {{port}} but no process.start; give --host")
+    return adapter
 
 
 def _write_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
@@ -104,56 +154,101 @@ def _write_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> No
     tmp.replace(path)  # atomic: a crash never leaves a half-written file behind
 
 
-def locust_command(options: RunOptions, transport: str, url: str, record_dir: Path) -> list[str]:
+def locust_command(options: RunOptions, transport: str, adapter: TargetAdapter, record_dir: Path) -> list[str]:
     """The `python -m locust` command line that runs one transport's staircase."""
     files = f"{PACKAGE_DIR / 'catalog.py'},{PACKAGE_DIR / 'stepload.py'}"
-    return [
-        sys.executable, "-m", "locust", "-f", files, "--headless", "--host", url,
+    command = [
+        sys.executable, "-m", "locust", "-f", files, "--headless", "--host", adapter.base_url,
+        "--target", str(adapter.source or reference_adapter_path()),
         "--csv", str(record_dir / "locust"), "--only-summary", "--loglevel", "WARNING",
         "--rtcap-record", str(record_dir), "--steps", ",".join(map(str, options.steps)),
         "--step-hold", str(options.hold), "--step-settle", str(options.settle),
         "--step-spawn-rate", str(options.spawn_rate), "--step-ramp-timeout", str(options.ramp_timeout),
-        "--channel", options.channel, "--poll-interval", str(options.poll_interval),
-        "--chat-rate", str(options.chat_rate), USER_CLASSES[transport],
+        "--poll-interval", str(options.poll_interval), "--chat-rate", str(options.chat_rate),
     ]
+    if options.channel:
+        command += ["--channel", options.channel]
+    return command + [USER_CLASSES[transport]]
 
 
-def run_transport(options: RunOptions, transport: str, run_dir: Path, clock0: float, say: Any) -> tuple[list[dict], list[dict]]:
+@contextmanager
+def live_target(options: RunOptions, adapter: TargetAdapter, record_dir: Path) -> Iterator[tuple[TargetAdapter, int | None]]:
+    """The server to measure: --host as given, else a fresh one from the adapter's start command, else as declared."""
+    if options.host:
+        yield adapter.with_base_url(options.host), options.target_pid
+        return
+    if adapter.process.start is None:
+        yield adapter, None
+        return
+    try:
+        launched = launch(adapter, _rate(options, adapter), _payload(options, adapter), record_dir / "target.log")
+    except LaunchError as error:
+        raise RunError(str(error)) from error
+    try:
+        yield launched.adapter, launched.pid
+    finally:
+        launched.stop()
+
+
+def _rate(options: RunOptions, adapter: TargetAdapter) -> float:
+    return options.rate if options.rate is not None else adapter.publish.rate
+
+
+def _payload(options: RunOptions, adapter: TargetAdapter) -> int:
+    return options.payload if options.payload is not None else adapter.publish.payload
+
+
+def _target_probe(options: RunOptions, adapter: TargetAdapter, pid: int | None) -> Any | None:
+    if options.host and options.target_pid:
+        return ProcessProbe(options.target_pid, "target", include_children=True)
+    if options.host and adapter.process.kind == "started":
+        return None  # the adapter would start its own server, but --host points at one rtcap did not start
+    try:
+        return probe_for(adapter, pid)
+    except ObserveError as error:
+        raise RunError(f"cannot observe the target process: {error}") from error
+
+
+def run_transport(options: RunOptions, adapter: TargetAdapter, transport: str, run_dir: Path, clock0: float,
+                  say: Any) -> tuple[list[dict], list[dict]]:
     """Measure one transport; return its step rows and its samples."""
     record_dir = run_dir / "locust" / transport
     record_dir.mkdir(parents=True, exist_ok=True)
-    target: TargetProcess | None = None
-    url, target_pid = options.host, options.target_pid
-    if url is None:
-        target = TargetProcess.reference(options.rate, options.payload, record_dir / "target.log")
-        url = target.start()
-        target_pid = target.pid
-    try:
-        verify_target(url, transport, options.channel)
-        say(f"[{transport}] target {url} verified; running steps {options.steps} ({options.hold:g} s each)")
+    with live_target(options, adapter, record_dir) as (live, pid):
+        check = check_transport(live, transport)
+        if not check.ok:
+            raise RunError(f"[{transport}] target check failed: {check.why}")
+        say(f"[{transport}] target {live.base_url} checked (connect {check.connect_ms:.1f} ms); "
+            f"running steps {options.steps} ({options.hold:g} s each)")
         staircase = Staircase(options.steps, options.hold, options.settle, options.spawn_rate, options.ramp_timeout)
         limit = staircase.planned_seconds() + min(options.ramp_timeout * len(options.steps), 120) + 60
-        with (record_dir / "locust.log").open("w", encoding="utf-8") as log:
-            locust = subprocess.Popen(locust_command(options, transport, url, record_dir), stdout=log, stderr=subprocess.STDOUT)
-            probes = [ProcessProbe(locust.pid, "generator", count_connections=False)]
-            if target_pid:
-                probes.insert(0, ProcessProbe(target_pid, "target"))
-            sampler = Sampler(probes, options.sample_interval).start()
-            try:
-                code = locust.wait(timeout=limit)
-            except subprocess.TimeoutExpired:
-                locust.kill()
-                locust.wait()
-                raise RunError(f"[{transport}] Locust did not finish within {limit:.0f} s; see {record_dir / 'locust.log'}")
-            finally:
-                samples = sampler.stop()
+        target_probe = _target_probe(options, live, pid)
+        publisher = None
+        if live.publish.mode == "http":
+            publisher = Publisher(live.publish, options.channel or live.channel, _rate(options, live), limit).start()
+        try:
+            with (record_dir / "locust.log").open("w", encoding="utf-8") as log:
+                command = locust_command(options, transport, live, record_dir)
+                locust = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+                probes = [ProcessProbe(locust.pid, "generator", count_connections=False)]
+                if target_probe is not None:
+                    probes.insert(0, target_probe)
+                sampler = Sampler(probes, options.sample_interval).start()
+                try:
+                    code = locust.wait(timeout=limit)
+                except subprocess.TimeoutExpired:
+                    locust.kill()
+                    locust.wait()
+                    raise RunError(f"[{transport}] Locust did not finish within {limit:.0f} s; see {record_dir / 'locust.log'}")
+                finally:
+                    samples = sampler.stop()
+        finally:
+            if publisher is not None:
+                publisher.stop()
         rows = collect.collect_transport(transport, record_dir, [])
         if code not in (0, 1) or not rows:
             # Locust exits 1 when any request failed; that is a measurement. Anything else is a crash.
             raise RunError(f"[{transport}] Locust exited {code} after {len(rows)} step(s); see {record_dir / 'locust.log'}")
-    finally:
-        if target is not None:
-            target.stop()
     sampled = [{**row, "transport": transport, "elapsed_s": row["t"] - clock0} for row in sample_rows(samples)]
     rows = collect.collect_transport(transport, record_dir, sampled)
     for row in rows:
@@ -164,31 +259,34 @@ def run_transport(options: RunOptions, transport: str, run_dir: Path, clock0: fl
 
 def run_sweep(options: RunOptions, say: Any = print) -> Path:
     """Run every transport in turn and write the run directory (and the HTML report); return its path."""
+    adapter = load_target(options)
     run_dir = options.out_dir / options.name
     if run_dir.exists() and any(run_dir.iterdir()):
         raise RunError(f"run directory {run_dir} already exists and is not empty; choose another --name")
     run_dir.mkdir(parents=True, exist_ok=True)
     started = datetime.now(timezone.utc).isoformat()
-    notes: list[str] = []
-    (run_dir / "meta.json").write_text(json.dumps(_meta(options, started, None, notes), indent=2))
+    notes = availability_notes(options, adapter)
+    for note in notes:
+        say(f"note: {note}")
+    (run_dir / "meta.json").write_text(json.dumps(_meta(options, adapter, started, None, notes), indent=2))
     all_rows: list[dict] = []
     all_samples: list[dict] = []
     clock0 = time.time()
     try:
         for transport in options.transports:
-            rows, samples = run_transport(options, transport, run_dir, clock0, say)
+            rows, samples = run_transport(options, adapter, transport, run_dir, clock0, say)
             all_rows += rows
             all_samples += samples
             # Written after every transport, so an interrupted sweep keeps what it measured.
             _write_csv(run_dir / "steps.csv", STEP_COLUMNS, all_rows)
             _write_csv(run_dir / "samples.csv", SAMPLE_COLUMNS, all_samples)
             say(f"[{transport}] {len(rows)} step(s) measured")
-    except VerifyError as error:
-        notes.append(f"target check failed: {error}")
-        raise RunError(f"target check failed: {error}") from error
+    except RunError as error:
+        notes.append(f"run stopped: {error}")
+        raise
     finally:
         ended = datetime.now(timezone.utc).isoformat()
-        (run_dir / "meta.json").write_text(json.dumps(_meta(options, started, ended, notes), indent=2))
+        (run_dir / "meta.json").write_text(json.dumps(_meta(options, adapter, started, ended, notes), indent=2))
     from reports.summary import write_summary
 
     write_summary(run_dir)

@@ -60,7 +60,8 @@ class SSEClient:
                 break
         content_type = dict(event.headers).get(b"content-type", b"").decode("latin-1")
         if event.status_code != 200 or not content_type.startswith("text/event-stream"):
-            raise SSEConnectError(f"HTTP {event.status_code} ({content_type or 'no content type'}) from {self.url}")
+            raise SSEConnectError(f"HTTP {event.status_code} ({content_type or 'no content type'}) from {self.url}, "
+                                 "expected 200 text/event-stream")
         return (time.perf_counter() - started) * 1000.0
 
     def items(self) -> Iterator[tuple[SSEEvent | SSEComment | SSERetry, float]]:

@@ -1,10 +1,12 @@
-"""Which server the users talk to and how: the adapter from `--target FILE`, or the reference target at --host."""
+"""Which server the users talk to and how: the adapter from `--target FILE`, or the reference target at --host.
+
+Importable without Locust (the orchestrator uses `parse_body`); only `adapter_for` needs Locust's options.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from loadtests.options import Settings
 from targets.adapter import TargetAdapter, load_adapter, reference_adapter_path
 
 _cache: dict[tuple[str, str], TargetAdapter] = {}
@@ -12,6 +14,8 @@ _cache: dict[tuple[str, str], TargetAdapter] = {}
 
 def adapter_for(environment: Any) -> TargetAdapter:
     """The adapter for this Locust environment, loaded once per process; --host overrides its base_url."""
+    from loadtests.options import Settings  # Locust's argument parser: only ever inside a Locust process
+
     settings = Settings.of(environment)
     host = (getattr(environment, "host", None) or "").rstrip("/")
     key = (settings.target, host)

@@ -50,6 +50,7 @@ class LaunchedTarget:
 
     adapter: TargetAdapter
     process: subprocess.Popen
+    command: list[str]
     log_path: Path | None = None
     _log: Any = field(default=None, repr=False)
 
@@ -88,7 +89,7 @@ def launch(adapter: TargetAdapter, rate: float, payload: int, log_path: Path | N
         if log_path:
             log.close()
         raise LaunchError(f"cannot start {command[0]!r}: {error}") from error
-    launched = LaunchedTarget(ready, process, log_path, log if log_path else None)
+    launched = LaunchedTarget(ready, process, command, log_path, log if log_path else None)
     host, _, _ = ready.base_url.partition("://")[2].partition(":")
     deadline = time.monotonic() + spec.start_timeout
     while time.monotonic() < deadline:

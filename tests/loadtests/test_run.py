@@ -108,3 +108,58 @@ def test_bad_options_are_rejected_before_anything_runs(tmp_path: Path, args: lis
     assert _exit_code(["run", "--out-dir", str(tmp_path), *args]) == 2
     assert "error" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+def test_run_against_an_adapter_that_rtcap_starts_and_publishes_into_over_http(tmp_path: Path) -> None:
+    """A user's own server, as an adapter: rtcap starts it and publishes into it."""
+    adapter = tmp_path / "mine.toml"
+    adapter.write_text("""
+name = "mine"
+base_url = "http://127.0.0.1:{port}"
+[publish]
+mode = "http"
+url = "/publish?channel={channel}"
+headers = { "Content-Type" = "application/json" }
+body = '{{"pad": "{padding}"}}'
+rate = 10
+[transports.sse]
+url = "/sse?channel={channel}"
+[process]
+start = ["{python}", "-m", "targets.reference", "--port", "{port}", "--rate", "0"]
+ready_url = "/healthz"
+""")
+    code = main(["run", "--target", str(adapter), "--transports", "sse", "--steps", "5,10,15", "--hold", "3",
+                 "--settle", "1", "--out-dir", str(tmp_path), "--name", "mine"])
+    assert code == 0
+    steps = pd.read_csv(tmp_path / "mine" / "steps.csv")
+    # The reference server publishes nothing by itself here (--rate 0): every event came from rtcap's publisher.
+    for _, row in steps.iterrows():
+        assert row["msgs_per_s"] == pytest.approx(10 * row["users"], rel=0.25)
+    meta = json.loads((tmp_path / "mine" / "meta.json").read_text())
+    assert meta["target"]["kind"] == "adapter" and meta["target"]["publish"] == "http"
+    assert meta["target"]["name"] == "mine"
+
+
+def test_run_against_an_unobserved_server_says_memory_is_unavailable(reference_url: str, tmp_path: Path) -> None:
+    adapter = tmp_path / "blind.toml"
+    adapter.write_text(f"""
+name = "blind"
+base_url = "{reference_url}"
+[publish]
+mode = "self"
+[transports.ws]
+url = "/ws?channel={{channel}}"
+[process]
+none = true
+""")
+    code = main(["run", "--target", str(adapter), "--transports", "ws", "--steps", "4,8,12", "--hold", "3",
+                 "--settle", "1", "--out-dir", str(tmp_path), "--name", "blind"])
+    assert code == 0
+    run = tmp_path / "blind"
+    note = "memory per connection unavailable: the adapter observes no process (process.none)"
+    assert note in json.loads((run / "meta.json").read_text())["notes"]
+    ws = json.loads((run / "summary.json").read_text())["transports"]["ws"]
+    assert ws["mem_per_conn_bytes"] is None and ws["msgs_per_s"] > 0
+    assert note in (run / "report.html").read_text()
+    steps = pd.read_csv(run / "steps.csv")
+    assert (steps["connections"] == steps["users"]).all()  # counted by the clients instead
