@@ -119,6 +119,8 @@ def _findings(runs: Sequence[Run]) -> str:
             warns = "".join(f'<li class="warn">warning: {_e(w)}</li>' for w in s.get("warnings") or [])
             items.append(f"<li>{_e(transport_sentence(transport, s, slo))}"
                          + (f"<ul>{warns}</ul>" if warns else "") + "</li>")
+        # What the run itself could not measure or what stopped it (meta.json notes), said once per run.
+        items += [f'<li class="warn">note: {_e(note)}</li>' for note in run.meta.get("notes") or []]
         parts.append(f"<ul>{''.join(items)}</ul>")
     return "".join(parts)
 
