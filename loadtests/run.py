@@ -111,14 +111,15 @@ def availability_notes(options: RunOptions, adapter: TargetAdapter) -> list[str]
     return notes
 
 
-def _meta(options: RunOptions, adapter: TargetAdapter, started: str, ended: str | None, notes: list[str]) -> dict[str, Any]:
+def _meta(options: RunOptions, adapter: TargetAdapter, started: str, ended: str | None, notes: list[str],
+          checks: dict[str, Any] | None = None) -> dict[str, Any]:
     from loadtests import __version__
 
     return {
         "tool": "rtcap", "version": __version__, "git_sha": _git_sha(), "name": options.name,
         "host": {"hostname": socket.gethostname(), "cpus": os.cpu_count(), "platform": platform.platform(),
                  "python": platform.python_version()},
-        "target": _target_meta(options, adapter),
+        "target": {**_target_meta(options, adapter), "checks": checks or {}},
         "transports": options.transports, "steps": options.steps, "hold_s": options.hold,
         "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()},
         "slo": {"delivery_p99_ms": options.slo_p99_ms, "error_rate": options.slo_error_rate,
@@ -210,12 +211,15 @@ def _target_probe(options: RunOptions, adapter: TargetAdapter, pid: int | None) 
 
 
 def run_transport(options: RunOptions, adapter: TargetAdapter, transport: str, run_dir: Path, clock0: float,
-                  say: Any) -> tuple[list[dict], list[dict]]:
-    """Measure one transport; return its step rows and its samples."""
+                  say: Any, checks: dict[str, Any] | None = None) -> tuple[list[dict], list[dict]]:
+    """Measure one transport; return its step rows and its samples (the pre-load check goes into `checks`)."""
     record_dir = run_dir / "locust" / transport
     record_dir.mkdir(parents=True, exist_ok=True)
     with live_target(options, adapter, record_dir) as (live, pid):
         check = check_transport(live, transport)
+        if checks is not None:
+            checks[transport] = {"ok": check.ok, "why": check.why, "connect_ms": check.connect_ms,
+                                 "events": check.events, "receive_minus_ts_ms": check.offset_ms}
         if not check.ok:
             raise RunError(f"[{transport}] target check failed: {check.why}")
         say(f"[{transport}] target {live.base_url} checked (connect {check.connect_ms:.1f} ms); "
@@ -271,10 +275,16 @@ def run_sweep(options: RunOptions, say: Any = print) -> Path:
     (run_dir / "meta.json").write_text(json.dumps(_meta(options, adapter, started, None, notes), indent=2))
     all_rows: list[dict] = []
     all_samples: list[dict] = []
+    checks: dict[str, Any] = {}
     clock0 = time.time()
     try:
         for transport in options.transports:
-            rows, samples = run_transport(options, adapter, transport, run_dir, clock0, say)
+            rows, samples = run_transport(options, adapter, transport, run_dir, clock0, say, checks)
+            offset = checks.get(transport, {}).get("receive_minus_ts_ms")
+            if adapter.publish.mode == "self" and offset is not None:
+                # The server stamps ts with its own clock: say how far apart the two clocks can be.
+                notes.append(f"{transport}: delivery latency is measured from the server's own timestamps; at the "
+                             f"pre-load check receive - ts was {offset:.1f} ms, which bounds any clock offset")
             all_rows += rows
             all_samples += samples
             # Written after every transport, so an interrupted sweep keeps what it measured.
@@ -286,7 +296,7 @@ def run_sweep(options: RunOptions, say: Any = print) -> Path:
         raise
     finally:
         ended = datetime.now(timezone.utc).isoformat()
-        (run_dir / "meta.json").write_text(json.dumps(_meta(options, adapter, started, ended, notes), indent=2))
+        (run_dir / "meta.json").write_text(json.dumps(_meta(options, adapter, started, ended, notes, checks), indent=2))
     from reports.summary import write_summary
 
     write_summary(run_dir)
