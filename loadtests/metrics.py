@@ -27,6 +27,9 @@ SEQUENCE = "sequence"
 stream_counters = EventHook()
 """Fired with (transport=str, name=str, value=int) for byte counts and sequence anomalies."""
 
+subscriber_closed = EventHook()
+"""Fired with (transport=str, summary=dict) when a subscriber stops: its own seq range and anomaly counts."""
+
 open_connections: Counter[str] = Counter()
 """Client connections open right now in this process, per transport."""
 
@@ -90,6 +93,12 @@ def track_sequence(environment: Any, transport: str, tracker: SeqTracker, seq: i
     elif verdict is Verdict.DUPLICATE:
         report_error(environment, transport, SEQUENCE, SequenceError(f"duplicate: seq {seq} received again"))
     return verdict
+
+
+def report_subscriber(transport: str, tracker: SeqTracker) -> None:
+    """Publish one subscriber's final accounting (first/highest seq, received, lost, duplicated, reordered)."""
+    if tracker.received:
+        subscriber_closed.fire(transport=transport, summary=tracker.summary())
 
 
 def now() -> float:

@@ -102,6 +102,10 @@ class PollingViewer(FastHttpUser):
         except FieldError as error:
             metrics.report_error(self.environment, self.transport, "message", error)
 
+    def on_stop(self) -> None:
+        """Report this viewer's sequence accounting when Locust stops it."""
+        metrics.report_subscriber(self.transport, self.tracker)
+
     def _count_bytes(self, url: str, headers: dict[str, str], response: Any) -> None:
         # geventhttpclient does not expose its socket, so bytes are computed from the messages:
         # exact for our own header lines, approximate for the few the HTTP client adds itself.

@@ -59,8 +59,10 @@ class TimelineRecorder:
         self.seconds: dict[tuple[int, str], Second] = {}
         self._file: TextIO | None = None
         self._sampler: gevent.Greenlet | None = None
+        self.subscribers: list[dict[str, Any]] = []
         environment.events.request.add_listener(self.on_request)
         metrics.stream_counters.add_listener(self.on_counter)
+        metrics.subscriber_closed.add_listener(self.on_subscriber)
 
     def start(self) -> None:
         """Start the once-a-second greenlet that samples open connections and flushes old seconds."""
@@ -101,6 +103,10 @@ class TimelineRecorder:
         counters = self._bucket(transport).counters
         counters[name] = counters.get(name, 0) + value
 
+    def on_subscriber(self, transport: str, summary: dict[str, Any], **_kwargs: Any) -> None:
+        """Keep one stopped subscriber's accounting for subscribers.jsonl."""
+        self.subscribers.append({"transport": transport, **summary})
+
     def _tick_loop(self) -> None:
         while True:
             gevent.sleep(1.0 - (time.time() % 1.0))
@@ -130,5 +136,10 @@ class TimelineRecorder:
         if self._file is not None:
             self._file.close()
             self._file = None
+        with (self.path.parent / "subscribers.jsonl").open("a", encoding="utf-8") as handle:
+            for subscriber in self.subscribers:
+                handle.write(json.dumps(subscriber) + "\n")
+        self.subscribers = []
         self.environment.events.request.remove_listener(self.on_request)
         metrics.stream_counters.remove_listener(self.on_counter)
+        metrics.subscriber_closed.remove_listener(self.on_subscriber)

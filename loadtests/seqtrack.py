@@ -25,6 +25,7 @@ class SeqTracker:
     """Counts lost, duplicated and reordered events of one subscriber, across its reconnects."""
 
     window: int = 100_000
+    first: int | str | None = None
     highest: int | str | None = None
     lost: int = 0
     duplicated: int = 0
@@ -37,6 +38,8 @@ class SeqTracker:
     def feed(self, seq: int | str) -> Verdict:
         """Account for one received event and say how it fits the stream so far."""
         self.received += 1
+        if self.first is None:
+            self.first = seq
         if isinstance(seq, str):
             return self._feed_text(seq)
         if self.highest is None:
@@ -61,6 +64,11 @@ class SeqTracker:
             return Verdict.LATE
         self.duplicated += 1
         return Verdict.DUPLICATE
+
+    def summary(self) -> dict[str, int | str | None]:
+        """The subscriber's totals, for a per-subscriber record."""
+        return {"first": self.first, "highest": self.highest, "received": self.received, "lost": self.lost,
+                "duplicated": self.duplicated, "reordered": self.reordered}
 
     def _feed_text(self, seq: str) -> Verdict:
         # Text sequence numbers: a repeat is a duplicate, a smaller unseen one arrived late.

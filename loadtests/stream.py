@@ -123,6 +123,7 @@ class StreamUser(User):
         self._reported = (sent, received)
 
     def on_stop(self) -> None:
-        """Close the connection when Locust stops this user."""
+        """Close the connection when Locust stops this user, and report its sequence accounting."""
         if self.client is not None:
             self.client.close()
+        metrics.report_subscriber(self.transport, self.tracker)

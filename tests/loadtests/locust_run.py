@@ -44,3 +44,11 @@ def locust_stats(record: Path) -> dict[tuple[str, str], dict[str, str]]:
     """Locust's own stats CSV, keyed by (type, name)."""
     with (record / "locust_stats.csv").open() as handle:
         return {(row["Type"], row["Name"]): row for row in csv.DictReader(handle)}
+
+
+def subscribers(record: Path) -> list[dict]:
+    """The per-subscriber accounting the recorder wrote when the users stopped."""
+    import json
+
+    path = record / "subscribers.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.loadtests.cutproxy import CutProxy
-from tests.loadtests.locust_run import finish, locust_stats, start_locust
+from tests.loadtests.locust_run import finish, locust_stats, start_locust, subscribers
 
 USERS = 10
 SECONDS = 5
@@ -27,6 +27,12 @@ def test_push_users_receive_every_event_with_low_latency(reference_url: str, tmp
     delivery = stats[(transport, "delivery")]
     assert int(delivery["Failure Count"]) == 0
     assert float(delivery["99%"]) < 500  # loopback push: milliseconds, not seconds
+    # Each subscriber's own accounting: a contiguous run of seqs, all received.
+    subs = subscribers(tmp_path)
+    assert len(subs) == USERS
+    for sub in subs:
+        assert sub["transport"] == transport and sub["lost"] == 0
+        assert sub["received"] == sub["highest"] - sub["first"] + 1
 
 
 def test_polling_viewer_sees_events_as_stale_as_its_interval(reference_url: str, tmp_path: Path) -> None:
