@@ -57,6 +57,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target-pid", type=int, help="with --host: pid of the server process to sample")
     parser.add_argument("--slo-p99-ms", type=_positive(float), default=1000.0, help="delivery p99 that counts as meeting the SLO (default 1000 ms)")
     parser.add_argument("--slo-error-rate", type=float, default=0.01, help="error rate that counts as meeting the SLO (default 0.01)")
+    parser.add_argument("--processes", type=_positive(int), default=1,
+                        help="load-generating processes; above 1, Locust runs a master plus this many workers (default 1)")
     parser.add_argument("--name", help="run name (default: run-YYYYmmdd-HHMMSS)")
     parser.add_argument("--out-dir", type=Path, default=Path("runs"), help="where run directories go (default ./runs)")
     parser.add_argument("--no-report", action="store_true", help="write the run directory only")
@@ -83,6 +85,7 @@ def run_command(args: argparse.Namespace) -> int:
         spawn_rate=args.spawn_rate, target=args.target, rate=args.rate, payload=args.payload, host=args.host.rstrip("/") if args.host else None,
         target_pid=args.target_pid, channel=args.channel, poll_interval=args.poll_interval, chat_rate=args.chat_rate,
         slo_p99_ms=args.slo_p99_ms, slo_error_rate=args.slo_error_rate, report=not args.no_report,
+        processes=args.processes,
     )
     try:
         run_dir = run_sweep(options, say=lambda line: print(line, flush=True))

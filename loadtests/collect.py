@@ -14,7 +14,7 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-from loadtests.timeline import decode_histogram, new_histogram, read_timeline
+from loadtests.timeline import decode_histogram, encode_histogram, new_histogram, read_timeline
 
 GENERATOR_SATURATED_PERCENT = 90.0
 PUSH_TRANSPORTS = {"sse", "ws", "chat"}
@@ -73,7 +73,9 @@ def step_row(transport: str, window: dict[str, Any], seconds: list[dict[str, Any
     target_tcp = _median([s.get("tcp_established") for s in target])
     client_open = _median([s.get("open_connections", 0) for s in inside])
     connections = target_tcp if target_tcp is not None else client_open
-    generator_cpu = _mean([s["cpu_percent"] for s in generator])
+    # Saturation is per process: with several generator processes, the busiest one decides.
+    per_process = [_mean([s["cpu_percent"] for s in generator if s["pid"] == pid]) for pid in {s["pid"] for s in generator}]
+    generator_cpu = max((cpu for cpu in per_process if cpu is not None), default=None)
 
     flags = []
     if generator_cpu is not None and generator_cpu >= saturated_percent:
@@ -122,11 +124,34 @@ def step_row(transport: str, window: dict[str, Any], seconds: list[dict[str, Any
     }
 
 
+def merge_seconds(seconds: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (second, transport) from the rows of several recording processes (Locust workers):
+    counts and open connections add up, latency histograms merge exactly."""
+    merged: dict[tuple[int, str], dict[str, Any]] = {}
+    for second in seconds:
+        key = (second["t"], second["transport"])
+        into = merged.get(key)
+        if into is None:
+            merged[key] = dict(second)
+            continue
+        for name, value in second.items():
+            if name.endswith("_hist"):
+                if value and into.get(name):
+                    histogram = decode_histogram(into[name])
+                    histogram.add(decode_histogram(value))
+                    into[name] = encode_histogram(histogram)
+                elif value:
+                    into[name] = value
+            elif isinstance(value, int) and name != "t":
+                into[name] = into.get(name, 0) + value
+    return [merged[key] for key in sorted(merged)]
+
+
 def collect_transport(transport: str, record_dir: Path, samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """All step rows of one transport from its Locust record directory and its samples."""
+    """All step rows of one transport from its Locust record directory (one timeline file per recording
+    process) and its samples."""
     windows = read_windows(record_dir / "windows.jsonl")
-    timeline_path = record_dir / "timeline.jsonl"
-    seconds = read_timeline(timeline_path) if timeline_path.exists() else []
+    seconds = merge_seconds([row for path in sorted(record_dir.glob("timeline*.jsonl")) for row in read_timeline(path)])
     return [step_row(transport, window, seconds, samples) for window in windows]
 
 

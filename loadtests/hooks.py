@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 from locust import events
+from locust.runners import MasterRunner, WorkerRunner
 
 from loadtests.options import Settings
 from loadtests.recorder import TimelineRecorder
@@ -30,12 +32,18 @@ def check_target(environment: Any, **_kwargs: Any) -> None:
 
 @events.test_start.add_listener
 def start_recorder(environment: Any, **_kwargs: Any) -> None:
-    """Start recording when a test starts, if a record directory was asked for."""
+    """Start recording when a test starts, if a record directory was asked for.
+
+    Requests happen where users run: in a distributed run each worker records its own timeline file
+    (timeline-<pid>.jsonl) and the collect stage merges them; the master records nothing.
+    """
     record = Settings.of(environment).rtcap_record
-    if record and id(environment) not in _recorders:
-        recorder = TimelineRecorder(environment, Path(record) / "timeline.jsonl")
-        recorder.start()
-        _recorders[id(environment)] = recorder
+    if not record or id(environment) in _recorders or isinstance(environment.runner, MasterRunner):
+        return
+    name = f"timeline-{os.getpid()}.jsonl" if isinstance(environment.runner, WorkerRunner) else "timeline.jsonl"
+    recorder = TimelineRecorder(environment, Path(record) / name)
+    recorder.start()
+    _recorders[id(environment)] = recorder
 
 
 @events.test_stop.add_listener

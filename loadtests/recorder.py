@@ -136,7 +136,9 @@ class TimelineRecorder:
         if self._file is not None:
             self._file.close()
             self._file = None
-        with (self.path.parent / "subscribers.jsonl").open("a", encoding="utf-8") as handle:
+        # One file per recording process (the timeline's name with "timeline" replaced), merged when read.
+        subscribers_path = self.path.parent / self.path.name.replace("timeline", "subscribers")
+        with subscribers_path.open("a", encoding="utf-8") as handle:
             for subscriber in self.subscribers:
                 handle.write(json.dumps(subscriber) + "\n")
         self.subscribers = []

@@ -28,7 +28,7 @@ from loadtests.publisher import Publisher
 from loadtests.sampler import ProcessProbe, Sampler, sample_rows
 from loadtests.staircase import Staircase
 from targets.adapter import AdapterError, TargetAdapter, load_adapter, reference_adapter_path
-from targets.launch import LaunchError, launch
+from targets.launch import LaunchError, free_port, launch
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 USER_CLASSES = {"poll": "PollUser", "sse": "SSEUser", "ws": "WebSocketUser", "chat": "ChatUser"}
@@ -73,6 +73,7 @@ class RunOptions:
     slo_p99_ms: float = 1000.0
     slo_error_rate: float = 0.01
     generator_cpu_limit: float = 90.0
+    processes: int = 1
     report: bool = True
 
 
@@ -169,6 +170,11 @@ def locust_command(options: RunOptions, transport: str, adapter: TargetAdapter, 
     ]
     if options.channel:
         command += ["--channel", options.channel]
+    if options.processes > 1:
+        # Locust forks a master and N workers; the master listens on loopback only, on a free port.
+        port = str(free_port())
+        command += ["--processes", str(options.processes), "--master-bind-host", "127.0.0.1",
+                    "--master-bind-port", port, "--master-host", "127.0.0.1", "--master-port", port]
     return command + [USER_CLASSES[transport]]
 
 
@@ -234,7 +240,9 @@ def run_transport(options: RunOptions, adapter: TargetAdapter, transport: str, r
             with (record_dir / "locust.log").open("w", encoding="utf-8") as log:
                 command = locust_command(options, transport, live, record_dir)
                 locust = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-                probes = [ProcessProbe(locust.pid, "generator", count_connections=False)]
+                # One sample per generator process (master and forked workers): saturation is per process.
+                probes = [ProcessProbe(locust.pid, "generator", count_connections=False, include_children=True,
+                                       per_process=True)]
                 if target_probe is not None:
                     probes.insert(0, target_probe)
                 sampler = Sampler(probes, options.sample_interval).start()

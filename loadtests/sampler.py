@@ -49,8 +49,10 @@ class ProcessProbe:
     """Reads one process, or it and all its descendants summed (servers that fork a worker or a process per
     connection); CPU percent is measured between two consecutive reads (100 = one core)."""
 
-    def __init__(self, pid: int, role: str, count_connections: bool = True, include_children: bool = False) -> None:
+    def __init__(self, pid: int, role: str, count_connections: bool = True, include_children: bool = False,
+                 per_process: bool = False) -> None:
         self.process = psutil.Process(pid)
+        self.per_process = per_process
         self.role = role
         self.count_connections = count_connections
         self.include_children = include_children
@@ -71,6 +73,19 @@ class ProcessProbe:
         alive = {member.pid for member in members}
         self._known = {pid: proc for pid, proc in self._known.items() if pid in alive}
         return members
+
+    def read_each(self, sockstat: tuple[int | None, int | None]) -> list[Sample]:
+        """One sample per member process (the process and, with include_children, each descendant)."""
+        samples = []
+        for index, process in enumerate(self._members()):
+            try:
+                rss, uss, cpu, fds, established = _read_one(process, self.count_connections)
+            except psutil.NoSuchProcess:
+                if index == 0:
+                    raise
+                continue
+            samples.append(Sample(time.time(), self.role, process.pid, rss, uss, cpu, fds, established, *sockstat))
+        return samples
 
     def read(self, sockstat: tuple[int | None, int | None]) -> Sample:
         """Take one sample (raises psutil.Error if the main process is gone)."""
@@ -140,7 +155,10 @@ class Sampler:
             sockstat = read_sockstat()
             for probe in list(self.probes):
                 try:
-                    self.samples.append(probe.read(sockstat))
+                    if getattr(probe, "per_process", False):
+                        self.samples.extend(probe.read_each(sockstat))
+                    else:
+                        self.samples.append(probe.read(sockstat))
                 except (psutil.Error, OSError, RuntimeError) as error:
                     # The process ended: stop probing it but keep what was sampled.
                     self.errors.append(f"{probe.role}: {error.__class__.__name__}: {error}")

@@ -50,5 +50,4 @@ def subscribers(record: Path) -> list[dict]:
     """The per-subscriber accounting the recorder wrote when the users stopped."""
     import json
 
-    path = record / "subscribers.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    return [json.loads(line) for path in sorted(record.glob("subscribers*.jsonl")) for line in path.read_text().splitlines()]

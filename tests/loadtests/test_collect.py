@@ -79,3 +79,25 @@ def test_samples_are_labelled_with_their_step() -> None:
     rows = [{"transport": "sse", "step": 2, "t_start": 100.0, "t_end": 104.0}]
     labelled = label_samples([sample(101, "target", 1, 0.0), sample(105, "target", 1, 0.0)], rows)
     assert [(s["step"], s["phase"]) for s in labelled] == [(2, "measure"), (-1, "ramp")]
+
+
+def test_timelines_of_several_workers_merge_exactly(tmp_path: Path) -> None:
+    # Two workers, each with half the subscribers: counts add up, percentiles come from the merged histogram.
+    (tmp_path / "windows.jsonl").write_text(json.dumps(WINDOW) + "\n")
+    (tmp_path / "timeline-101.jsonl").write_text(
+        json.dumps(second(101, "sse", [10.0] * 90, bytes_received=900)) + "\n")
+    (tmp_path / "timeline-102.jsonl").write_text(
+        json.dumps(second(101, "sse", [500.0] * 10, bytes_received=100)) + "\n")
+    (row,) = collect_transport("sse", tmp_path, [])
+    assert row["delivered"] == 100
+    assert row["bytes_received"] == 1000
+    assert row["connections"] == 20  # 10 open on each worker
+    assert row["latency_p50_ms"] == pytest.approx(10.0, rel=0.01)
+    assert row["latency_p95_ms"] == pytest.approx(500.0, rel=0.01)  # only visible once the workers are merged
+
+
+def test_the_busiest_generator_process_decides_saturation() -> None:
+    samples = [dict(sample(101, "generator", 0, 95.0), pid=7), dict(sample(102, "generator", 0, 20.0), pid=8)]
+    row = step_row("sse", WINDOW, [second(101, "sse", [1.0])], samples)
+    assert row["generator_cpu_percent"] == pytest.approx(95.0)
+    assert not row["valid"]

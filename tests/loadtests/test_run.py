@@ -167,3 +167,19 @@ none = true
     assert note in (run / "report.html").read_text()
     steps = pd.read_csv(run / "steps.csv")
     assert (steps["connections"] == steps["users"]).all()  # counted by the clients instead
+
+
+def test_two_generator_processes_agree_with_one(small_run: Path, tmp_path: Path) -> None:
+    """`--processes 2`: a Locust master and two workers; their timelines merge into the same figures."""
+    code = main(["run", "--processes", "2", "--transports", "sse", "--steps", "20,40,60", "--hold", "4",
+                 "--settle", "1", "--rate", "5", "--out-dir", str(tmp_path), "--name", "two"])
+    assert code == 0
+    record = tmp_path / "two" / "locust" / "sse"
+    assert len(list(record.glob("timeline-*.jsonl"))) == 2  # one per worker
+    two = pd.read_csv(tmp_path / "two" / "steps.csv")
+    one = pd.read_csv(small_run / "steps.csv").query("transport == 'sse'")
+    assert list(two["connections"]) == list(one["connections"]) == [20, 40, 60]
+    for a, b in zip(two["msgs_per_s"], one["msgs_per_s"]):
+        assert a == pytest.approx(b, rel=0.1)
+    samples = pd.read_csv(tmp_path / "two" / "samples.csv")
+    assert samples.query("role == 'generator'")["pid"].nunique() == 3  # master and two workers
