@@ -1,38 +1,35 @@
-"""REST polling: an abstract Locust viewer that polls `/poll` with a since-cursor and conditional GETs."""
+"""REST polling: an abstract Locust viewer polling on a fixed schedule with a cursor and conditional GETs.
+
+It uses `http_client.HTTPConnection` (one keep-alive connection per viewer, like a browser tab) so that the
+bytes it reports are the bytes its socket moved, and fires Locust request events itself.
+"""
 
 from __future__ import annotations
 
 import random
 import time
-from typing import Any
 from urllib.parse import urlsplit
 
-from locust import FastHttpUser, task
+import h11
+from locust import User, task
 
 from loadtests import metrics
+from loadtests.http_client import HTTPConnection, HTTPResponse
 from loadtests.options import Settings
 from loadtests.seqtrack import SeqTracker
 from loadtests.targeting import adapter_for, parse_body
 from targets.adapter_fields import FieldError
 
 
-def http_message_bytes(start_line: str, headers: Any, body_length: int) -> int:
-    """Bytes of an HTTP/1.1 message: start line, header lines, blank line and body (no chunk framing)."""
-    head = len(start_line) + 2 + 2
-    for name, value in headers.items():
-        head += len(str(name)) + 2 + len(str(value)) + 2
-    return head + body_length
+class PollError(Exception):
+    """A poll answered with a status other than 200 or 304."""
 
 
-class PollingViewer(FastHttpUser):
+class PollingViewer(User):
     """Polls for new events every `--poll-interval` seconds; staleness of each event is its delivery latency."""
 
     abstract = True
     transport = "poll"
-
-    def context(self) -> dict[str, str]:
-        """Tag this viewer's HTTP requests with its transport."""
-        return {"transport": self.transport}
 
     def on_start(self) -> None:
         """Read the options, wait a random phase so viewers do not poll in lockstep, and sync the cursor."""
@@ -40,13 +37,16 @@ class PollingViewer(FastHttpUser):
         self.adapter = adapter_for(self.environment)
         self.spec = self.adapter.transport(self.transport)
         self.channel = self.settings.channel or self.adapter.channel
+        self.http = HTTPConnection(self.adapter.base_url, timeout=self.settings.read_timeout)
+        self.name = urlsplit(self.spec.url).path or "/"
         self.tracker = SeqTracker()
-        self.cursor: Any = None
+        self.cursor: object = None
         self.etag: str | None = None
         self.last_modified: str | None = None
+        self._reported = (0, 0)
         interval = self.settings.poll_interval
         self.next_poll = time.time() + random.uniform(0, interval)
-        self._sleep_until_due()
+        time.sleep(max(0.0, self.next_poll - time.time()))
 
     def wait_time(self) -> float:
         """Pace polls on a fixed schedule from the first one, not from the end of the last request."""
@@ -58,12 +58,9 @@ class PollingViewer(FastHttpUser):
             self.next_poll += interval * int(late // interval)
         return max(0.0, self.next_poll - time.time())
 
-    def _sleep_until_due(self) -> None:
-        time.sleep(max(0.0, self.next_poll - time.time()))
-
     @task
     def poll(self) -> None:
-        """One poll: GET events after the cursor, If-None-Match the last ETag."""
+        """One poll: GET events after the cursor, with the validators of the last answer."""
         url = self.adapter.url_for(self.transport, channel=self.channel, cursor="0" if self.cursor is None else self.cursor)
         headers = dict(self.adapter.headers)
         if self.settings.conditional_get and self.spec.conditional:
@@ -72,22 +69,40 @@ class PollingViewer(FastHttpUser):
                 headers["If-None-Match"] = self.etag
             if self.last_modified:
                 headers["If-Modified-Since"] = self.last_modified
-        name = urlsplit(self.spec.url).path or "/"
-        with self.client.get(url, headers=headers, name=name, catch_response=True) as response:
-            received_at = time.time()
-            status = response.status_code
-            if status not in (200, 304):
-                response.failure(f"HTTP {status}")
-                return
-            response.success()
-            self._count_bytes(url, headers, response)
-            if status == 200:
-                self.etag = response.headers.get("ETag")
-                self.last_modified = response.headers.get("Last-Modified")
-                self._on_body(response.content or b"", received_at)
+        if self.http.sock is None:
+            self._connect()
+        started = time.perf_counter()
+        try:
+            response = self.http.get(url, headers)
+        except (OSError, h11.ProtocolError) as error:
+            self._fire((time.perf_counter() - started) * 1000.0, 0, error)
+            return
+        finally:
+            self._flush_bytes()
+        received_at = time.time()
+        error = None if response.status in (200, 304) else PollError(f"HTTP {response.status}")
+        self._fire(response.elapsed_ms, len(response.body), error)
+        if response.status == 200:
+            self.etag = response.headers.get("etag")
+            self.last_modified = response.headers.get("last-modified")
+            self._on_body(response, received_at)
 
-    def _on_body(self, body: bytes, received_at: float) -> None:
-        payload = parse_body(body)
+    def _connect(self) -> None:
+        started = time.perf_counter()
+        try:
+            metrics.report_connect(self.environment, self.transport, self.http.connect())
+        except OSError as error:
+            metrics.report_connect(self.environment, self.transport, (time.perf_counter() - started) * 1000.0, error)
+            raise
+
+    def _fire(self, elapsed_ms: float, length: int, exception: BaseException | None) -> None:
+        self.environment.events.request.fire(
+            request_type="GET", name=self.name, response_time=elapsed_ms, response_length=length,
+            exception=exception, context={"transport": self.transport},
+        )
+
+    def _on_body(self, response: HTTPResponse, received_at: float) -> None:
+        payload = parse_body(response.body)
         try:
             events = [e for e in self.spec.events_in(payload) if self.adapter.is_event(self.transport, e)]
             first_sync = self.cursor is None
@@ -102,19 +117,13 @@ class PollingViewer(FastHttpUser):
         except FieldError as error:
             metrics.report_error(self.environment, self.transport, "message", error)
 
-    def on_stop(self) -> None:
-        """Report this viewer's sequence accounting when Locust stops it."""
-        metrics.report_subscriber(self.transport, self.tracker)
+    def _flush_bytes(self) -> None:
+        sent, received = self.http.byte_counts
+        metrics.count(self.transport, "bytes_sent", sent - self._reported[0])
+        metrics.count(self.transport, "bytes_received", received - self._reported[1])
+        self._reported = (sent, received)
 
-    def _count_bytes(self, url: str, headers: dict[str, str], response: Any) -> None:
-        # geventhttpclient does not expose its socket, so bytes are computed from the messages:
-        # exact for our own header lines, approximate for the few the HTTP client adds itself.
-        parts = urlsplit(url)
-        target = parts.path + (f"?{parts.query}" if parts.query else "")
-        client_headers = {"Host": parts.netloc, "User-Agent": "rtcap", "Accept-Encoding": "identity"}
-        client_headers.update(headers)
-        sent = http_message_bytes(f"GET {target} HTTP/1.1", client_headers, 0)
-        body = len(response.content or b"")
-        received = http_message_bytes(f"HTTP/1.1 {response.status_code} XX", response.headers or {}, body)
-        metrics.count(self.transport, "bytes_sent", sent)
-        metrics.count(self.transport, "bytes_received", received)
+    def on_stop(self) -> None:
+        """Close the connection and report this viewer's sequence accounting."""
+        self.http.close()
+        metrics.report_subscriber(self.transport, self.tracker)

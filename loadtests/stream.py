@@ -100,8 +100,8 @@ class StreamUser(User):
             if connected:
                 metrics.open_connections[self.transport] -= 1
             self.on_disconnected()
+            client.close()  # first: a WebSocket close handshake moves bytes too
             self.flush_bytes(client)
-            client.close()
 
     def on_payload(self, message: object, received_at: float, wire_bytes: int, sse_id: str | None = None) -> None:
         """Report one received message if the adapter says it is an event; a malformed one is an error, not a

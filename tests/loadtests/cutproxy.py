@@ -1,4 +1,4 @@
-"""A loopback TCP proxy for tests that can cut every connection passing through it at once."""
+"""A loopback TCP proxy for tests: counts the bytes in each direction and can cut every connection at once."""
 
 from __future__ import annotations
 
@@ -14,6 +14,9 @@ class CutProxy:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.accepted = 0
+        self.bytes_up = 0  # client -> server
+        self.bytes_down = 0  # server -> client
+        self._count_lock = threading.Lock()
         self.accepted_event = threading.Condition()
         self._pairs: list[tuple[socket.socket, socket.socket]] = []
         self._lock = threading.Lock()
@@ -29,17 +32,21 @@ class CutProxy:
             upstream = socket.create_connection(self.target)
             with self._lock:
                 self._pairs.append((client, upstream))
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+            for a, b, up in ((client, upstream, True), (upstream, client, False)):
+                threading.Thread(target=self._pump, args=(a, b, up), daemon=True).start()
             with self.accepted_event:
                 self.accepted += 1
                 self.accepted_event.notify_all()
 
-    @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket) -> None:
+    def _pump(self, source: socket.socket, sink: socket.socket, up: bool) -> None:
         try:
             while data := source.recv(65536):
                 sink.sendall(data)
+                with self._count_lock:
+                    if up:
+                        self.bytes_up += len(data)
+                    else:
+                        self.bytes_down += len(data)
         except OSError:
             pass
         finally:
