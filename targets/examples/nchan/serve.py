@@ -1,6 +1,6 @@
 """Run nginx + nchan (a pub/sub server rtcap did not write) in the foreground on a loopback port.
 
-    python targets/examples/nchan/serve.py --port 0
+    python -m targets.examples.nchan.serve --port 0
 
 renders nginx.conf.template into a temporary prefix directory, starts
 `nginx -c PREFIX/nginx.conf -p PREFIX/ -e stderr -g 'daemon off;'` as a child process, waits until it
@@ -17,25 +17,20 @@ removes the prefix directory. Exit status 69 means nginx or the nchan module is 
 from __future__ import annotations
 
 import argparse
-import ctypes
 import http.client
 import os
 import re
 import resource
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
+
+from targets.examples.launcher import HOST, Launcher, Missing, missing
 
 HERE = Path(__file__).resolve().parent
 TEMPLATE = HERE / "nginx.conf.template"
-HOST = "127.0.0.1"
-EXIT_MISSING = 69  # sysexits EX_UNAVAILABLE
+LABEL = "nchan example"
 INSTALL_HINT = "install the Debian packages nginx and libnginx-mod-nchan (bash targets/examples/install.sh)"
 NGINX_CANDIDATES = ("/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx")
 MODULE_CANDIDATES = (
@@ -44,10 +39,6 @@ MODULE_CANDIDATES = (
     "/usr/share/nginx/modules/ngx_nchan_module.so",
     "/usr/local/nginx/modules/ngx_nchan_module.so",
 )
-
-
-class Missing(RuntimeError):
-    """A program or module the example needs is not installed."""
 
 
 def find_nginx(explicit: str | None = None) -> str:
@@ -120,25 +111,6 @@ def render_config(
     return text
 
 
-def free_port() -> int:
-    """A loopback port that was free a moment ago (nginx refuses `listen ...:0`)."""
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
-try:
-    _PRCTL = ctypes.CDLL(None, use_errno=True).prctl  # looked up before any fork
-except (OSError, AttributeError):  # not Linux
-    _PRCTL = None
-
-
-def _die_with_parent() -> None:
-    # In the child before exec: if this launcher is killed outright, the kernel sends nginx SIGTERM.
-    if _PRCTL is not None:
-        _PRCTL(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
-
-
 def children_of(pid: int) -> list[int]:
     """Direct children of `pid` (Linux /proc)."""
     try:
@@ -160,63 +132,9 @@ def answers(port: int) -> bool:
         return False
 
 
-class Nginx:
-    """One nginx master (with its single worker) started from a rendered config."""
-
-    def __init__(self, nginx: str, prefix: Path, port: int) -> None:
-        self.prefix = prefix
-        self.port = port
-        self.address_in_use = False
-        conf = prefix / "nginx.conf"
-        self.command = [nginx, "-c", str(conf), "-p", f"{prefix}/", "-e", "stderr", "-g", "daemon off;"]
-        self.process = subprocess.Popen(
-            self.command,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            start_new_session=True,  # our own signal forwarding decides what nginx gets
-            preexec_fn=_die_with_parent,
-        )
-        self._pump = threading.Thread(target=self._copy_stderr, daemon=True)
-        self._pump.start()
-
-    def _copy_stderr(self) -> None:
-        # nginx logs to stderr; pass it on, and notice a lost race for the port.
-        assert self.process.stderr is not None
-        for raw in self.process.stderr:
-            line = raw.decode(errors="replace")
-            if "Address already in use" in line:
-                self.address_in_use = True
-            sys.stderr.write(line)
-            sys.stderr.flush()
-
-    def wait_ready(self, timeout: float) -> bool:
-        """Wait until nginx answers on its port with its worker running; False if it exited."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                return False
-            if children_of(self.process.pid) and answers(self.port):
-                return True
-            time.sleep(0.02)
-        return False
-
-    def worker_pid(self) -> int | None:
-        """The worker process (worker_processes 1): it accepts and holds every connection."""
-        kids = children_of(self.process.pid)
-        return kids[0] if kids else None
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
-        """Signal nginx (TERM = fast shutdown) and wait for it."""
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-        try:
-            code = self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            code = self.process.wait()
-        self._pump.join(timeout=2)
-        return code
+def ready(pid: int, port: int) -> bool:
+    """nginx serves once its worker runs and /healthz answers."""
+    return bool(children_of(pid)) and answers(port)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -242,58 +160,36 @@ def main(argv: list[str] | None = None) -> int:
         nginx = find_nginx(args.nginx)
         module = find_module(args.module)
     except Missing as error:
-        print(f"nchan example: {error}", file=sys.stderr, flush=True)
-        return EXIT_MISSING
+        return missing(LABEL, error)
 
-    settings = dict(
-        buffer_length=args.buffer_length,
-        message_timeout=args.message_timeout,
-        worker_connections=args.worker_connections,
-        log_level=args.log_level,
-    )
+    settings = {
+        "buffer_length": args.buffer_length,
+        "message_timeout": args.message_timeout,
+        "worker_connections": args.worker_connections,
+        "log_level": args.log_level,
+    }
     if args.print_config:
         print(render_config(args.port or 8080, "/tmp/PREFIX", module, **settings), end="")
         return 0
 
-    stop_signal: list[int] = []
-    server: list[Nginx] = []
-
-    def forward(signum: int, _frame: object) -> None:
-        stop_signal.append(signum)
-        if server and server[0].process.poll() is None:
-            server[0].process.send_signal(signal.SIGTERM)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-
+    # Signals are forwarded from here on, so the prefix directory below is removed however this ends.
+    launcher = Launcher(LABEL, "nginx")
     prefix = Path(tempfile.mkdtemp(prefix="rtcap-nchan-"))
     try:
         # nginx started as root runs its worker as `nobody`, which must be able to enter the prefix.
         prefix.chmod(0o755)
-        attempts = 1 if args.port else 3
-        for attempt in range(attempts):
-            port = args.port or free_port()
-            (prefix / "nginx.conf").write_text(render_config(port, prefix, module, **settings))
-            server[:] = [Nginx(nginx, prefix, port)]
-            if stop_signal:
-                return server[0].stop()
-            if server[0].wait_ready(args.start_timeout):
-                break
-            code = server[0].stop()
-            if stop_signal:
-                return code
-            if not (server[0].address_in_use and attempt + 1 < attempts):
-                print(f"nchan example: nginx did not start (exit status {code})", file=sys.stderr, flush=True)
-                return code if code > 0 else 1
-        nginx_proc = server[0]
-        print(f"nchan example listening on http://{HOST}:{port} (pid {nginx_proc.process.pid})", flush=True)
-        print(
-            f"nchan example worker pid {nginx_proc.worker_pid()} holds the connections; prefix {prefix}",
-            flush=True,
-        )
-        code = nginx_proc.process.wait()
-        nginx_proc.stop()
-        return code if code >= 0 else 128 - code
+
+        def command(port: int) -> list[str]:
+            conf = prefix / "nginx.conf"
+            conf.write_text(render_config(port, prefix, module, **settings))
+            return [nginx, "-c", str(conf), "-p", f"{prefix}/", "-e", "stderr", "-g", "daemon off;"]
+
+        def announce(pid: int) -> None:
+            # worker_processes 1: the one worker accepts and holds every connection.
+            worker = next(iter(children_of(pid)), None)
+            print(f"{LABEL} worker pid {worker} holds the connections; prefix {prefix}", flush=True)
+
+        return launcher.run(command, ready, port=args.port, start_timeout=args.start_timeout, announce=announce)
     finally:
         shutil.rmtree(prefix, ignore_errors=True)
 

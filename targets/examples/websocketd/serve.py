@@ -1,6 +1,6 @@
 """Run websocketd (a WebSocket server rtcap did not write) in the foreground on a loopback port.
 
-    python targets/examples/websocketd/serve.py --port 0 --rate 2
+    python -m targets.examples.websocketd.serve --port 0 --rate 2
 
 starts `websocketd --port=P --address=127.0.0.1 PYTHON -I -S ticker.py --rate R` as a child process,
 waits until it accepts connections, and prints (flushed):
@@ -16,31 +16,18 @@ Standard library only.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import os
 import shutil
-import signal
 import socket
-import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
+
+from targets.examples.launcher import HOST, Launcher, Missing, missing
 
 HERE = Path(__file__).resolve().parent
 TICKER = HERE / "ticker.py"
-HOST = "127.0.0.1"
-EXIT_MISSING = 69  # sysexits EX_UNAVAILABLE
+LABEL = "websocketd example"
 INSTALL_HINT = "install the Debian package websocketd (bash targets/examples/install.sh)"
-
-try:
-    _PRCTL = ctypes.CDLL(None, use_errno=True).prctl  # looked up before any fork
-except (OSError, AttributeError):  # not Linux
-    _PRCTL = None
-
-
-class Missing(RuntimeError):
-    """A program the example needs is not installed."""
 
 
 def find_websocketd(explicit: str | None = None) -> str:
@@ -66,19 +53,6 @@ def build_command(websocketd: str, port: int, rate: float, payload: int, python:
         command.append(f"--maxforks={maxforks}")
     # -I -S: no site-packages, no PYTHON* variables: the smallest Python process for each connection.
     return [*command, python, "-I", "-S", str(TICKER), f"--rate={rate:g}", f"--payload={payload}"]
-
-
-def free_port() -> int:
-    """A loopback port that was free a moment ago (websocketd treats --port=0 as port 80)."""
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
-def _die_with_parent() -> None:
-    # In the child before exec: if this launcher is killed outright, the kernel sends websocketd SIGTERM.
-    if _PRCTL is not None:
-        _PRCTL(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
 
 
 def listening_pids(port: int) -> set[int]:
@@ -117,55 +91,9 @@ def accepts(port: int) -> bool:
         return False
 
 
-class Websocketd:
-    """One websocketd process."""
-
-    def __init__(self, command: list[str], port: int) -> None:
-        self.port = port
-        self.address_in_use = False
-        self.process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            start_new_session=True,  # our own signal forwarding decides what websocketd gets
-            preexec_fn=_die_with_parent,
-        )
-        self._pump = threading.Thread(target=self._copy_stderr, daemon=True)
-        self._pump.start()
-
-    def _copy_stderr(self) -> None:
-        # websocketd logs to stderr; pass it on, and notice a lost race for the port.
-        assert self.process.stderr is not None
-        for raw in self.process.stderr:
-            line = raw.decode(errors="replace")
-            if "address already in use" in line.lower():
-                self.address_in_use = True
-            sys.stderr.write(line)
-            sys.stderr.flush()
-
-    def wait_ready(self, timeout: float) -> bool:
-        """Wait until websocketd itself listens on its port; False if it exited."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                return False
-            if accepts(self.port) and self.process.pid in listening_pids(self.port):
-                return True
-            time.sleep(0.02)
-        return False
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
-        """Signal websocketd and wait for it."""
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-        try:
-            code = self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            code = self.process.wait()
-        self._pump.join(timeout=2)
-        return code
+def ready(pid: int, port: int) -> bool:
+    """websocketd serves once it accepts and the listening socket is its own (not another program's)."""
+    return accepts(port) and pid in listening_pids(port)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -194,44 +122,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         websocketd = find_websocketd(args.websocketd)
     except Missing as error:
-        print(f"websocketd example: {error}", file=sys.stderr, flush=True)
-        return EXIT_MISSING
+        return missing(LABEL, error)
 
-    stop_signal: list[int] = []
-    server: list[Websocketd] = []
+    launcher = Launcher(LABEL, "websocketd")
 
-    def forward(signum: int, _frame: object) -> None:
-        stop_signal.append(signum)
-        if server and server[0].process.poll() is None:
-            server[0].process.send_signal(signal.SIGTERM)
+    def command(port: int) -> list[str]:
+        return build_command(websocketd, port, args.rate, args.payload, args.python, args.loglevel, args.maxforks)
 
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-
-    attempts = 1 if args.port else 3
-    for attempt in range(attempts):
-        port = args.port or free_port()
-        command = build_command(websocketd, port, args.rate, args.payload, args.python, args.loglevel,
-                                args.maxforks)
-        server[:] = [Websocketd(command, port)]
-        if stop_signal:
-            server[0].stop()
-            return 0
-        if server[0].wait_ready(args.start_timeout):
-            break
-        code = server[0].stop()
-        if stop_signal:
-            return 0
-        if not (server[0].address_in_use and attempt + 1 < attempts):
-            print(f"websocketd example: websocketd did not start (exit status {code})", file=sys.stderr, flush=True)
-            return code if code > 0 else 1
-    proc = server[0]
-    print(f"websocketd example listening on http://{HOST}:{port} (pid {proc.process.pid})", flush=True)
-    code = proc.process.wait()
-    proc.stop()
-    if code == -signal.SIGTERM and stop_signal:
-        return 0  # websocketd does not catch SIGTERM: dying of the one we sent is a clean stop
-    return code if code >= 0 else 128 - code
+    return launcher.run(command, ready, port=args.port, start_timeout=args.start_timeout)
 
 
 if __name__ == "__main__":

@@ -16,11 +16,10 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[3]
+from tests.targets.conftest import IO_TIMEOUT_S, ROOT, STARTUP_TIMEOUT_S
+
 EXAMPLES = ROOT / "targets" / "examples"
 EXIT_MISSING = 69  # what serve.py exits with when its server is not installed
-STARTUP_TIMEOUT_S = 15.0
-IO_TIMEOUT_S = 5.0
 LISTENING_RE = re.compile(
     r"^(?P<name>nchan|websocketd) example listening on http://(?P<host>[\d.]+):(?P<port>\d+) \(pid (?P<pid>\d+)\)$"
 )
@@ -91,11 +90,10 @@ class Example:
 
 
 def launch(name: str, *args: str, lines: int = 1) -> Example:
-    """Run targets/examples/NAME/serve.py --port 0 ARGS; skip the test if the server is not installed."""
-    script = EXAMPLES / name / "serve.py"
+    """Run `python -m targets.examples.NAME.serve --port 0 ARGS`; skip the test if the server is not installed."""
     with tempfile.NamedTemporaryFile("w", prefix=f"rtcap-{name}-", suffix=".log", delete=False) as err:
         proc = subprocess.Popen(
-            [sys.executable, str(script), "--port", "0", *args],
+            [sys.executable, "-m", f"targets.examples.{name}.serve", "--port", "0", *args],
             cwd=ROOT,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -160,12 +158,6 @@ def start_example() -> Iterator[Callable[..., Example]]:
     yield start
     for example in started:
         example.finish()
-
-
-@pytest.fixture
-def channel(request: pytest.FixtureRequest) -> str:
-    """A channel name unique to the test."""
-    return re.sub(r"[^A-Za-z0-9_]", "_", request.node.name)[:60] + f"-{time.monotonic_ns() % 10**9}"
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = IO_TIMEOUT_S, what: str = "condition") -> None:
