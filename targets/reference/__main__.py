@@ -7,7 +7,7 @@ import math
 import sys
 from collections.abc import Callable
 
-from .config import LOG_LEVELS, TargetConfig, valid_name
+from .config import LOG_LEVELS, MAX_DELAY_MS, TargetConfig, valid_name
 
 _DEFAULTS = TargetConfig()
 
@@ -108,6 +108,54 @@ def add_target_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--log-level", choices=LOG_LEVELS, default=d.log_level, help=f"uvicorn log level (default {d.log_level})"
     )
+    add_calibration_arguments(parser)
+
+
+def add_calibration_arguments(parser: argparse.ArgumentParser) -> None:
+    """The calibration knobs: known costs and faults to check measurements against (calibration.py)."""
+    d = _DEFAULTS
+    group = parser.add_argument_group(
+        "calibration", "known costs and faults injected on purpose, to check measurements against the truth"
+    )
+    group.add_argument(
+        "--ballast",
+        type=_number(int, 0),
+        default=d.ballast,
+        metavar="BYTES",
+        help="resident bytes every open sse, ws and chat connection holds until it closes; the "
+        f"memory-per-connection slope grows by exactly this (default {d.ballast})",
+    )
+    for transport in ("sse", "ws", "chat"):
+        group.add_argument(
+            f"--ballast-{transport}",
+            type=_number(int, 0),
+            default=None,
+            metavar="BYTES",
+            help=f"ballast for {transport} connections only (default: --ballast)",
+        )
+    group.add_argument(
+        "--delay-ms",
+        type=_number(float, 0, MAX_DELAY_MS),
+        default=d.delay_ms,
+        metavar="D",
+        help="write no event before it is D ms old (its ts stays the publish time): pushed events wait "
+        "per connection, polls see the channel as it was D ms ago; delivery latency shifts by D; "
+        f"held events count against --queue-size (default {d.delay_ms:g})",
+    )
+    faults = (
+        ("drop", "never write it (live, replay or resume); it stays in the buffer"),
+        ("duplicate", "write it twice in a row"),
+        ("swap", "write it right after the next event (k*N after k*N+1)"),
+    )
+    for kind, what in faults:
+        group.add_argument(
+            f"--{kind}-every",
+            type=_number(int, 0),
+            default=getattr(d, f"{kind}_every"),
+            metavar="N",
+            help=f"on sse, the ws feed and polls (not chat), for every event with seq %% N == 0: {what}; "
+            "counted in rtcap_injected_total (default 0: off)",
+        )
 
 
 def config_from_args(args: argparse.Namespace) -> TargetConfig:
@@ -126,6 +174,14 @@ def config_from_args(args: argparse.Namespace) -> TargetConfig:
         idle_timeout=args.idle_timeout,
         log_level=args.log_level,
         queue_size=args.queue_size,
+        ballast=args.ballast,
+        ballast_sse=args.ballast_sse,
+        ballast_ws=args.ballast_ws,
+        ballast_chat=args.ballast_chat,
+        delay_ms=args.delay_ms,
+        drop_every=args.drop_every,
+        duplicate_every=args.duplicate_every,
+        swap_every=args.swap_every,
     )
 
 

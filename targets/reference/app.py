@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 from fastapi.responses import Response
 
+from .calibration import Calibration
 from .config import TargetConfig
 from .hub import Hub
 from .metrics import Metrics
@@ -25,11 +26,13 @@ def create_app(config: TargetConfig | None = None) -> FastAPI:
     """Build a reference-target app with its own hub, ticker and metrics registry."""
     config = config or TargetConfig()
     metrics = Metrics()
+    calibration = Calibration(config, metrics)
     hub = Hub(
         buffer=config.buffer,
         queue_size=config.queue_size,
         max_streams=config.max_connections,
         metrics=metrics,
+        ballast=calibration.ballast,
     )
     for name in config.channels:
         hub.channel(name)
@@ -50,15 +53,17 @@ def create_app(config: TargetConfig | None = None) -> FastAPI:
     app.state.config = config
     app.state.hub = hub
     app.state.metrics = metrics
+    app.state.calibration = calibration
 
     @app.get("/healthz")
     async def healthz() -> Response:
-        """Liveness, pid (for resource sampling) and known channels."""
+        """Liveness, pid (for resource sampling), known channels and the calibration knobs."""
         body = {
             "status": "ok",
             "pid": os.getpid(),
             "uptime_s": round(time.monotonic() - started, 3),
             "channels": list(hub.channels),
+            "calibration": calibration.describe(hub.ballast_held()),
         }
         return Response(json.dumps(body), media_type="application/json")
 
@@ -67,7 +72,7 @@ def create_app(config: TargetConfig | None = None) -> FastAPI:
         """Prometheus text exposition of this app's registry."""
         return Response(metrics.render(), media_type=metrics.content_type)
 
-    add_polling_routes(app, hub, config)
-    add_sse_route(app, hub, config)
-    add_ws_routes(app, hub, config)
+    add_polling_routes(app, hub, config, calibration)
+    add_sse_route(app, hub, config, calibration)
+    add_ws_routes(app, hub, config, calibration)
     return app

@@ -12,6 +12,9 @@ _NAME_RE = re.compile(NAME_PATTERN)
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
+# Calibration knobs (see calibration.py): upper bound of --delay-ms, one hour (rejects inf).
+MAX_DELAY_MS = 3_600_000
+
 
 def valid_name(name: str) -> bool:
     """True if `name` is usable as a channel or room name."""
@@ -35,6 +38,15 @@ class TargetConfig:
     idle_timeout: float = 60.0
     log_level: str = "warning"
     queue_size: int = 1000
+    # Calibration knobs (calibration.py); all 0/None leaves the target exactly as without them.
+    ballast: int = 0
+    ballast_sse: int | None = None  # None: use `ballast`
+    ballast_ws: int | None = None
+    ballast_chat: int | None = None
+    delay_ms: float = 0.0
+    drop_every: int = 0
+    duplicate_every: int = 0
+    swap_every: int = 0
 
     def __post_init__(self) -> None:
         # Accept any iterable of names (argparse hands over a list) but store an immutable tuple.
@@ -58,10 +70,32 @@ class TargetConfig:
             problems.append(f"retry_ms must be >= 0, got {self.retry_ms}")
         if self.idle_timeout <= 0:
             problems.append(f"idle_timeout must be > 0, got {self.idle_timeout}")
+        for field in ("ballast", "drop_every", "duplicate_every", "swap_every"):
+            if getattr(self, field) < 0:
+                problems.append(f"{field} must be >= 0 (0 disables), got {getattr(self, field)}")
+        for field in ("ballast_sse", "ballast_ws", "ballast_chat"):
+            value = getattr(self, field)
+            if value is not None and value < 0:
+                problems.append(f"{field} must be >= 0 (or None to use ballast), got {value}")
+        if not 0 <= self.delay_ms <= MAX_DELAY_MS:  # also rejects NaN
+            problems.append(f"delay_ms must be 0..{MAX_DELAY_MS:g}, got {self.delay_ms}")
         if self.log_level not in LOG_LEVELS:
             problems.append(f"log_level must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
         if problems:
             raise ValueError("; ".join(problems))
+
+    def ballast_for(self, transport: str) -> int:
+        """Bytes of ballast each open `transport` stream (sse, ws, chat) holds; 0 for anything else."""
+        override = {"sse": self.ballast_sse, "ws": self.ballast_ws, "chat": self.ballast_chat}
+        if transport not in override:
+            return 0
+        value = override[transport]
+        return self.ballast if value is None else value
+
+    @property
+    def calibrated(self) -> bool:
+        """True if delay or fault injection is on (ballast alone changes no delivery path)."""
+        return self.delay_ms > 0 or self.drop_every > 0 or self.duplicate_every > 0 or self.swap_every > 0
 
     @property
     def default_channel(self) -> str:

@@ -10,6 +10,7 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
+from .calibration import make_ballast, release_ballast
 from .metrics import Metrics
 
 
@@ -53,7 +54,7 @@ class Event:
 class Subscriber:
     """One streaming connection's outbox: a bounded queue fed by the channels it listens to."""
 
-    __slots__ = ("_closed_event", "channels", "closed", "dropped", "id", "queue", "transport")
+    __slots__ = ("_closed_event", "ballast", "channels", "closed", "dropped", "id", "queue", "transport")
 
     def __init__(self, conn_id: str, transport: str, queue_size: int) -> None:
         self.id = conn_id
@@ -63,6 +64,7 @@ class Subscriber:
         self.dropped = False  # True when disconnected for being too slow
         self.closed = False
         self._closed_event = asyncio.Event()
+        self.ballast: Any = None  # calibration memory held while the stream is open (calibration.py)
 
     def offer(self, item: Any) -> bool:
         """Queue `item` without waiting; False if closed or the queue is full."""
@@ -106,6 +108,20 @@ class Channel:
     def etag(self) -> str:
         """Strong ETag naming the channel state: `"<channel>:<latest seq>"`."""
         return f'"{self.name}:{self.seq}"'
+
+    def etag_at(self, seq: int) -> str:
+        """The ETag the channel had when `seq` was its latest event."""
+        return f'"{self.name}:{seq}"'
+
+    def seq_at(self, cutoff: float) -> int:
+        """The latest seq published at or before time `cutoff` (what the channel was then)."""
+        seq = self.seq
+        # Only the few newest events can be younger than the cutoff: scan from the end.
+        for event in reversed(self.events):
+            if event.ts <= cutoff:
+                return event.seq
+            seq = event.seq - 1
+        return seq
 
     def append(self, fields: Mapping[str, Any]) -> Event:
         """Stamp `fields` with seq/ts/name (server values win), buffer the event and wake waiters."""
@@ -164,6 +180,7 @@ class Hub:
         queue_size: int = 1000,
         max_streams: int = 10000,
         metrics: Metrics | None = None,
+        ballast: Mapping[str, int] | None = None,
     ) -> None:
         self.buffer = buffer
         self.queue_size = queue_size
@@ -174,6 +191,8 @@ class Hub:
         self.streams: set[Subscriber] = set()
         self.closing = False
         self._ids = itertools.count(1)
+        # Calibration: bytes of resident memory each open stream holds, per transport.
+        self.ballast = {t: n for t, n in (ballast or {}).items() if n > 0}
 
     def channel(self, name: str) -> Channel:
         """The feed channel `name`, created empty on first use (a poller may come first)."""
@@ -212,6 +231,8 @@ class Hub:
             self.metrics.rejected[transport].inc()
             return None
         sub = Subscriber(f"c{next(self._ids)}", transport, self.queue_size)
+        if self.ballast:
+            sub.ballast = make_ballast(self.ballast.get(transport, 0))
         self.streams.add(sub)
         self.metrics.open[transport].inc()
         return sub
@@ -222,7 +243,13 @@ class Hub:
         if sub in self.streams:
             self.streams.discard(sub)
             self.metrics.open[sub.transport].dec()
+        release_ballast(sub.ballast)  # the calibration memory goes with the connection
+        sub.ballast = None
         sub.close()
+
+    def ballast_held(self) -> int:
+        """Bytes of calibration ballast held by open streams right now."""
+        return sum(len(sub.ballast) for sub in self.streams if sub.ballast is not None)
 
     def _detach(self, sub: Subscriber) -> None:
         for ch in sub.channels:

@@ -13,6 +13,9 @@ from prometheus_client import (
 
 TRANSPORTS = ("poll", "longpoll", "sse", "ws", "chat")
 STREAM_TRANSPORTS = ("sse", "ws", "chat")
+# Calibration faults (calibration.py) and the transports they apply to.
+FAULT_KINDS = ("drop", "duplicate", "swap")
+FAULT_TRANSPORTS = ("poll", "longpoll", "sse", "ws")
 
 
 class Metrics:
@@ -49,12 +52,19 @@ class Metrics:
             ["transport"],
             registry=self.registry,
         )
+        self.injected_faults = Counter(
+            "rtcap_injected",
+            "Faults injected by the calibration knobs (--drop-every, --duplicate-every, --swap-every).",
+            ["kind", "transport"],
+            registry=self.registry,
+        )
         # Touch every label so all series are exported (at 0) from the first scrape, and keep
         # the children: labels() does a dict lookup under a lock, too slow for per-event use.
         self.open = {t: self.open_connections.labels(t) for t in TRANSPORTS}
         self.delivered = {t: self.events_delivered.labels(t) for t in TRANSPORTS}
         self.dropped = {t: self.slow_consumers_dropped.labels(t) for t in STREAM_TRANSPORTS}
         self.rejected = {t: self.connections_rejected.labels(t) for t in STREAM_TRANSPORTS}
+        self.injected = {(k, t): self.injected_faults.labels(k, t) for k in FAULT_KINDS for t in FAULT_TRANSPORTS}
         self._published: dict[str, Counter] = {}
 
     def published(self, channel: str) -> Counter:

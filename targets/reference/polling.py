@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from typing import Annotated
 
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import Response
 
 from .aio import race, wait_disconnect
+from .calibration import Calibration, sleep_until
 from .config import NAME_PATTERN, TargetConfig
-from .hub import Hub
+from .hub import Channel, Event, Hub
 
 MAX_WAIT_S = 30.0
 MAX_POLL_EVENTS = 1000
@@ -31,9 +34,26 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return Response(json.dumps({"error": message}), status_code=status, media_type=JSON, headers=headers)
 
 
-def add_polling_routes(app: FastAPI, hub: Hub, config: TargetConfig) -> None:
+async def _wait_visible(ch: Channel, seen: int, timeout: float, delay: float) -> None:
+    """Long poll under --delay-ms: wait for an event after `seen`, then until it is `delay` old."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    if not await ch.wait_after(seen, timeout) or delay <= 0:
+        return
+    first = ch.after(seen, 1)
+    if first:
+        await sleep_until(first[0].ts + delay, limit=deadline)
+
+
+def _visible(ch: Channel, delay: float) -> int:
+    """The channel's latest seq as polls see it: events become visible once `delay` old."""
+    return ch.seq_at(time.time() - delay) if delay > 0 else ch.seq
+
+
+def add_polling_routes(app: FastAPI, hub: Hub, config: TargetConfig, calibration: Calibration | None = None) -> None:
     """Register /publish, /poll and /state on `app`."""
     metrics = hub.metrics
+    cal = calibration or Calibration(config, metrics)
     default = config.default_channel
     limit = config.max_message_bytes
 
@@ -72,6 +92,8 @@ def add_polling_routes(app: FastAPI, hub: Hub, config: TargetConfig) -> None:
         gauge = metrics.open[transport]
         gauge.inc()
         try:
+            if cal.active:
+                return await _calibrated_poll(request, channel, since, wait, transport)
             ch = hub.channel(channel)
             if_none_match = request.headers.get("if-none-match")
             # A matching ETag means the client already holds everything up to the latest seq.
@@ -95,6 +117,32 @@ def add_polling_routes(app: FastAPI, hub: Hub, config: TargetConfig) -> None:
         finally:
             gauge.dec()
 
+    async def _calibrated_poll(request: Request, channel: str, since: int, wait: float, transport: str) -> Response:
+        """/poll under the calibration knobs: the channel as it was delay ago, faults applied."""
+        ch = hub.channel(channel)
+        if_none_match = request.headers.get("if-none-match")
+        top = _visible(ch, cal.delay)
+        seen = max(since, top) if etag_matches(if_none_match, ch.etag_at(top)) else since
+        if wait > 0 and top <= seen:
+            waiting = _wait_visible(ch, seen, min(wait, MAX_WAIT_S), cal.delay)
+            await race(waiting, wait_disconnect(request.receive))
+            top = _visible(ch, cal.delay)
+        etag = ch.etag_at(top)
+        if etag_matches(if_none_match, etag):
+            return Response(status_code=304, headers={"ETag": etag})
+        events: list[Event] = ch.after(since, MAX_POLL_EVENTS)
+        if top < ch.seq:
+            events = [e for e in events if e.seq <= top]
+        events = cal.shape(events, transport)
+        metrics.delivered[transport].inc(len(events))
+        body = b'{"channel":%s,"seq":%d,%s"events":[%s]}' % (
+            json.dumps(channel).encode(),
+            top,
+            b'"gap":true,' if ch.gap(since) else b"",
+            b",".join(e.data for e in events),
+        )
+        return Response(body, media_type=JSON, headers={"ETag": etag})
+
     @app.get("/state")
     async def state(channel: ChannelParam = default) -> Response:
         """The whole buffered state of a channel, every time (no conditional requests)."""
@@ -102,6 +150,8 @@ def add_polling_routes(app: FastAPI, hub: Hub, config: TargetConfig) -> None:
         gauge.inc()
         try:
             ch = hub.channel(channel)
+            if cal.active:
+                return _calibrated_state(ch, channel)
             events = list(ch.events)
             last = ch.last
             metrics.delivered["poll"].inc(len(events))
@@ -114,3 +164,18 @@ def add_polling_routes(app: FastAPI, hub: Hub, config: TargetConfig) -> None:
             return Response(body, media_type=JSON)
         finally:
             gauge.dec()
+
+    def _calibrated_state(ch: Channel, channel: str) -> Response:
+        """/state under the calibration knobs: the buffer as it was delay ago, faults applied."""
+        top = _visible(ch, cal.delay)
+        visible = [e for e in ch.events if e.seq <= top]
+        last = visible[-1] if visible else None
+        events = cal.shape(visible, "poll")
+        metrics.delivered["poll"].inc(len(events))
+        body = b'{"channel":%s,"seq":%d,"ts":%s,"events":[%s]}' % (
+            json.dumps(channel).encode(),
+            top,
+            json.dumps(last.ts if last else None).encode(),
+            b",".join(e.data for e in events),
+        )
+        return Response(body, media_type=JSON)

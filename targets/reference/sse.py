@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+from collections import deque
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Query, Request
@@ -11,6 +13,7 @@ from fastapi.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from .aio import race, wait_disconnect
+from .calibration import Calibration
 from .config import NAME_PATTERN, TargetConfig
 from .hub import Event, Hub, Subscriber
 
@@ -34,7 +37,15 @@ class EventStream(Response):
 
     media_type = "text/event-stream"
 
-    def __init__(self, hub: Hub, sub: Subscriber, channel: str, since: int | None, config: TargetConfig) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        sub: Subscriber,
+        channel: str,
+        since: int | None,
+        config: TargetConfig,
+        calibration: Calibration | None = None,
+    ) -> None:
         # Response.__init__ is skipped on purpose: it would add "content-length: 0".
         self.status_code = 200
         self.background = None
@@ -46,12 +57,14 @@ class EventStream(Response):
         self.hub, self.sub, self.channel, self.since = hub, sub, channel, since
         self.retry_ms = config.retry_ms
         self.heartbeat = config.heartbeat
+        self.calibration = calibration if calibration is not None and calibration.active else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             replay = self.hub.subscribe(self.sub, self.channel, since=self.since)
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-            ended_by, _ = await race(self._write(send, replay), wait_disconnect(receive), self.sub.wait_closed())
+            writer = self._write(send, replay) if self.calibration is None else self._write_calibrated(send, replay)
+            ended_by, _ = await race(writer, wait_disconnect(receive), self.sub.wait_closed())
             if ended_by != 1:  # the peer is still there: end the chunked body properly
                 await asyncio.wait_for(
                     send({"type": "http.response.body", "body": b"", "more_body": False}), FINAL_WRITE_TIMEOUT_S
@@ -87,8 +100,56 @@ class EventStream(Response):
             await send({"type": "http.response.body", "body": b"".join(frames), "more_body": True})
             delivered.inc(len(frames))
 
+    async def _next(self, send: Send, queue: asyncio.Queue[Any]) -> Event:
+        """The next queued event, sending heartbeats while the stream is quiet."""
+        while True:
+            if not queue.empty():
+                return queue.get_nowait()
+            if self.heartbeat <= 0:
+                return await queue.get()
+            try:
+                return await asyncio.wait_for(queue.get(), self.heartbeat)
+            except TimeoutError:
+                await send({"type": "http.response.body", "body": b": hb\n\n", "more_body": True})
 
-def add_sse_route(app: FastAPI, hub: Hub, config: TargetConfig) -> None:
+    async def _write_calibrated(self, send: Send, replay: list[Event]) -> None:
+        """_write() under the calibration knobs: each event written once it is delay old, faults applied.
+
+        Replay and live events go through the same per-connection rules, in seq order.
+        """
+        cal = self.calibration
+        assert cal is not None
+        delivered = self.hub.metrics.delivered["sse"]
+        injector = cal.injector("sse")
+        delay = cal.delay
+        await send({"type": "http.response.body", "body": b"retry: %d\n\n" % self.retry_ms, "more_body": True})
+        queue: asyncio.Queue[Any] = self.sub.queue
+        backlog: deque[Event] = deque(replay)  # replay first, then at most one live event put back
+        while True:
+            event = backlog.popleft() if backlog else await self._next(send, queue)
+            if delay > 0:
+                await cal.wait_due(event)
+            out = injector.apply(event) if injector is not None else [event]
+            # Coalesce whatever else is already due, as _write() does with a backlog.
+            while len(out) < MAX_BATCH:
+                if backlog:
+                    nxt = backlog.popleft()
+                elif not queue.empty():
+                    nxt = queue.get_nowait()
+                else:
+                    break
+                if delay > 0 and nxt.ts + delay > time.time():
+                    backlog.appendleft(nxt)
+                    break
+                out += injector.apply(nxt) if injector is not None else [nxt]
+            if out:
+                await send(
+                    {"type": "http.response.body", "body": b"".join(e.sse_frame() for e in out), "more_body": True}
+                )
+                delivered.inc(len(out))
+
+
+def add_sse_route(app: FastAPI, hub: Hub, config: TargetConfig, calibration: Calibration | None = None) -> None:
     """Register GET /sse on `app`."""
 
     @app.get("/sse")
@@ -108,4 +169,4 @@ def add_sse_route(app: FastAPI, hub: Hub, config: TargetConfig) -> None:
                 media_type="application/json",
                 headers={"Retry-After": str(max(1, config.retry_ms // 1000))},
             )
-        return EventStream(hub, sub, channel, since, config)
+        return EventStream(hub, sub, channel, since, config, calibration)

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from fastapi import FastAPI, Query, WebSocket, WebSocketDisconnect
 
 from .aio import race
+from .calibration import Calibration
 from .config import NAME_PATTERN, TargetConfig, valid_name
 from .hub import Channel, Event, Hub, Subscriber, encode
 from .seqset import SeqSet
@@ -122,6 +123,55 @@ async def _feed_sender(ws: WebSocket, hub: Hub, sub: Subscriber, ch: Channel, re
             await ws.send_text(item)
 
 
+async def _feed_sender_calibrated(
+    ws: WebSocket, hub: Hub, sub: Subscriber, ch: Channel, replay: list[Event], cal: Calibration
+) -> None:
+    """_feed_sender() under the calibration knobs: events written once delay old, faults applied.
+
+    Replay, resume and live events go through the same per-connection rules. A seq is marked as
+    sent when it is decided (written, dropped or held for a swap), so a resume never repeats it.
+    """
+    delivered = hub.metrics.delivered["ws"]
+    injector = cal.injector("ws")
+    delay = cal.delay
+    sent = SeqSet()
+
+    async def emit(event: Event) -> None:
+        if event.seq in sent:
+            return
+        sent.add(event.seq)
+        if delay > 0:
+            await cal.wait_due(event)
+        for item in injector.apply(event) if injector is not None else (event,):
+            await ws.send_text(item.text)
+            delivered.inc()
+
+    for event in replay:
+        await emit(event)
+    while True:
+        item = await sub.queue.get()
+        if isinstance(item, Event):
+            await emit(item)
+        elif isinstance(item, Resume):
+            for event in ch.after(item.since):
+                await emit(event)
+        else:
+            await ws.send_text(item)
+
+
+async def _chat_sender_delayed(ws: WebSocket, hub: Hub, sub: Subscriber, cal: Calibration) -> None:
+    """_chat_sender() under --delay-ms: room messages and feed events written once delay old."""
+    delivered = hub.metrics.delivered["chat"]
+    while True:
+        item = await sub.queue.get()
+        if isinstance(item, Event):
+            await cal.wait_due(item)
+            await ws.send_text(item.text if item.kind == "room" else item.typed_text())
+            delivered.inc()
+        else:
+            await ws.send_text(item)
+
+
 async def _chat_sender(ws: WebSocket, hub: Hub, sub: Subscriber) -> None:
     delivered = hub.metrics.delivered["chat"]
     while True:
@@ -133,9 +183,10 @@ async def _chat_sender(ws: WebSocket, hub: Hub, sub: Subscriber) -> None:
             await ws.send_text(item)
 
 
-def add_ws_routes(app: FastAPI, hub: Hub, config: TargetConfig) -> None:
+def add_ws_routes(app: FastAPI, hub: Hub, config: TargetConfig, calibration: Calibration | None = None) -> None:
     """Register the /ws feed and /ws/chat endpoints on `app`."""
     limit = config.max_message_bytes
+    cal = calibration if calibration is not None and calibration.active else None
 
     async def admit(ws: WebSocket, transport: str) -> Subscriber | None:
         await ws.accept()  # accept first so the client sees a proper close code
@@ -171,7 +222,11 @@ def add_ws_routes(app: FastAPI, hub: Hub, config: TargetConfig) -> None:
             else:
                 hub.send(sub, error(f"unknown message type {msg.get('type')!r}"))
 
-        sender = _feed_sender(ws, hub, sub, hub.channel(channel), replay)
+        ch = hub.channel(channel)
+        if cal is None:
+            sender = _feed_sender(ws, hub, sub, ch, replay)
+        else:
+            sender = _feed_sender_calibrated(ws, hub, sub, ch, replay, cal)
         await run_stream(ws, hub, sub, sender, handle=handle, limit=limit)
 
     @app.websocket("/ws/chat")
@@ -216,4 +271,8 @@ def add_ws_routes(app: FastAPI, hub: Hub, config: TargetConfig) -> None:
             else:
                 hub.send(sub, error(f"unknown message type {kind!r}"))
 
-        await run_stream(ws, hub, sub, _chat_sender(ws, hub, sub), handle=handle, limit=limit)
+        if cal is not None and cal.delay > 0:  # faults do not apply to chat
+            sender = _chat_sender_delayed(ws, hub, sub, cal)
+        else:
+            sender = _chat_sender(ws, hub, sub)
+        await run_stream(ws, hub, sub, sender, handle=handle, limit=limit)
