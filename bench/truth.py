@@ -1,0 +1,177 @@
+"""Measured against true: run rtcap's own measurement path against the reference target's calibration knobs.
+
+    python -m bench.truth            # the full comparison (a few minutes on 2 cores)
+    python -m bench.truth --quick    # smaller sizes
+
+Each experiment returns plain numbers; tests/test_truth.py runs them small and asserts the tolerances.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from loadtests.collect import merge_seconds
+from loadtests.timeline import decode_histogram, new_histogram, read_timeline
+from targets.adapter import reference_adapter_path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def adapter_with(directory: Path, *server_args: str) -> Path:
+    """A copy of the reference adapter whose start command adds `server_args` (calibration flags)."""
+    text = reference_adapter_path().read_text()
+    marker = '"--payload", "{payload}"]'
+    assert marker in text, "the reference adapter's start command changed"
+    extra = "".join(f', "{arg}"' for arg in server_args)
+    path = directory / f"reference{'-'.join([''] + [a.strip('-') for a in server_args])}.toml"
+    path.write_text(text.replace(marker, f'"--payload", "{{payload}}"{extra}]'))
+    return path
+
+
+def _rtcap(*args: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "loadtests.cli", *args], capture_output=True, text=True, cwd=ROOT)
+    if done.returncode != 0:
+        raise RuntimeError(f"rtcap {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+
+
+def ballast_slopes(work: Path, ballast: int = 65536, transports: str = "sse,ws", steps: str = "50,100,150,200,250",
+                   hold: float = 4.0) -> dict[str, dict[str, float]]:
+    """Memory per connection (rtcap run's fit) without and with `ballast` bytes held per connection."""
+    out: dict[str, dict[str, float]] = {}
+    for name, args in (("plain", ()), ("ballast", ("--ballast", str(ballast)))):
+        _rtcap("run", "--target", str(adapter_with(work, *args)), "--transports", transports, "--steps", steps,
+               "--hold", str(hold), "--settle", "1", "--out-dir", str(work), "--name", name, "--no-report")
+        summary = json.loads((work / name / "summary.json").read_text())
+        for transport, figures in summary["transports"].items():
+            out.setdefault(transport, {})[name] = figures["mem_per_conn_bytes"]
+    for figures in out.values():
+        figures["difference"] = figures["ballast"] - figures["plain"]
+        figures["true"] = ballast
+    return out
+
+
+def _locust(host: str, user_class: str, users: int, seconds: int, record: Path, *extra: str) -> None:
+    record.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "locust", "-f", str(ROOT / "locustfile.py"), "--headless", "--host", host,
+               "-u", str(users), "-r", str(users), "-t", f"{seconds}s", "--only-summary", "--loglevel", "WARNING",
+               "--rtcap-record", str(record), *extra, user_class]
+    with (record / "locust.log").open("w") as log:
+        code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, timeout=seconds + 120).returncode
+    if code not in (0, 1):
+        raise RuntimeError(f"Locust exited {code}; see {record / 'locust.log'}")
+
+
+def _served(work: Path, *server_args: str, rate: float = 20.0):
+    from targets.adapter import load_adapter
+    from targets.launch import launch
+
+    return launch(load_adapter(adapter_with(work, *server_args)), rate=rate, payload=64)
+
+
+def _p50_ms(record: Path, transport: str) -> float:
+    histogram = new_histogram()
+    seconds = merge_seconds([row for path in record.glob("timeline*.jsonl") for row in read_timeline(path)])
+    for second in seconds:
+        if second["transport"] == transport and second.get("delivery_hist"):
+            histogram.add(decode_histogram(second["delivery_hist"]))
+    return histogram.get_value_at_percentile(50) / 1000.0
+
+
+def delay_shift(work: Path, delay_ms: int = 50, users: int = 10, seconds: int = 6) -> dict[str, dict[str, float]]:
+    """Delivery p50 per push transport without and with --delay-ms, as the Locust users measure it."""
+    out: dict[str, dict[str, float]] = {}
+    for name, args in (("plain", ()), ("delayed", ("--delay-ms", str(delay_ms)))):
+        target = _served(work, *args)
+        try:
+            for user, transport in (("SSEUser", "sse"), ("WebSocketUser", "ws")):
+                record = work / f"delay-{name}-{transport}"
+                _locust(target.adapter.base_url, user, users, seconds, record)
+                out.setdefault(transport, {})[name] = _p50_ms(record, transport)
+        finally:
+            target.stop()
+    for figures in out.values():
+        figures["shift"] = figures["delayed"] - figures["plain"]
+        figures["true"] = float(delay_ms)
+    return out
+
+
+def multiples(lo: Any, hi: Any, every: int) -> int:
+    """How many multiples of `every` lie strictly between lo and hi."""
+    return max(0, (hi - 1) // every - lo // every)
+
+
+def _slack(kind: str, first: int, highest: int, every: int) -> int:
+    """Events at the ends of a subscriber's window that may be half of an injected pair.
+
+    A subscriber can join or stop between a duplicate's two copies, or between the two events of a swapped
+    pair; a dropped event is never half of anything, so drops have no slack.
+    """
+    if kind == "duplicate":
+        return int(first % every == 0) + int(highest % every == 0)
+    if kind == "swap":
+        return int(first % every == 1) + int(highest % every == 1)
+    return 0
+
+
+def fault_counts(work: Path, users: int = 5, seconds: int = 6, rate: float = 50.0) -> list[dict[str, Any]]:
+    """Per subscriber: lost, duplicated and reordered as reported vs as injected inside its seq window.
+
+    Polling is checked for drops and duplicates; a poll swaps a pair only when both are in one response,
+    which depends on where each viewer's polls fall, so its true swap count is not known from seqs alone.
+    """
+    rows = []
+    plans = (("drop", "--drop-every", 10, "lost", ("sse", "ws", "poll")),
+             ("duplicate", "--duplicate-every", 7, "duplicated", ("sse", "ws", "poll")),
+             ("swap", "--swap-every", 5, "reordered", ("sse", "ws")))
+    users_by_transport = {"sse": "SSEUser", "ws": "WebSocketUser", "poll": "PollUser"}
+    for kind, flag, every, field, transports in plans:
+        target = _served(work, flag, str(every), rate=rate)
+        try:
+            for transport in transports:
+                record = work / f"fault-{kind}-{transport}"
+                _locust(target.adapter.base_url, users_by_transport[transport], users, seconds, record,
+                        "--poll-interval", "0.2")
+                for path in record.glob("subscribers*.jsonl"):
+                    for line in path.read_text().splitlines():
+                        sub = json.loads(line)
+                        first, highest = sub["first"], sub["highest"]
+                        rows.append({"kind": kind, "transport": transport, "every": every, "first": first,
+                                     "highest": highest, "injected": multiples(first, highest, every),
+                                     "slack": _slack(kind, first, highest, every), "reported": sub[field],
+                                     "other": {k: sub[k] for k in ("lost", "duplicated", "reordered") if k != field}})
+        finally:
+            target.stop()
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run every experiment and print measured vs true."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller sizes")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="rtcap-truth-") as tmp:
+        work = Path(tmp)
+        steps = "30,60,90,120,150" if args.quick else "100,200,300,400,500"
+        print("ballast: memory per connection (rtcap run fit), bytes")
+        for transport, f in ballast_slopes(work, steps=steps).items():
+            print(f"  {transport:5} plain {f['plain']:9.0f}  +ballast {f['ballast']:9.0f}  difference {f['difference']:8.0f}"
+                  f"  true {f['true']:.0f}  error {100 * (f['difference'] / f['true'] - 1):+.2f}%")
+        print("delay: delivery p50, ms")
+        for transport, f in delay_shift(work).items():
+            print(f"  {transport:5} plain {f['plain']:7.2f}  delayed {f['delayed']:7.2f}  shift {f['shift']:6.2f}  true {f['true']:.0f}")
+        print("faults: per subscriber, injected inside its window vs reported")
+        for row in fault_counts(work):
+            print(f"  {row['kind']:9} every {row['every']:2} {row['transport']:5} seq {row['first']}..{row['highest']}"
+                  f"  injected {row['injected']:3} (+/-{row['slack']} at the window ends)  reported {row['reported']:3}"
+                  f"  other {row['other']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
