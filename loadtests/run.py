@@ -90,7 +90,10 @@ def _target_meta(options: RunOptions, adapter: TargetAdapter) -> dict[str, Any]:
     kind = "external" if options.host and reference else "reference" if reference else "adapter"
     return {
         "kind": kind, "name": adapter.name, "adapter": str(adapter.source) if adapter.source else None,
-        "url": options.host or adapter.base_url, "publish": adapter.publish.mode,
+        # A started server gets a fresh loopback port per transport: the URLs are in target.checks.
+        "url": options.host or ("started per transport on a free loopback port" if "{port}" in adapter.base_url
+                                else adapter.base_url),
+        "publish": adapter.publish.mode,
         "rate": _rate(options, adapter), "payload": _payload(options, adapter),
         "observed": "pid " + str(options.target_pid) if options.host and options.target_pid else describe(adapter),
         "pid": options.target_pid,
@@ -224,7 +227,7 @@ def run_transport(options: RunOptions, adapter: TargetAdapter, transport: str, r
     with live_target(options, adapter, record_dir) as (live, pid):
         check = check_transport(live, transport)
         if checks is not None:
-            checks[transport] = {"ok": check.ok, "why": check.why, "connect_ms": check.connect_ms,
+            checks[transport] = {"url": live.base_url, "ok": check.ok, "why": check.why, "connect_ms": check.connect_ms,
                                  "events": check.events, "receive_minus_ts_ms": check.offset_ms}
         if not check.ok:
             raise RunError(f"[{transport}] target check failed: {check.why}")

@@ -38,6 +38,8 @@ def test_run_directory_has_the_contract_files(small_run: Path) -> None:
     meta = json.loads((small_run / "meta.json").read_text())
     assert meta["transports"] == ["poll", "sse", "ws"] and meta["steps"] == [20, 40, 60]
     assert meta["start"] and meta["end"] and meta["target"]["kind"] == "reference"
+    assert "{port}" not in meta["target"]["url"]
+    assert all(check["url"].startswith("http://127.0.0.1:") for check in meta["target"]["checks"].values())
 
 
 def test_steps_measure_connections_latency_and_memory(small_run: Path) -> None:
