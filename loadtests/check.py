@@ -12,11 +12,10 @@ import queue
 import statistics
 import threading
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
+from loadtests.http_client import HTTPConnection
 from loadtests.observe import ObserveError, describe, probe_for
 from loadtests.publisher import PublishError, publish_once
 from loadtests.sampler import read_sockstat
@@ -59,29 +58,30 @@ class ProcessCheck:
 
 
 class _Poller:
-    """GETs with the conditional validators of the last 200 (ETag, Last-Modified); a 304 means no news."""
+    """Polls with the users' own keep-alive client and the validators of the last 200 (ETag, Last-Modified)."""
 
-    def __init__(self, headers: dict[str, str], conditional: bool, timeout: float) -> None:
+    def __init__(self, base_url: str, headers: dict[str, str], conditional: bool, timeout: float) -> None:
+        self.http = HTTPConnection(base_url, timeout=timeout)
         self.headers = headers
         self.conditional = conditional
-        self.timeout = timeout
         self.validators: dict[str, str] = {}
 
     def get(self, url: str) -> bytes | None:
-        """The body of a 200, or None for a 304."""
-        request = urllib.request.Request(url, headers={**self.headers, **self.validators})
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                body = response.read()
-                if self.conditional:
-                    found = {"If-None-Match": response.headers.get("ETag"),
-                             "If-Modified-Since": response.headers.get("Last-Modified")}
-                    self.validators = {k: v for k, v in found.items() if v}
-                return body
-        except urllib.error.HTTPError as error:
-            if error.code == 304:
-                return None
-            raise
+        """The body of a 200, or None for a 304; CheckFailed for any other status."""
+        response = self.http.get(url, {**self.headers, **self.validators})
+        if response.status == 304:
+            return None
+        if response.status != 200:
+            raise CheckFailed(f"GET {url} answered {response.status}")
+        if self.conditional:
+            found = {"If-None-Match": response.headers.get("etag"),
+                     "If-Modified-Since": response.headers.get("last-modified")}
+            self.validators = {k: v for k, v in found.items() if v}
+        return response.body
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.http.close()
 
 
 class _Receiver:
@@ -128,12 +128,12 @@ def _open(adapter: TargetAdapter, transport: str, timeout: float, receiver: _Rec
 
         def read_ws() -> None:
             while True:
-                text, received_at = client.receive()
+                text, received_at, _wire = client.receive()
                 receiver.items.put((parse_body(text), received_at, None))
         receiver.run(read_ws)
         return connect_ms
     # Polled transports: one request syncs the cursor, then poll until stopped.
-    poller = _Poller(adapter.headers, spec.conditional, timeout)
+    poller = receiver.client = _Poller(adapter.base_url, adapter.headers, spec.conditional, timeout)
     started = time.perf_counter()
     first = poller.get(adapter.url_for(transport, cursor="0"))
     connect_ms = (time.perf_counter() - started) * 1000.0

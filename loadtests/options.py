@@ -13,25 +13,25 @@ from loadtests.staircase import parse_steps  # noqa: F401  (re-exported for the 
 @events.init_command_line_parser.add_listener
 def add_arguments(parser: Any) -> None:
     """Register rtcap's options with Locust's argument parser (env vars RTCAP_*)."""
-    group = parser  # Locust's own parser: only it understands include_in_web_ui and shows options in the web UI
-    group.add_argument("--target", default="", env_var="RTCAP_TARGET", help="Target adapter file (TOML) describing the server; default: the bundled reference target at --host")
-    group.add_argument("--channel", default="", env_var="RTCAP_CHANNEL", help="Channel to subscribe to (default: the target adapter's, live for the reference target)")
-    group.add_argument("--poll-interval", type=float, default=1.0, env_var="RTCAP_POLL_INTERVAL", help="Seconds between two polls of one viewer")
-    group.add_argument(
+    # Locust's own parser, not an argument group: only it understands include_in_web_ui and env_var.
+    parser.add_argument("--target", default="", env_var="RTCAP_TARGET", help="Target adapter file (TOML) describing the server; default: the bundled reference target at --host")
+    parser.add_argument("--channel", default="", env_var="RTCAP_CHANNEL", help="Channel to subscribe to (default: the target adapter's, live for the reference target)")
+    parser.add_argument("--poll-interval", type=float, default=1.0, env_var="RTCAP_POLL_INTERVAL", help="Seconds between two polls of one viewer")
+    parser.add_argument(
         "--no-conditional-get", action="store_true", default=False, env_var="RTCAP_NO_CONDITIONAL_GET",
         help="Polling viewers do not send If-None-Match (every poll gets a full 200)",
     )
-    group.add_argument("--chat-room", default="", env_var="RTCAP_CHAT_ROOM", help="Room the WebSocket chatters join (default: the adapter's, lobby)")
-    group.add_argument("--chat-rate", type=float, default=0.2, env_var="RTCAP_CHAT_RATE", help="Chat messages per second sent by each chatter (0: listen only)")
-    group.add_argument("--chat-size", type=int, default=64, env_var="RTCAP_CHAT_SIZE", help="Bytes of text in each chat message")
-    group.add_argument("--reconnect-max", type=float, default=10.0, env_var="RTCAP_RECONNECT_MAX", help="Ceiling of the reconnect backoff, seconds")
-    group.add_argument("--read-timeout", type=float, default=60.0, env_var="RTCAP_READ_TIMEOUT", help="Seconds of silence before a stream counts as dead")
-    group.add_argument("--steps", default="", env_var="RTCAP_STEPS", help="Step shape: users per step, e.g. '50,100,150' or '50:250:50'")
-    group.add_argument("--step-hold", type=float, default=20.0, env_var="RTCAP_STEP_HOLD", help="Step shape: seconds each step holds after its users are running")
-    group.add_argument("--step-settle", type=float, default=5.0, env_var="RTCAP_STEP_SETTLE", help="Step shape: seconds at the start of each hold left out of the measurement")
-    group.add_argument("--step-spawn-rate", type=float, default=100.0, env_var="RTCAP_STEP_SPAWN_RATE", help="Step shape: users started per second between steps")
-    group.add_argument("--step-ramp-timeout", type=float, default=60.0, env_var="RTCAP_STEP_RAMP_TIMEOUT", help="Step shape: give up waiting for a step's users after this many seconds")
-    group.add_argument("--rtcap-record", default="", env_var="RTCAP_RECORD", include_in_web_ui=False, help="Directory to write the per-second timeline and step windows to")
+    parser.add_argument("--chat-room", default="", env_var="RTCAP_CHAT_ROOM", help="Room the WebSocket chatters join (default: the adapter's, lobby)")
+    parser.add_argument("--chat-rate", type=float, default=0.2, env_var="RTCAP_CHAT_RATE", help="Chat messages per second sent by each chatter (0: listen only)")
+    parser.add_argument("--chat-size", type=int, default=64, env_var="RTCAP_CHAT_SIZE", help="Bytes of text in each chat message")
+    parser.add_argument("--reconnect-max", type=float, default=10.0, env_var="RTCAP_RECONNECT_MAX", help="Ceiling of the reconnect backoff, seconds")
+    parser.add_argument("--read-timeout", type=float, default=60.0, env_var="RTCAP_READ_TIMEOUT", help="Seconds of silence before a stream counts as dead")
+    parser.add_argument("--steps", default="", env_var="RTCAP_STEPS", help="Step shape: users per step, e.g. '50,100,150' or '50:250:50'")
+    parser.add_argument("--step-hold", type=float, default=20.0, env_var="RTCAP_STEP_HOLD", help="Step shape: seconds each step holds after its users are running")
+    parser.add_argument("--step-settle", type=float, default=5.0, env_var="RTCAP_STEP_SETTLE", help="Step shape: seconds at the start of each hold left out of the measurement")
+    parser.add_argument("--step-spawn-rate", type=float, default=100.0, env_var="RTCAP_STEP_SPAWN_RATE", help="Step shape: users started per second between steps")
+    parser.add_argument("--step-ramp-timeout", type=float, default=60.0, env_var="RTCAP_STEP_RAMP_TIMEOUT", help="Step shape: give up waiting for a step's users after this many seconds")
+    parser.add_argument("--rtcap-record", default="", env_var="RTCAP_RECORD", include_in_web_ui=False, help="Directory to write the per-second timeline and step windows to")
 
 
 @dataclass(frozen=True)

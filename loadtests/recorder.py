@@ -81,9 +81,9 @@ class TimelineRecorder:
         """Account for one Locust request event."""
         transport = (context or {}).get("transport") or str(request_type).lower()
         bucket = self._bucket(transport)
-        micros = max(LOWEST_US, min(HIGHEST_US, int(round((response_time or 0.0) * 1000))))
         if name == metrics.SEQUENCE:
             return  # counted through stream counters; not an error of the transport itself
+        micros = max(LOWEST_US, min(HIGHEST_US, int(round((response_time or 0.0) * 1000))))
         if exception is not None:
             bucket.errors += 1
         if name == metrics.DELIVERY:

@@ -19,12 +19,6 @@ from loadtests.targeting import parse_body
 from loadtests.ws_client import WebSocketClient, WebSocketClosed
 
 
-def _frame_bytes(text: str) -> int:
-    """Bytes of an unmasked server text frame carrying `text` (header 2, 4 or 10 bytes)."""
-    size = len(text.encode("utf-8"))
-    return size + (2 if size < 126 else 4 if size < 65536 else 10)
-
-
 class _WebSocketUser(StreamUser):
     """A stream user whose connection is a WebSocket."""
 
@@ -55,8 +49,8 @@ class _WebSocketUser(StreamUser):
     def read(self, client: WebSocketClient) -> None:
         """Hand every message to the adapter's reader until the connection breaks."""
         while True:
-            text, received_at = client.receive()
-            self.on_payload(parse_body(text), received_at, _frame_bytes(text))
+            text, received_at, wire_bytes = client.receive()
+            self.on_payload(parse_body(text), received_at, wire_bytes)
             self.flush_bytes(client)
 
 

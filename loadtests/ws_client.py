@@ -39,16 +39,17 @@ class WebSocketClient:
         )
         return (time.perf_counter() - started) * 1000.0
 
-    def receive(self) -> tuple[str, float]:
-        """Block for the next text message; return it with its receive time (unix seconds)."""
+    def receive(self) -> tuple[str, float, int]:
+        """Block for the next text message; return it, its receive time (unix seconds) and its frame's bytes."""
         assert self.ws is not None, "connect() first"
         opcode, data = self.ws.recv_data()
         received_at = time.time()
         if opcode == websocket.ABNF.OPCODE_CLOSE:
             raise WebSocketClosed(f"server closed {self.url}")
-        if isinstance(data, bytes):
-            data = data.decode("utf-8")
-        return data, received_at
+        raw = data if isinstance(data, bytes) else data.encode("utf-8")
+        # An unmasked server frame: 2 header bytes, plus 2 or 8 for the extended length.
+        wire = len(raw) + (2 if len(raw) < 126 else 4 if len(raw) < 65536 else 10)
+        return raw.decode("utf-8"), received_at, wire
 
     def send_json(self, message: dict[str, Any]) -> None:
         """Send one JSON text message."""

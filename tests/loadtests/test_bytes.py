@@ -76,7 +76,7 @@ def test_websocket_bytes_equal_the_proxy_count(quiet_target: str, proxy: CutProx
     publish(quiet_target, "bytes-ws", EVENTS)
     events = 0
     while events < EVENTS:
-        text, _ = client.receive()
+        text, _, _ = client.receive()
         events += "seq" in json.loads(text)
     assert settled(proxy, lambda: client.byte_counts) == client.byte_counts
     client.close()
