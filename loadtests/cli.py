@@ -8,8 +8,8 @@ from datetime import datetime
 from pathlib import Path
 
 QUICK = {"steps": "40,80,120,160,200", "hold": 6.0, "settle": 2.0}
-DEFAULT = {"steps": "100,200,300,400,500,600", "hold": 15.0, "settle": 5.0}
-TRANSPORTS = ("poll", "sse", "ws", "chat")
+DEFAULT = {"steps": "100,200,300,400,500,600", "hold": 15.0, "settle": 2.0}
+TRANSPORTS = ("poll", "state", "sse", "ws", "chat")
 
 
 def _positive(kind: type) -> callable:
@@ -42,10 +42,12 @@ def _steps(text: str) -> list[int]:
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `rtcap run`."""
     parser.add_argument("--quick", action="store_true", help=f"short sweep: steps {QUICK['steps']}, hold {QUICK['hold']:g} s")
-    parser.add_argument("--transports", type=_transports, default=["poll", "sse", "ws"], help="comma list from poll,sse,ws,chat (default poll,sse,ws)")
+    parser.add_argument("--transports", type=_transports, default=["poll", "sse", "ws"], help="comma list from poll,state,sse,ws,chat (default poll,sse,ws; state = full-state polling)")
     parser.add_argument("--steps", type=_steps, help=f"users per step, '100,200' or 'start:stop:step' (default {DEFAULT['steps']})")
     parser.add_argument("--hold", type=_positive(float), help=f"seconds each step holds (default {DEFAULT['hold']:g})")
-    parser.add_argument("--settle", type=float, help=f"seconds at the start of each hold not measured (default {DEFAULT['settle']:g})")
+    parser.add_argument("--settle", type=float, help=f"least seconds after a step's users run before measuring (default {DEFAULT['settle']:g})")
+    parser.add_argument("--settle-max", type=float, default=30.0,
+                        help="then wait up to this many seconds for the target's memory to settle (default 30; 0: fixed --settle)")
     parser.add_argument("--spawn-rate", type=_positive(float), default=100.0, help="users started per second between steps (default 100)")
     parser.add_argument("--target", type=Path, help="target adapter file (TOML) describing your server; default: the bundled reference target")
     parser.add_argument("--rate", type=_positive(float), help="events per second published during the run (default: the adapter's publish.rate, 1)")
@@ -57,6 +59,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target-pid", type=int, help="with --host: pid of the server process to sample")
     parser.add_argument("--slo-p99-ms", type=_positive(float), default=1000.0, help="delivery p99 that counts as meeting the SLO (default 1000 ms)")
     parser.add_argument("--slo-error-rate", type=float, default=0.01, help="error rate that counts as meeting the SLO (default 0.01)")
+    parser.add_argument("--generator-lag-limit-ms", type=_positive(float), default=100.0,
+                        help="a step whose load generator woke timers later than this (p99) is not counted (default 100)")
     parser.add_argument("--processes", type=_positive(int), default=1,
                         help="load-generating processes; above 1, Locust runs a master plus this many workers (default 1)")
     parser.add_argument("--name", help="run name (default: run-YYYYmmdd-HHMMSS)")
@@ -76,16 +80,20 @@ def run_command(args: argparse.Namespace) -> int:
     if not 0 <= settle < hold:
         print(f"rtcap run: error: --settle {settle:g} must be at least 0 and below --hold {hold:g}", file=sys.stderr)
         return 2
+    if args.settle_max and args.settle_max < settle:
+        print(f"rtcap run: error: --settle-max {args.settle_max:g} must be 0 or at least --settle {settle:g}", file=sys.stderr)
+        return 2
     if args.target_pid and not args.host:
         print("rtcap run: error: --target-pid goes with --host", file=sys.stderr)
         return 2
     options = RunOptions(
         name=args.name or datetime.now().strftime("run-%Y%m%d-%H%M%S"), out_dir=args.out_dir,
         transports=args.transports, steps=args.steps or parse_steps(preset["steps"]), hold=hold, settle=settle,
+        settle_max=args.settle_max,
         spawn_rate=args.spawn_rate, target=args.target, rate=args.rate, payload=args.payload, host=args.host.rstrip("/") if args.host else None,
         target_pid=args.target_pid, channel=args.channel, poll_interval=args.poll_interval, chat_rate=args.chat_rate,
         slo_p99_ms=args.slo_p99_ms, slo_error_rate=args.slo_error_rate, report=not args.no_report,
-        processes=args.processes,
+        processes=args.processes, generator_lag_limit_ms=args.generator_lag_limit_ms,
     )
     try:
         run_dir = run_sweep(options, say=lambda line: print(line, flush=True))

@@ -17,7 +17,12 @@ from hdrh.histogram import HdrHistogram
 from loadtests.timeline import decode_histogram, encode_histogram, new_histogram, read_timeline
 
 GENERATOR_SATURATED_PERCENT = 90.0
+GENERATOR_LAG_LIMIT_MS = 100.0
+"""A step whose generator woke its timers this late (p99) is not counted: its clients read late."""
 PUSH_TRANSPORTS = {"sse", "ws", "chat"}
+GENERATOR = "generator"
+"""The timeline's pseudo-transport holding the load generator's own schedule lag."""
+FIVE_MINUTES_S = 300.0
 
 
 def read_windows(path: Path) -> list[dict[str, Any]]:
@@ -49,24 +54,39 @@ def _mean(values: list[float]) -> float | None:
     return statistics.fmean(values) if values else None
 
 
+def _merged(rows: list[dict[str, Any]], name: str) -> HdrHistogram:
+    histogram = new_histogram()
+    for row in rows:
+        if row.get(name):
+            histogram.add(decode_histogram(row[name]))
+    return histogram
+
+
+def _per_client_5min(total: int, clients: int, duration: float) -> float | None:
+    return total / clients / duration * FIVE_MINUTES_S if clients and duration else None
+
+
 def step_row(transport: str, window: dict[str, Any], seconds: list[dict[str, Any]], samples: list[dict[str, Any]],
-             saturated_percent: float = GENERATOR_SATURATED_PERCENT) -> dict[str, Any]:
+             saturated_percent: float = GENERATOR_SATURATED_PERCENT,
+             lag_limit_ms: float = GENERATOR_LAG_LIMIT_MS) -> dict[str, Any]:
     """One steps.csv row from a window, the timeline seconds inside it and the samples taken during it."""
     t_start, t_end = float(window["t_start"]), float(window["t_end"])
-    inside = [s for s in seconds if s["transport"] == transport and s["t"] >= t_start - 1e-9 and s["t"] + 1 <= t_end + 1e-9]
+
+    def within(second: dict[str, Any]) -> bool:
+        return second["t"] >= t_start - 1e-9 and second["t"] + 1 <= t_end + 1e-9
+
+    inside = [s for s in seconds if s["transport"] == transport and within(s)]
     duration = float(len(inside)) or max(t_end - t_start, 1e-9)
-    delivery, connect = new_histogram(), new_histogram()
-    for second in inside:
-        if second.get("delivery_hist"):
-            delivery.add(decode_histogram(second["delivery_hist"]))
-        if second.get("connect_hist"):
-            connect.add(decode_histogram(second["connect_hist"]))
+    delivery, connect = _merged(inside, "delivery_hist"), _merged(inside, "connect_hist")
+    request = _merged(inside, "request_hist")
+    lag = _merged([s for s in seconds if s["transport"] == GENERATOR and within(s)], "lag_hist")
 
     def total(name: str) -> int:
         return int(sum(second.get(name, 0) for second in inside))
 
     delivered, requests, connects, errors = total("delivered"), total("requests"), total("connects"), total("errors")
-    received, sent = total("bytes_received"), total("bytes_sent")
+    received, sent, payload = total("bytes_received"), total("bytes_sent"), total("payload_bytes")
+    clients = int(window.get("running_users") or window["users"])
     in_window = [s for s in samples if t_start <= s["t"] <= t_end]
     target = [s for s in in_window if s["role"] == "target"]
     generator = [s for s in in_window if s["role"] == "generator"]
@@ -77,9 +97,14 @@ def step_row(transport: str, window: dict[str, Any], seconds: list[dict[str, Any
     per_process = [_mean([s["cpu_percent"] for s in generator if s["pid"] == pid]) for pid in {s["pid"] for s in generator}]
     generator_cpu = max((cpu for cpu in per_process if cpu is not None), default=None)
 
+    lag_p99 = _percentile_ms(lag, 99)
     flags = []
     if generator_cpu is not None and generator_cpu >= saturated_percent:
         flags.append("generator_saturated")
+    if lag_p99 is not None and lag_p99 > lag_limit_ms:
+        flags.append("generator_lagging")
+    if window.get("settled") is False:
+        flags.append("memory_unsettled")
     if not window.get("reached", True):
         flags.append("users_not_reached")
     if transport in PUSH_TRANSPORTS and connections is not None and connections < 0.95 * window["users"]:
@@ -114,13 +139,24 @@ def step_row(transport: str, window: dict[str, Any], seconds: list[dict[str, Any
         "bytes_received": received,
         "bytes_sent": sent,
         "bytes_per_event": (received + sent) / delivered if delivered else None,
+        "payload_bytes": payload,
+        "bytes_per_client_5min": _per_client_5min(received + sent, clients, duration),
+        "payload_per_client_5min": _per_client_5min(payload, clients, duration),
+        "overhead_per_client_5min": _per_client_5min(received + sent - payload, clients, duration) if payload else None,
+        "missed_ticks": total("missed_ticks"),
+        "request_p50_ms": _percentile_ms(request, 50),
+        "request_p99_ms": _percentile_ms(request, 99),
         "rss_bytes": _median([s["rss_bytes"] for s in target]),
         "uss_bytes": _median([s.get("uss_bytes") for s in target]),
         "cpu_percent": _mean([s["cpu_percent"] for s in target]),
         "sockstat_tcp_mem_bytes": _median([s.get("sockstat_tcp_mem_bytes") for s in target]),
         "generator_cpu_percent": generator_cpu,
+        "generator_lag_p99_ms": lag_p99,
+        "generator_lag_max_ms": lag.get_max_value() / 1000.0 if lag.get_total_count() else None,
+        "settle_s": window.get("settle_s"),
+        "settled": window.get("settled"),
         "flags": ";".join(flags),
-        "valid": "generator_saturated" not in flags and "users_not_reached" not in flags,
+        "valid": not {"generator_saturated", "generator_lagging", "users_not_reached"} & set(flags),
     }
 
 
@@ -147,12 +183,14 @@ def merge_seconds(seconds: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [merged[key] for key in sorted(merged)]
 
 
-def collect_transport(transport: str, record_dir: Path, samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def collect_transport(transport: str, record_dir: Path, samples: list[dict[str, Any]],
+                      saturated_percent: float = GENERATOR_SATURATED_PERCENT,
+                      lag_limit_ms: float = GENERATOR_LAG_LIMIT_MS) -> list[dict[str, Any]]:
     """All step rows of one transport from its Locust record directory (one timeline file per recording
     process) and its samples."""
     windows = read_windows(record_dir / "windows.jsonl")
     seconds = merge_seconds([row for path in sorted(record_dir.glob("timeline*.jsonl")) for row in read_timeline(path)])
-    return [step_row(transport, window, seconds, samples) for window in windows]
+    return [step_row(transport, window, seconds, samples, saturated_percent, lag_limit_ms) for window in windows]
 
 
 def label_samples(samples: list[dict[str, Any]], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -30,6 +30,13 @@ stream_counters = EventHook()
 subscriber_closed = EventHook()
 """Fired with (transport=str, summary=dict) when a subscriber stops: its own seq range and anomaly counts."""
 
+generator_lag = EventHook()
+"""Fired with (lag_ms=float) by the load generator's own schedule monitor: how late a timer woke up."""
+
+STREAM_COUNTERS = ("bytes_sent", "bytes_received", "payload_bytes", "lost", "duplicated", "reordered", "missed_ticks")
+"""Counter names clients use: wire bytes each way, application bytes received (HTTP bodies, SSE data,
+WebSocket messages), sequence anomalies, and polls that could not be sent on their tick."""
+
 open_connections: Counter[str] = Counter()
 """Client connections open right now in this process, per transport."""
 
@@ -73,7 +80,7 @@ def report_error(environment: Any, transport: str, name: str, exception: BaseExc
 
 
 def count(transport: str, name: str, value: int) -> None:
-    """Add to a stream counter (bytes_sent, bytes_received, lost, duplicated, reordered)."""
+    """Add to a stream counter (one of STREAM_COUNTERS)."""
     if value:
         stream_counters.fire(transport=transport, name=name, value=value)
 
@@ -99,6 +106,11 @@ def report_subscriber(transport: str, tracker: SeqTracker) -> None:
     """Publish one subscriber's final accounting (first/highest seq, received, lost, duplicated, reordered)."""
     if tracker.received:
         subscriber_closed.fire(transport=transport, summary=tracker.summary())
+
+
+def report_generator_lag(lag_ms: float) -> None:
+    """Report how late the generator's event loop ran a timer (its own saturation, not the target's)."""
+    generator_lag.fire(lag_ms=lag_ms)
 
 
 def now() -> float:

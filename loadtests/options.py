@@ -28,7 +28,9 @@ def add_arguments(parser: Any) -> None:
     parser.add_argument("--read-timeout", type=float, default=60.0, env_var="RTCAP_READ_TIMEOUT", help="Seconds of silence before a stream counts as dead")
     parser.add_argument("--steps", default="", env_var="RTCAP_STEPS", help="Step shape: users per step, e.g. '50,100,150' or '50:250:50'")
     parser.add_argument("--step-hold", type=float, default=20.0, env_var="RTCAP_STEP_HOLD", help="Step shape: seconds each step holds after its users are running")
-    parser.add_argument("--step-settle", type=float, default=5.0, env_var="RTCAP_STEP_SETTLE", help="Step shape: seconds at the start of each hold left out of the measurement")
+    parser.add_argument("--step-settle", type=float, default=5.0, env_var="RTCAP_STEP_SETTLE", help="Step shape: seconds at the start of each hold left out of the measurement (the minimum, with --step-settle-max)")
+    parser.add_argument("--step-settle-max", type=float, default=0.0, env_var="RTCAP_STEP_SETTLE_MAX", help="Step shape: wait up to this many seconds for the target's memory to settle before measuring (0: fixed --step-settle); needs --step-settle-samples")
+    parser.add_argument("--step-settle-samples", default="", env_var="RTCAP_STEP_SETTLE_SAMPLES", include_in_web_ui=False, help="Step shape: JSON-lines file of the target's memory samples ({t, rss_bytes}), appended while the test runs")
     parser.add_argument("--step-spawn-rate", type=float, default=100.0, env_var="RTCAP_STEP_SPAWN_RATE", help="Step shape: users started per second between steps")
     parser.add_argument("--step-ramp-timeout", type=float, default=60.0, env_var="RTCAP_STEP_RAMP_TIMEOUT", help="Step shape: give up waiting for a step's users after this many seconds")
     parser.add_argument("--rtcap-record", default="", env_var="RTCAP_RECORD", include_in_web_ui=False, help="Directory to write the per-second timeline and step windows to")
@@ -50,6 +52,8 @@ class Settings:
     steps: str = ""
     step_hold: float = 20.0
     step_settle: float = 5.0
+    step_settle_max: float = 0.0
+    step_settle_samples: str = ""
     step_spawn_rate: float = 100.0
     step_ramp_timeout: float = 60.0
     rtcap_record: str = ""

@@ -26,18 +26,21 @@ from loadtests.check import check_transport
 from loadtests.observe import ObserveError, describe, probe_for
 from loadtests.publisher import Publisher
 from loadtests.sampler import ProcessProbe, Sampler, sample_rows
+from loadtests.settle import SettleRule
 from loadtests.staircase import Staircase
 from targets.adapter import AdapterError, TargetAdapter, load_adapter, reference_adapter_path
 from targets.launch import LaunchError, free_port, launch
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-USER_CLASSES = {"poll": "PollUser", "sse": "SSEUser", "ws": "WebSocketUser", "chat": "ChatUser"}
+USER_CLASSES = {"poll": "PollUser", "state": "StateUser", "sse": "SSEUser", "ws": "WebSocketUser", "chat": "ChatUser"}
 STEP_COLUMNS = [
     "transport", "step", "users", "connections", "t_start", "t_end", "duration_s", "requests", "rps", "delivered",
     "msgs_per_s", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "latency_max_ms", "latency_mean_ms",
     "connect_p50_ms", "connect_p99_ms", "errors", "error_rate", "lost", "duplicated", "reordered", "bytes_received",
-    "bytes_sent", "bytes_per_event", "rss_bytes", "uss_bytes", "cpu_percent", "sockstat_tcp_mem_bytes",
-    "generator_cpu_percent", "flags", "valid",
+    "bytes_sent", "bytes_per_event", "payload_bytes", "bytes_per_client_5min", "payload_per_client_5min",
+    "overhead_per_client_5min", "missed_ticks", "request_p50_ms", "request_p99_ms", "rss_bytes", "uss_bytes",
+    "cpu_percent", "sockstat_tcp_mem_bytes", "generator_cpu_percent", "generator_lag_p99_ms", "generator_lag_max_ms",
+    "settle_s", "settled", "flags", "valid",
 ]
 SAMPLE_COLUMNS = [
     "t", "elapsed_s", "transport", "role", "pid", "rss_bytes", "uss_bytes", "cpu_percent", "num_fds",
@@ -58,7 +61,8 @@ class RunOptions:
     transports: list[str] = field(default_factory=lambda: ["poll", "sse", "ws"])
     steps: list[int] = field(default_factory=lambda: [100, 200, 300, 400, 500, 600])
     hold: float = 15.0
-    settle: float = 5.0
+    settle: float = 2.0
+    settle_max: float = 30.0
     spawn_rate: float = 100.0
     ramp_timeout: float = 60.0
     target: Path | None = None
@@ -73,6 +77,7 @@ class RunOptions:
     slo_p99_ms: float = 1000.0
     slo_error_rate: float = 0.01
     generator_cpu_limit: float = 90.0
+    generator_lag_limit_ms: float = 100.0
     processes: int = 1
     report: bool = True
 
@@ -125,9 +130,12 @@ def _meta(options: RunOptions, adapter: TargetAdapter, started: str, ended: str 
                  "python": platform.python_version()},
         "target": {**_target_meta(options, adapter), "checks": checks or {}},
         "transports": options.transports, "steps": options.steps, "hold_s": options.hold,
+        "settle": {"min_s": options.settle, "max_s": options.settle_max or None,
+                   "criterion": SettleRule().describe() if options.settle_max else "fixed"},
         "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()},
         "slo": {"delivery_p99_ms": options.slo_p99_ms, "error_rate": options.slo_error_rate,
-                "generator_cpu_percent": options.generator_cpu_limit},
+                "generator_cpu_percent": options.generator_cpu_limit,
+                "generator_lag_p99_ms": options.generator_lag_limit_ms},
         "start": started, "end": ended, "notes": notes,
     }
 
@@ -159,8 +167,10 @@ def _write_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> No
     tmp.replace(path)  # atomic: a crash never leaves a half-written file behind
 
 
-def locust_command(options: RunOptions, transport: str, adapter: TargetAdapter, record_dir: Path) -> list[str]:
-    """The `python -m locust` command line that runs one transport's staircase."""
+def locust_command(options: RunOptions, transport: str, adapter: TargetAdapter, record_dir: Path,
+                   settle_samples: Path | None = None) -> list[str]:
+    """The `python -m locust` command line that runs one transport's staircase (with the target's live
+    memory samples in `settle_samples`, each step waits for them to settle)."""
     files = f"{PACKAGE_DIR / 'catalog.py'},{PACKAGE_DIR / 'stepload.py'}"
     command = [
         sys.executable, "-m", "locust", "-f", files, "--headless", "--host", adapter.base_url,
@@ -173,6 +183,8 @@ def locust_command(options: RunOptions, transport: str, adapter: TargetAdapter, 
     ]
     if options.channel:
         command += ["--channel", options.channel]
+    if settle_samples is not None and options.settle_max:
+        command += ["--step-settle-max", str(options.settle_max), "--step-settle-samples", str(settle_samples)]
     if options.processes > 1:
         # Locust forks a master and N workers; the master listens on loopback only, on a free port.
         port = str(free_port())
@@ -234,21 +246,24 @@ def run_transport(options: RunOptions, adapter: TargetAdapter, transport: str, r
         say(f"[{transport}] target {live.base_url} checked (connect {check.connect_ms:.1f} ms); "
             f"running steps {options.steps} ({options.hold:g} s each)")
         staircase = Staircase(options.steps, options.hold, options.settle, options.spawn_rate, options.ramp_timeout)
-        limit = staircase.planned_seconds() + min(options.ramp_timeout * len(options.steps), 120) + 60
+        limit = (staircase.planned_seconds() + min(options.ramp_timeout * len(options.steps), 120) + 60
+                 + max(0.0, options.settle_max - options.settle) * len(options.steps))
         target_probe = _target_probe(options, live, pid)
         publisher = None
         if live.publish.mode == "http":
             publisher = Publisher(live.publish, options.channel or live.channel, _rate(options, live), limit).start()
         try:
             with (record_dir / "locust.log").open("w", encoding="utf-8") as log:
-                command = locust_command(options, transport, live, record_dir)
+                # The step shape reads the target's samples as they are taken to decide when memory settled.
+                live_samples = record_dir / "target_live.jsonl" if target_probe is not None else None
+                command = locust_command(options, transport, live, record_dir, live_samples)
                 locust = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
                 # One sample per generator process (master and forked workers): saturation is per process.
                 probes = [ProcessProbe(locust.pid, "generator", count_connections=False, include_children=True,
                                        per_process=True)]
                 if target_probe is not None:
                     probes.insert(0, target_probe)
-                sampler = Sampler(probes, options.sample_interval).start()
+                sampler = Sampler(probes, options.sample_interval, live_path=live_samples).start()
                 try:
                     code = locust.wait(timeout=limit)
                 except subprocess.TimeoutExpired:
@@ -265,10 +280,8 @@ def run_transport(options: RunOptions, adapter: TargetAdapter, transport: str, r
             # Locust exits 1 when any request failed; that is a measurement. Anything else is a crash.
             raise RunError(f"[{transport}] Locust exited {code} after {len(rows)} step(s); see {record_dir / 'locust.log'}")
     sampled = [{**row, "transport": transport, "elapsed_s": row["t"] - clock0} for row in sample_rows(samples)]
-    rows = collect.collect_transport(transport, record_dir, sampled)
-    for row in rows:
-        if row["generator_cpu_percent"] is not None and row["generator_cpu_percent"] >= options.generator_cpu_limit:
-            row["valid"] = False
+    rows = collect.collect_transport(transport, record_dir, sampled, options.generator_cpu_limit,
+                                     options.generator_lag_limit_ms)
     return rows, collect.label_samples(sampled, rows)
 
 

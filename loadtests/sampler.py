@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -132,15 +133,20 @@ def _read_one(process: psutil.Process, count_connections: bool) -> tuple[int, in
 
 
 class Sampler:
-    """Samples the probed processes every `interval` seconds until stopped; keeps the samples in memory."""
+    """Samples the probed processes every `interval` seconds until stopped; keeps the samples in memory.
 
-    def __init__(self, probes: list[Any], interval: float = 0.5) -> None:
+    With `live_path`, each target sample is also appended there as a JSON line ({"t", "rss_bytes"}) as it
+    is taken, so the step shape in the Locust process can tell when the target's memory has settled.
+    """
+
+    def __init__(self, probes: list[Any], interval: float = 0.5, live_path: Path | None = None) -> None:
         if not 0.05 <= interval <= 10:
             raise ValueError(f"sampling interval {interval} s is outside 0.05-10 s")
         self.probes = probes
         self.interval = interval
         self.samples: list[Sample] = []
         self.errors: list[str] = []
+        self.live_path = live_path
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rtcap-sampler", daemon=True)
 
@@ -150,21 +156,34 @@ class Sampler:
         return self
 
     def _run(self) -> None:
-        next_due = time.monotonic()
-        while not self._stop.is_set():
-            sockstat = read_sockstat()
-            for probe in list(self.probes):
-                try:
-                    if getattr(probe, "per_process", False):
-                        self.samples.extend(probe.read_each(sockstat))
-                    else:
-                        self.samples.append(probe.read(sockstat))
-                except (psutil.Error, OSError, RuntimeError) as error:
-                    # The process ended: stop probing it but keep what was sampled.
-                    self.errors.append(f"{probe.role}: {error.__class__.__name__}: {error}")
-                    self.probes.remove(probe)
-            next_due += self.interval
-            self._stop.wait(max(0.0, next_due - time.monotonic()))
+        live = self.live_path.open("a", encoding="utf-8") if self.live_path is not None else None
+        try:
+            next_due = time.monotonic()
+            while not self._stop.is_set():
+                sockstat = read_sockstat()
+                for probe in list(self.probes):
+                    try:
+                        if getattr(probe, "per_process", False):
+                            taken = probe.read_each(sockstat)
+                        else:
+                            taken = [probe.read(sockstat)]
+                    except (psutil.Error, OSError, RuntimeError) as error:
+                        # The process ended: stop probing it but keep what was sampled.
+                        self.errors.append(f"{probe.role}: {error.__class__.__name__}: {error}")
+                        self.probes.remove(probe)
+                        continue
+                    self.samples.extend(taken)
+                    if live is not None:
+                        for sample in taken:
+                            if sample.role == "target":
+                                live.write(json.dumps({"t": sample.t, "rss_bytes": sample.rss_bytes}) + "\n")
+                if live is not None:
+                    live.flush()
+                next_due += self.interval
+                self._stop.wait(max(0.0, next_due - time.monotonic()))
+        finally:
+            if live is not None:
+                live.close()
 
     def stop(self) -> list[Sample]:
         """Stop sampling and return the samples taken."""

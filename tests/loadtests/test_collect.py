@@ -101,3 +101,55 @@ def test_the_busiest_generator_process_decides_saturation() -> None:
     row = step_row("sse", WINDOW, [second(101, "sse", [1.0])], samples)
     assert row["generator_cpu_percent"] == pytest.approx(95.0)
     assert not row["valid"]
+
+
+def lag_second(t: int, lags_ms: list[float]) -> dict:
+    histogram = new_histogram()
+    for value in lags_ms:
+        histogram.record_value(max(1, int(value * 1000)))
+    return {"t": t, "transport": "generator", "lag_hist": encode_histogram(histogram), "lag_samples": len(lags_ms)}
+
+
+def test_generator_lag_above_the_limit_invalidates_the_step() -> None:
+    quiet = [lag_second(t, [0.2] * 20) for t in range(100, 104)]
+    busy = quiet[:3] + [lag_second(103, [0.2] * 10 + [400.0] * 10)]  # bursts: a quarter of the window's wake-ups
+    late_outside = quiet + [lag_second(104, [900.0] * 20)]  # after the window: not this step's
+    data = [second(t, "sse", [5.0] * 10) for t in range(100, 104)]
+    ok = step_row("sse", WINDOW, data + late_outside, [])
+    assert ok["generator_lag_p99_ms"] == pytest.approx(0.2, rel=0.01) and ok["valid"] is True
+    row = step_row("sse", WINDOW, data + busy, [])
+    assert row["generator_lag_p99_ms"] == pytest.approx(400.0, rel=0.01)
+    assert row["generator_lag_max_ms"] == pytest.approx(400.0, rel=0.01)
+    assert "generator_lagging" in row["flags"] and row["valid"] is False
+    assert step_row("sse", WINDOW, data + busy, [], lag_limit_ms=500.0)["valid"] is True
+
+
+def test_unsettled_memory_is_flagged_but_the_step_still_counts_for_latency() -> None:
+    window = {**WINDOW, "settle_s": 30.0, "settled": False}
+    row = step_row("sse", window, [second(101, "sse", [1.0])], [])
+    assert "memory_unsettled" in row["flags"] and row["valid"] is True
+    assert (row["settle_s"], row["settled"]) == (30.0, False)
+    settled = step_row("sse", {**WINDOW, "settle_s": 2.5, "settled": True}, [second(101, "sse", [1.0])], [])
+    assert "memory_unsettled" not in settled["flags"]
+
+
+def test_bytes_per_client_per_five_minutes_split_into_payload_and_overhead() -> None:
+    # 10 clients, 4 s window: 8000 B received (6000 of them payload), 400 B sent.
+    seconds = [second(t, "ws", [1.0] * 5, bytes_received=2000, bytes_sent=100, payload_bytes=1500, missed_ticks=1)
+               for t in range(100, 104)]
+    row = step_row("ws", WINDOW, seconds, [])
+    assert row["payload_bytes"] == 6000
+    assert row["bytes_per_client_5min"] == pytest.approx(8400 / 10 / 4 * 300)
+    assert row["payload_per_client_5min"] == pytest.approx(6000 / 10 / 4 * 300)
+    assert row["overhead_per_client_5min"] == pytest.approx(2400 / 10 / 4 * 300)
+    assert row["missed_ticks"] == 4
+
+
+def test_request_latency_percentiles_come_from_the_request_histograms() -> None:
+    histogram = new_histogram()
+    for value_ms in [10.0] * 98 + [2500.0] * 2:
+        histogram.record_value(int(value_ms * 1000))
+    seconds = [second(101, "poll", [], requests=100, request_hist=encode_histogram(histogram))]
+    row = step_row("poll", WINDOW, seconds, [])
+    assert row["request_p50_ms"] == pytest.approx(10.0, rel=0.01)
+    assert row["request_p99_ms"] == pytest.approx(2500.0, rel=0.01)

@@ -89,3 +89,25 @@ def test_a_process_tree_is_summed_when_asked() -> None:
     finally:
         parent.stdin.close()
         parent.wait(10)
+
+
+def test_target_samples_are_appended_live_for_the_step_shape(tmp_path) -> None:
+    from loadtests.settle import LiveSamples
+
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.readline()"], stdin=subprocess.PIPE)
+    live_path = tmp_path / "target_live.jsonl"
+    try:
+        probes = [ProcessProbe(child.pid, "target"), ProcessProbe(child.pid, "generator", count_connections=False)]
+        sampler = Sampler(probes, interval=0.05, live_path=live_path).start()
+        live = LiveSamples(live_path)
+        deadline = time.monotonic() + 5
+        while len(live.read()) < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        samples = sampler.stop()
+    finally:
+        child.kill()
+        child.wait()
+    seen = live.read()
+    targets = [(s.t, float(s.rss_bytes)) for s in samples if s.role == "target"]
+    assert len(seen) >= 3 and seen == targets  # every target sample, and only those
+    assert any(s.role == "generator" for s in samples)
