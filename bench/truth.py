@@ -3,6 +3,9 @@
     python -m bench.truth            # the full comparison (a few minutes on 2 cores)
     python -m bench.truth --quick    # smaller sizes
 
+Experiments: memory slope vs ballast, delivery p50 shift vs injected delay, loss/duplicates/reordering vs
+injected faults, and bytes counted by the users vs an independent proxy.
+
 Each experiment returns plain numbers; tests/test_truth.py runs them small and asserts the tolerances.
 """
 
@@ -150,6 +153,45 @@ def fault_counts(work: Path, users: int = 5, seconds: int = 6, rate: float = 50.
     return rows
 
 
+def _timeline_totals(record: Path, transport: str) -> dict[str, int]:
+    totals = {"bytes_sent": 0, "bytes_received": 0, "payload_bytes": 0}
+    for path in record.glob("timeline*.jsonl"):
+        for second in read_timeline(path):
+            if second["transport"] == transport:
+                for name in totals:
+                    totals[name] += int(second.get(name, 0))
+    return totals
+
+
+def wire_bytes(work: Path, users: int = 5, seconds: int = 6) -> list[dict[str, Any]]:
+    """Bytes each transport's Locust users counted at their sockets (summed from the run's timeline) vs the
+    bytes an independent TCP proxy between them and the target forwarded, each way."""
+    from bench.proxy import CutProxy
+
+    rows = []
+    target = _served(work)
+    host, port = target.adapter.base_url.removeprefix("http://").rsplit(":", 1)
+    try:
+        # A viewer stopped mid-poll would leave a response in its socket that it never read: let polls finish.
+        plans = (("PollUser", "poll", ("--poll-interval", "0.5", "--stop-timeout", "3")), ("SSEUser", "sse", ()),
+                 ("WebSocketUser", "ws", ()))
+        for user, transport, extra in plans:
+            proxy = CutProxy(host, int(port))
+            try:
+                record = work / f"bytes-{transport}"
+                _locust(f"http://127.0.0.1:{proxy.port}", user, users, seconds, record, *extra)
+                counts = proxy.wait_idle(timeout=10.0)  # Locust has exited: wait for its connections to drain
+            finally:
+                proxy.close()
+            totals = _timeline_totals(record, transport)
+            rows.append({"transport": transport, "client_sent": totals["bytes_sent"], "proxy_up": counts[0],
+                         "client_received": totals["bytes_received"], "proxy_down": counts[1],
+                         "payload_received": totals["payload_bytes"]})
+    finally:
+        target.stop()
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run every experiment and print measured vs true."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -170,6 +212,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {row['kind']:9} every {row['every']:2} {row['transport']:5} seq {row['first']}..{row['highest']}"
                   f"  injected {row['injected']:3} (+/-{row['slack']} at the window ends)  reported {row['reported']:3}"
                   f"  other {row['other']}")
+        print("bytes: counted by the clients (timeline) vs an independent proxy, bytes")
+        for row in wire_bytes(work):
+            print(f"  {row['transport']:5} sent {row['client_sent']:9} proxy up {row['proxy_up']:9}   received "
+                  f"{row['client_received']:9} proxy down {row['proxy_down']:9}   payload {row['payload_received']:9}")
     return 0
 
 

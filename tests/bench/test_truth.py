@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.truth import ballast_slopes, delay_shift, fault_counts, multiples
+from bench.truth import ballast_slopes, delay_shift, fault_counts, multiples, wire_bytes
 
 
 def test_multiples_counts_strictly_inside() -> None:
@@ -39,3 +39,13 @@ def test_lost_duplicated_and_reordered_equal_what_was_injected(tmp_path: Path) -
         # No anomaly of another kind, but for a pair cut by the window's start (a swapped partner arriving
         # after the subscriber's first event looks like a repeat of an earlier seq).
         assert sum(row["other"].values()) <= row["slack"], json.dumps(row)
+
+
+def test_bytes_the_users_count_equal_what_a_proxy_forwarded(tmp_path: Path) -> None:
+    rows = wire_bytes(tmp_path, users=3, seconds=4)
+    assert [r["transport"] for r in rows] == ["poll", "sse", "ws"]
+    for row in rows:
+        assert row["client_received"] > 1000 and row["client_sent"] > 0, row
+        assert (row["client_sent"], row["client_received"]) == (row["proxy_up"], row["proxy_down"]), row
+        # Application bytes are a part of the wire bytes, never more.
+        assert 0 < row["payload_received"] < row["client_received"], row

@@ -1,12 +1,15 @@
-"""Bytes on the wire: what each client counts at its socket equals what an independent proxy saw pass."""
+"""Bytes on the wire: what each client counts at its socket equals what an independent proxy saw pass; and the
+application (payload) bytes the push users count equal the event data the server sent."""
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import replace
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -16,7 +19,8 @@ from loadtests.sse_parser import SSEEvent
 from loadtests.ws_client import WebSocketClient
 from targets.adapter import load_adapter, reference_adapter_path
 from targets.launch import launch
-from tests.loadtests.cutproxy import CutProxy
+from tests.loadtests.locust_run import finish, start_locust, subscribers
+from bench.proxy import CutProxy
 
 EVENTS = 25
 
@@ -97,3 +101,36 @@ def test_polling_bytes_equal_the_proxy_count(quiet_target: str, proxy: CutProxy)
     assert http.connects == 1  # keep-alive: one connection for all polls
     assert settled(proxy, lambda: http.byte_counts) == http.byte_counts
     http.close()
+
+
+def _open_streams(base_url: str, transport: str) -> float:
+    """The target's own gauge of open streams of `transport` (from /metrics)."""
+    text = urllib.request.urlopen(f"{base_url}/metrics", timeout=5).read().decode()
+    match = re.search(rf'^rtcap_open_connections\{{transport="{transport}"\}} (\S+)$', text, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+@pytest.mark.parametrize(("user_class", "transport"), [("SSEUser", "sse"), ("WebSocketUser", "ws")])
+def test_push_users_count_the_event_data_as_payload_bytes(quiet_target: str, tmp_path: Path, user_class: str,
+                                                           transport: str) -> None:
+    users, channel = 2, f"payload-{transport}"
+    run = start_locust(quiet_target, user_class, users, 6, tmp_path, "--channel", channel)
+    deadline = time.monotonic() + 20
+    while _open_streams(quiet_target, transport) < users and time.monotonic() < deadline:
+        time.sleep(0.05)  # bounded wait for the users' streams to open; nothing to await across processes
+    publish(quiet_target, channel, EVENTS)
+    totals = finish(run, tmp_path)[transport]
+    # What the server sent as data, read independently over /poll: each event's compact JSON (as the
+    # reference target serialises it once for every transport).
+    body = json.loads(urllib.request.urlopen(f"{quiet_target}/poll?channel={channel}&since=0", timeout=5).read())
+    sizes = {event["seq"]: len(json.dumps(event, separators=(",", ":")).encode()) for event in body["events"]}
+    assert len(sizes) == EVENTS
+    subs = subscribers(tmp_path)
+    assert len(subs) == users
+    expected = 0
+    for sub in subs:
+        assert sub["highest"] == EVENTS and sub["received"] == sub["highest"] - sub["first"] + 1
+        expected += sum(sizes[seq] for seq in range(sub["first"], sub["highest"] + 1))
+    assert totals["delivered"] == sum(sub["received"] for sub in subs) >= users * (EVENTS - 1)
+    assert totals.get("payload_bytes", 0) == expected
+    assert totals["bytes_received"] > totals["payload_bytes"]  # framing and handshake are overhead

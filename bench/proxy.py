@@ -1,4 +1,4 @@
-"""A loopback TCP proxy for tests: counts the bytes in each direction and can cut every connection at once."""
+"""A loopback TCP proxy for tests and benchmarks: counts the bytes each way, can cut every connection at once."""
 
 from __future__ import annotations
 
@@ -21,6 +21,8 @@ class CutProxy:
         self._pairs: list[tuple[socket.socket, socket.socket]] = []
         self._lock = threading.Lock()
         self._closed = False
+        self._pumping = 0
+        self.idle = threading.Condition()
         threading.Thread(target=self._accept_loop, daemon=True).start()
 
     def _accept_loop(self) -> None:
@@ -32,6 +34,8 @@ class CutProxy:
             upstream = socket.create_connection(self.target)
             with self._lock:
                 self._pairs.append((client, upstream))
+            with self.idle:
+                self._pumping += 2
             for a, b, up in ((client, upstream, True), (upstream, client, False)):
                 threading.Thread(target=self._pump, args=(a, b, up), daemon=True).start()
             with self.accepted_event:
@@ -55,11 +59,21 @@ class CutProxy:
                     sock.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
+            with self.idle:
+                self._pumping -= 1
+                self.idle.notify_all()
 
     def wait_for_connections(self, count: int, timeout: float) -> bool:
         """Block until `count` connections were accepted in total (or the timeout passes)."""
         with self.accepted_event:
             return self.accepted_event.wait_for(lambda: self.accepted >= count, timeout)
+
+    def wait_idle(self, timeout: float) -> tuple[int, int]:
+        """Block until every connection has ended both ways (or the timeout passes); return (up, down) bytes."""
+        with self.idle:
+            self.idle.wait_for(lambda: self._pumping == 0, timeout)
+        with self._count_lock:
+            return self.bytes_up, self.bytes_down
 
     def cut_all(self) -> int:
         """Reset every connection open now; return how many were cut."""
