@@ -70,6 +70,13 @@ def add_target_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"events kept per channel for replay (default {d.buffer})",
     )
     parser.add_argument(
+        "--state-bytes",
+        type=_number(int, 0),
+        default=d.state_bytes,
+        help="bytes of unchanging page state GET /state sends besides the buffered events, like a live-scores "
+        f"page re-sent whole (default {d.state_bytes})",
+    )
+    parser.add_argument(
         "--heartbeat",
         type=_number(float, 0),
         default=d.heartbeat,
@@ -167,6 +174,7 @@ def config_from_args(args: argparse.Namespace) -> TargetConfig:
         payload=args.payload,
         channels=tuple(args.channels or _DEFAULTS.channels),
         buffer=args.buffer,
+        state_bytes=args.state_bytes,
         heartbeat=args.heartbeat,
         retry_ms=args.retry_ms,
         max_message_bytes=args.max_message_bytes,

@@ -31,6 +31,7 @@ class TargetConfig:
     payload: int = 64
     channels: tuple[str, ...] = ("live",)
     buffer: int = 1000
+    state_bytes: int = 0
     heartbeat: float = 15.0
     retry_ms: int = 3000
     max_message_bytes: int = 65536
@@ -64,6 +65,8 @@ class TargetConfig:
         for field in ("buffer", "max_message_bytes", "max_connections", "queue_size"):
             if getattr(self, field) < 1:
                 problems.append(f"{field} must be >= 1, got {getattr(self, field)}")
+        if self.state_bytes < 0:
+            problems.append(f"state_bytes must be >= 0, got {self.state_bytes}")
         if self.heartbeat < 0:
             problems.append(f"heartbeat must be >= 0 (0 disables), got {self.heartbeat}")
         if self.retry_ms < 0:

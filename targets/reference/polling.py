@@ -56,6 +56,8 @@ def add_polling_routes(app: FastAPI, hub: Hub, config: TargetConfig, calibration
     cal = calibration or Calibration(config, metrics)
     default = config.default_channel
     limit = config.max_message_bytes
+    # The part of a full state that does not change between polls (a scoreboard's teams, names, layout).
+    board = b'"board":"%s",' % (b"x" * config.state_bytes) if config.state_bytes else b""
 
     @app.post("/publish")
     async def publish(request: Request, channel: ChannelParam = default) -> Response:
@@ -155,10 +157,11 @@ def add_polling_routes(app: FastAPI, hub: Hub, config: TargetConfig, calibration
             events = list(ch.events)
             last = ch.last
             metrics.delivered["poll"].inc(len(events))
-            body = b'{"channel":%s,"seq":%d,"ts":%s,"events":[%s]}' % (
+            body = b'{"channel":%s,"seq":%d,"ts":%s,%s"events":[%s]}' % (
                 json.dumps(channel).encode(),
                 ch.seq,
                 json.dumps(last.ts if last else None).encode(),
+                board,
                 b",".join(e.data for e in events),
             )
             return Response(body, media_type=JSON)
@@ -172,10 +175,11 @@ def add_polling_routes(app: FastAPI, hub: Hub, config: TargetConfig, calibration
         last = visible[-1] if visible else None
         events = cal.shape(visible, "poll")
         metrics.delivered["poll"].inc(len(events))
-        body = b'{"channel":%s,"seq":%d,"ts":%s,"events":[%s]}' % (
+        body = b'{"channel":%s,"seq":%d,"ts":%s,%s"events":[%s]}' % (
             json.dumps(channel).encode(),
             top,
             json.dumps(last.ts if last else None).encode(),
+            board,
             b",".join(e.data for e in events),
         )
         return Response(body, media_type=JSON)

@@ -193,3 +193,17 @@ def test_metrics_exposition_parses(target: Any, channel: str) -> None:
     assert published[channel] == 1 and published["live"] > 0
     assert target.metric("rtcap_events_delivered_total", transport="poll") >= 1
     assert families["process_resident_memory_bytes"].samples[0].value > 0
+
+
+def test_state_bytes_pad_every_full_state_with_the_same_board(start_target: Any) -> None:
+    padded = start_target("--rate", "0", "--state-bytes", "9000")
+    padded.publish("live")
+    first = padded.request("GET", "/state?channel=live")[2]
+    padded.publish("live")
+    second = padded.request("GET", "/state?channel=live")[2]
+    for body in (first, second):
+        doc = json.loads(body)
+        assert doc["board"] == "x" * 9000
+    assert [e["seq"] for e in json.loads(second)["events"]] == [1, 2]
+    # The board is sent whole every time: the second state is the first plus one event (and its comma).
+    assert len(second) - len(first) == len(json.dumps(json.loads(second)["events"][1], separators=(",", ":"))) + 1
