@@ -76,7 +76,9 @@ def step_row(transport: str, window: dict[str, Any], seconds: list[dict[str, Any
         return second["t"] >= t_start - 1e-9 and second["t"] + 1 <= t_end + 1e-9
 
     inside = [s for s in seconds if s["transport"] == transport and within(s)]
-    duration = float(len(inside)) or max(t_end - t_start, 1e-9)
+    # Whole seconds inside the window, counted from the clock: a second in which nothing happened (a 10 s
+    # poll interval leaves most seconds empty) has no timeline row but still counts.
+    duration = float(max(0, math.floor(t_end + 1e-9) - math.ceil(t_start - 1e-9))) or max(t_end - t_start, 1e-9)
     delivery, connect = _merged(inside, "delivery_hist"), _merged(inside, "connect_hist")
     request = _merged(inside, "request_hist")
     lag = _merged([s for s in seconds if s["transport"] == GENERATOR and within(s)], "lag_hist")

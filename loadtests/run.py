@@ -237,7 +237,8 @@ def run_transport(options: RunOptions, adapter: TargetAdapter, transport: str, r
     record_dir = run_dir / "locust" / transport
     record_dir.mkdir(parents=True, exist_ok=True)
     with live_target(options, adapter, record_dir) as (live, pid):
-        check = check_transport(live, transport)
+        # A slow publisher needs time for the check's 3 events: wait for 4 of its intervals, at least 10 s.
+        check = check_transport(live, transport, timeout=max(10.0, 4.0 / _rate(options, live) + 1.0))
         if checks is not None:
             checks[transport] = {"url": live.base_url, "ok": check.ok, "why": check.why, "connect_ms": check.connect_ms,
                                  "events": check.events, "receive_minus_ts_ms": check.offset_ms}

@@ -153,3 +153,12 @@ def test_request_latency_percentiles_come_from_the_request_histograms() -> None:
     row = step_row("poll", WINDOW, seconds, [])
     assert row["request_p50_ms"] == pytest.approx(10.0, rel=0.01)
     assert row["request_p99_ms"] == pytest.approx(2500.0, rel=0.01)
+
+
+def test_seconds_without_any_activity_still_count_in_the_duration() -> None:
+    # Viewers polling every 10 s leave most seconds without a timeline row.
+    window = {**WINDOW, "t_start": 100.5, "t_end": 110.2}
+    seconds = [second(101, "poll", [4000.0] * 10, requests=10), second(108, "poll", [6000.0] * 10, requests=10)]
+    row = step_row("poll", window, seconds, [])
+    assert row["duration_s"] == 9  # seconds 101..109 lie wholly inside
+    assert row["rps"] == pytest.approx(20 / 9)
