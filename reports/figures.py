@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -13,6 +13,7 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from reports import model
+from reports.flags import MEMORY_UNSETTLED, has_flag, reasons
 
 KIB = 1024
 MIB = 1024 * 1024
@@ -23,6 +24,10 @@ _PALETTE = qualitative.Plotly
 _KNOWN_COLORS = {t: _PALETTE[i] for i, t in enumerate(("poll", "sse", "ws", "chat", "longpoll", "state"))}
 RUN_SYMBOLS = ("circle", "square", "diamond", "triangle-up", "star", "hexagon")
 INVALID_SYMBOL = "x"
+UNSETTLED_SUFFIX = "-open"  # plotly's hollow variant of a marker symbol
+BAND_NAME = "invalid step"
+BAND_HALF_WIDTH = 0.015  # of the largest x in the (sub)plot: visible, yet narrower than a step gap
+BAND_STYLE = {"fillcolor": "#7f7f7f", "opacity": 0.18, "line_width": 0, "layer": "below"}
 HEIGHT = 460
 X_TITLE = "connections held by target"
 
@@ -63,12 +68,21 @@ def _clean(values: pd.Series, scale: float = 1.0) -> list[float | None]:
 
 
 def _steps_trace(rows: pd.DataFrame, label: str, transport: str, run_index: int, column: str,
-                 scale: float, value_label: str, mode: str, dash: str = "solid") -> go.Scatter:
-    """One trace for one run/transport; invalid steps get a distinct marker and hover note."""
+                 scale: float, value_label: str, mode: str, dash: str = "solid",
+                 unsettled: Mapping[Any, str] | None = None,
+                 slo: Mapping[str, Any] | None = None) -> go.Scatter:
+    """One trace for one run/transport; invalid steps get a distinct marker and hover note.
+
+    `unsettled` maps row index -> hover note for valid steps drawn hollow (memory figure only);
+    `slo` (meta.json) supplies the limits quoted in the notes.
+    """
     symbol = RUN_SYMBOLS[run_index % len(RUN_SYMBOLS)]
+    unsettled = unsettled or {}
     valid = rows["valid"].astype(bool).tolist()
-    notes = ["" if ok else "invalid: " + (str(f).replace(";", ", ") or "not counted")
-             for ok, f in zip(valid, rows["flags"])]
+    notes = [unsettled.get(idx, "") if ok else "invalid: " + reasons(f, "not counted", slo)
+             for idx, ok, f in zip(rows.index, valid, rows["flags"])]
+    symbols = [INVALID_SYMBOL if not ok else symbol + UNSETTLED_SUFFIX if idx in unsettled else symbol
+               for idx, ok in zip(rows.index, valid)]
     run = rows["run"] if "run" in rows else pd.Series([""] * len(rows), index=rows.index)
     custom = [[r, transport, int(s), fmt_num(u), fmt_num(c), n]
               for r, s, u, c, n in zip(run, rows["step"], rows["users"], rows["connections"], notes)]
@@ -77,11 +91,49 @@ def _steps_trace(rows: pd.DataFrame, label: str, transport: str, run_index: int,
         x=_clean(rows["connections"]), y=_clean(rows[column], scale), mode=mode, name=label,
         legendgroup=transport, customdata=custom,
         line={"color": color, "dash": dash},
-        marker={"color": color, "size": 9, "symbol": [symbol if ok else INVALID_SYMBOL for ok in valid]},
+        marker={"color": color, "size": 9, "symbol": symbols},
         hovertemplate=("run=%{customdata[0]}<br>transport=%{customdata[1]}<br>step=%{customdata[2]}"
                        "<br>users=%{customdata[3]}<br>connections=%{customdata[4]}"
                        f"<br>{value_label}=%{{y:,.4~g}}<br>%{{customdata[5]}}<extra></extra>"),
     )
+
+
+def add_invalid_bands(fig: go.Figure, groups: Sequence[tuple[str, pd.DataFrame, int | None]],
+                      slo: Mapping[str, Any] | None = None) -> None:
+    """Shade a translucent vertical band at each invalid step's connections, labelled with why.
+
+    `groups` holds (label, rows, subplot column or None for a plain figure). Steps of several
+    transports or runs at the same x share one band, so labels never pile up.
+    """
+    places: dict[tuple[int | None, float], list[tuple[str, str]]] = {}
+    xmax: dict[int | None, float] = {}
+    for label, rows, col in groups:
+        known = rows["connections"].dropna()
+        xmax[col] = max([xmax.get(col, 0.0), *known.astype(float)])
+        bad = rows[~rows["valid"].astype(bool) & rows["connections"].notna()]
+        for _, r in bad.iterrows():
+            why = reasons(r["flags"], "not counted", slo)
+            places.setdefault((col, float(r["connections"])), []).append(
+                (f"{label} step {int(r['step'])}: {why}", why))
+    for (col, x), items in places.items():
+        half = max(BAND_HALF_WIDTH * xmax[col], 0.5)
+        text = "invalid: " + "; ".join(dict.fromkeys(why for _, why in items))
+        where = {} if col is None else {"row": 1, "col": col}
+        fig.add_vrect(x0=x - half, x1=x + half, name=BAND_NAME, annotation_position="top",
+                      annotation={"text": text, "hovertext": "<br>".join(h for h, _ in items),
+                                  "textangle": -90, "font": {"size": 10, "color": "#555"},
+                                  # Lines cross the band; a veil behind the label keeps it legible.
+                                  "bgcolor": "rgba(255,255,255,0.75)",
+                                  "name": BAND_NAME}, **BAND_STYLE, **where)
+
+
+def _unsettled_notes(rows: pd.DataFrame) -> dict[Any, str]:
+    """Hover notes for valid steps whose memory had not settled, saying what the fit did with them."""
+    selection = model.select_fit_steps(rows, "rss_bytes")
+    note = (f"memory not settled; kept in the fit (fewer than {model.MIN_FIT_POINTS} settled steps)"
+            if selection.fallback else "memory not settled; left out of the fit")
+    marked = rows[rows["valid"].astype(bool) & has_flag(rows, MEMORY_UNSETTLED)]
+    return {idx: note for idx in marked.index}
 
 
 def _layout(fig: go.Figure, title: str, y_title: str) -> go.Figure:
@@ -93,11 +145,14 @@ def _layout(fig: go.Figure, title: str, y_title: str) -> go.Figure:
     return fig
 
 
-def memory_figure(steps: pd.DataFrame) -> go.Figure:
-    """Target RSS (MiB) vs connections per transport, with the fitted line over valid steps."""
+def memory_figure(steps: pd.DataFrame, slo: Mapping[str, Any] | None = None) -> go.Figure:
+    """Target RSS (MiB) vs connections per transport, with the line fitted over valid, settled steps."""
     fig = go.Figure()
-    for label, transport, i, rows in _groups(steps):
-        fig.add_trace(_steps_trace(rows, label, transport, i, "rss_bytes", MIB, "RSS (MiB)", "markers"))
+    groups = list(_groups(steps))
+    for label, transport, i, rows in groups:
+        fig.add_trace(_steps_trace(rows, label, transport, i, "rss_bytes", MIB, "RSS (MiB)", "markers",
+                                   unsettled=_unsettled_notes(rows), slo=slo))
+        # Leaves out invalid steps and, when enough remain, steps whose memory had not settled.
         fit = model.memory_fit(rows, "rss_bytes")
         if fit is None:
             continue
@@ -108,6 +163,7 @@ def memory_figure(steps: pd.DataFrame) -> go.Figure:
             name=f"{label} fit: {fit.slope / KIB:.1f} KiB/conn", legendgroup=transport,
             line={"color": transport_color(transport), "dash": "dash"}, hoverinfo="skip",
             meta={"kind": "fit", "transport": transport, "slope_bytes": fit.slope}))
+    add_invalid_bands(fig, [(label, rows, None) for label, _, _, rows in groups], slo)
     return _layout(fig, "Target memory vs connections (RSS, MiB)", "target RSS (MiB)")
 
 
@@ -120,7 +176,7 @@ def throughput_kind(transport: str, rows: pd.DataFrame | None = None) -> str:
     return "push" if rows["msgs_per_s"].notna().any() else "poll"
 
 
-def throughput_figure(steps: pd.DataFrame) -> go.Figure:
+def throughput_figure(steps: pd.DataFrame, slo: Mapping[str, Any] | None = None) -> go.Figure:
     """Requests/s for polling transports and messages/s for push transports vs connections."""
     kinds = {"poll": ("polling: HTTP requests/s", "requests/s", "rps"),
              "push": ("push: messages delivered/s", "messages/s", "msgs_per_s")}
@@ -130,21 +186,25 @@ def throughput_figure(steps: pd.DataFrame) -> go.Figure:
     for (label, transport, i, rows), kind in groups:
         col = present.index(kind) + 1
         _, unit, column = kinds[kind]
-        fig.add_trace(_steps_trace(rows, label, transport, i, column, 1.0, unit, "lines+markers"),
+        fig.add_trace(_steps_trace(rows, label, transport, i, column, 1.0, unit, "lines+markers", slo=slo),
                       row=1, col=col)
+    add_invalid_bands(fig, [(g[0], g[3], present.index(kind) + 1) for g, kind in groups], slo)
     _layout(fig, "Throughput vs connections", kinds[present[0]][1])
     for col, kind in enumerate(present, start=1):
         fig.update_yaxes(title_text=kinds[kind][1], row=1, col=col)
     return fig
 
 
-def latency_figure(steps: pd.DataFrame, slo_p99_ms: float | None = None) -> go.Figure:
+def latency_figure(steps: pd.DataFrame, slo_p99_ms: float | None = None,
+                   slo: Mapping[str, Any] | None = None) -> go.Figure:
     """Delivery latency p50 (dotted) and p99 (solid) vs connections, log y, with the SLO line."""
     fig = go.Figure()
-    for label, transport, i, rows in _groups(steps):
+    groups = list(_groups(steps))
+    for label, transport, i, rows in groups:
         for q, dash in (("p99", "solid"), ("p50", "dot")):
             fig.add_trace(_steps_trace(rows, f"{label} {q}", transport, i, f"latency_{q}_ms", 1.0,
-                                       f"delivery {q} (ms)", "lines+markers", dash))
+                                       f"delivery {q} (ms)", "lines+markers", dash, slo=slo))
+    add_invalid_bands(fig, [(label, rows, None) for label, _, _, rows in groups], slo)
     if slo_p99_ms is not None:
         # A trace rather than a shape: shapes and annotations on log axes need log10 coordinates.
         x1 = float(steps["connections"].max()) if steps["connections"].notna().any() else 1.0
@@ -158,12 +218,14 @@ def latency_figure(steps: pd.DataFrame, slo_p99_ms: float | None = None) -> go.F
     return fig
 
 
-def cpu_figure(steps: pd.DataFrame) -> go.Figure:
+def cpu_figure(steps: pd.DataFrame, slo: Mapping[str, Any] | None = None) -> go.Figure:
     """Target CPU (% of one core) vs connections per transport."""
     fig = go.Figure()
-    for label, transport, i, rows in _groups(steps):
+    groups = list(_groups(steps))
+    for label, transport, i, rows in groups:
         fig.add_trace(_steps_trace(rows, label, transport, i, "cpu_percent", 1.0, "target CPU (%)",
-                                   "lines+markers"))
+                                   "lines+markers", slo=slo))
+    add_invalid_bands(fig, [(label, rows, None) for label, _, _, rows in groups], slo)
     return _layout(fig, "Target CPU vs connections (% of one core)", "target CPU (% of one core)")
 
 

@@ -10,24 +10,27 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
-from reports import figures
-from reports.figures import KIB, fmt_num
+from reports import figures, wire
+from reports.figures import KIB, POLL_TRANSPORTS, fmt_num
 from reports.rundir import Run, load_runs
 from reports.summary import build_summary, write_summary
 
+BANDS_NOTE = (" Grey bands and crossed markers are invalid steps, never counted as capacity; the "
+              "band's label says why.")
 FIGURE_NOTES = {
     "memory": "Each marker is one load step: the target's resident memory (RSS) against the TCP "
               "connections it held. The dashed line is a least-squares fit over valid steps; its "
               "slope is the memory cost of one more connection and its intercept the baseline "
-              "footprint. Crossed markers are steps that were not counted (see hover).",
+              "footprint. Hollow markers are steps whose memory had not settled, left out of the "
+              "fit (see hover)." + BANDS_NOTE,
     "throughput": "Work done per second at each step. Polling transports are measured in HTTP "
                   "requests/s (every poll costs a request, whether or not there was news); push "
-                  "transports in messages delivered/s.",
+                  "transports in messages delivered/s." + BANDS_NOTE,
     "latency": "Delivery latency is receive time minus the publish timestamp carried in each "
                "event. Solid lines are p99, dotted p50; the dashed horizontal line is the p99 "
-               "SLO. The y axis is logarithmic.",
+               "SLO. The y axis is logarithmic." + BANDS_NOTE,
     "cpu": "Mean CPU of the target process during each step's measurement window; 100% is one "
-           "fully busy core.",
+           "fully busy core." + BANDS_NOTE,
     "timeline": "Raw resource samples of the target over the whole run: memory should form flat "
                 "plateaus during measurement windows, and established connections should match "
                 "the users asked for. Ramps or drift here weaken the memory fit.",
@@ -73,7 +76,12 @@ def transport_sentence(transport: str, s: Mapping[str, Any], slo: Mapping[str, A
         cap = "not met by any valid step"
     if s.get("capacity_is_lower_bound") and s.get("capacity_at_slo_users") is not None:
         cap = f"at least {cap}: the SLO held at every step, so the limit lies beyond this sweep (raise --steps)"
-    return f"{transport}: {held}; {mem}; {delivery}; capacity at SLO ({cond}): {cap}."
+    missed = s.get("missed_ticks")
+    # A missed tick is a poll sent late because the last answer was slow: staleness beyond the interval.
+    ticks = (f"; {fmt_num(missed)} {'poll missed its' if missed == 1 else 'polls missed their'} tick "
+             "(the viewer was still waiting on a slow answer)"
+             if transport in POLL_TRANSPORTS and missed else "")
+    return f"{transport}: {held}; {mem}; {delivery}; capacity at SLO ({cond}): {cap}{ticks}."
 
 
 def _table(frame: pd.DataFrame) -> str:
@@ -125,6 +133,16 @@ def _findings(runs: Sequence[Run]) -> str:
     return "".join(parts)
 
 
+def _wire_section(steps: pd.DataFrame) -> str:
+    """The per-client bytes comparison (Ably's table, measured), with its explanation and notes."""
+    frame, notes = wire.wire_table(steps)
+    if frame.empty:
+        return ""
+    extra = "".join(f'<p class="note warn">{_e(n)}</p>' for n in notes)
+    return (f'<section id="wire"><h2>{_e(wire.TITLE)}</h2><p class="note">{_e(wire.EXPLANATION)}</p>'
+            f"{_table(frame)}{extra}</section>")
+
+
 def _ensure_summaries(runs: Sequence[Run]) -> None:
     """Compute summary.json for runs that lack one (in memory if the directory is read-only)."""
     for run in runs:
@@ -135,11 +153,11 @@ def _ensure_summaries(runs: Sequence[Run]) -> None:
                 run.summary = build_summary(run.meta, run.steps, run.path / "meta.json")
 
 
-def build_figures(steps: pd.DataFrame, samples: pd.DataFrame, slo_p99_ms: float | None
-                  ) -> dict[str, go.Figure]:
-    """All report figures keyed by name (timeline only when samples exist)."""
-    figs = {"memory": figures.memory_figure(steps), "throughput": figures.throughput_figure(steps),
-            "latency": figures.latency_figure(steps, slo_p99_ms), "cpu": figures.cpu_figure(steps)}
+def build_figures(steps: pd.DataFrame, samples: pd.DataFrame, slo_p99_ms: float | None,
+                  slo: Mapping[str, Any] | None = None) -> dict[str, go.Figure]:
+    """All report figures keyed by name (timeline only when samples exist); `slo` words the bands."""
+    figs = {"memory": figures.memory_figure(steps, slo), "throughput": figures.throughput_figure(steps, slo),
+            "latency": figures.latency_figure(steps, slo_p99_ms, slo), "cpu": figures.cpu_figure(steps, slo)}
     if not samples.empty:
         figs["timeline"] = figures.timeline_figure(samples)
     return figs
@@ -150,7 +168,8 @@ def render_report(run_dirs: Sequence[Path | str], out: Path | str) -> Path:
     steps, samples, runs = load_runs(run_dirs)
     _ensure_summaries(runs)
     slo = (runs[0].summary or {}).get("slo") or runs[0].meta.get("slo") or {}
-    figs = build_figures(steps, samples, slo.get("delivery_p99_ms"))
+    # With several runs the first run's limits word the bands (runs compared are normally alike).
+    figs = build_figures(steps, samples, slo.get("delivery_p99_ms"), slo)
     fig_html = []
     for i, (key, fig) in enumerate(figs.items()):
         fig_title = fig.layout.title.text
@@ -173,9 +192,10 @@ def render_report(run_dirs: Sequence[Path | str], out: Path | str) -> Path:
 <section id="runs"><h2>Runs</h2>{''.join(_meta_block(r) for r in runs)}</section>
 <section id="headline"><h2>Headline numbers</h2>{_table(frame)}
 <p class="note">Latency, requests/s and messages/s are taken at the highest-load valid step;
-memory per connection is the fitted slope over valid steps; capacity at SLO is the most
+memory per connection is the fitted slope over valid steps whose memory settled; capacity at SLO is the most
 connections held at a valid step whose delivery p99 and error rate were within the SLO.</p></section>
 <section id="findings"><h2>Findings</h2>{_findings(runs)}</section>
+{_wire_section(steps)}
 {''.join(fig_html)}
 </body></html>
 """

@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from reports.flags import MEMORY_UNSETTLED, has_flag
+
 MIN_FIT_POINTS = 3  # a line through two points has no residuals, hence no error estimate
 RECOMMENDED_FIT_POINTS = 5
 MIN_R2 = 0.9
@@ -61,13 +63,57 @@ def fit_line(x: Sequence[float] | np.ndarray | pd.Series,
                    r2=r2, n=n, stderr=float(res.stderr))
 
 
-def memory_fit(steps: pd.DataFrame, column: str = "rss_bytes") -> LineFit | None:
-    """Fit `column` against connections over the valid steps of one transport; None if too few."""
+@dataclass(frozen=True)
+class FitSelection:
+    """The steps a memory fit uses, and how many valid steps had unsettled memory."""
+
+    rows: pd.DataFrame
+    unsettled: int
+    fallback: bool  # unsettled steps kept because too few settled ones remained
+
+
+def _fit_points(rows: pd.DataFrame, column: str) -> int:
+    """Distinct connection counts with a known `column` value: what fit_line needs >= 3 of."""
+    known = rows["connections"].notna() & pd.to_numeric(rows[column], errors="coerce").notna()
+    return int(rows.loc[known, "connections"].nunique())
+
+
+def select_fit_steps(steps: pd.DataFrame, column: str = "rss_bytes") -> FitSelection:
+    """Valid steps of one transport minus those flagged memory_unsettled, unless too few remain."""
     valid = steps[steps["valid"].astype(bool)]
+    unsettled = has_flag(valid, MEMORY_UNSETTLED)
+    settled = valid[~unsettled]
+    n_unsettled = int(unsettled.sum())
+    # Memory still moving when measured would bend the slope; but a fit over all valid steps,
+    # with a warning, says more than no fit at all.
+    if n_unsettled and _fit_points(settled, column) < MIN_FIT_POINTS:
+        return FitSelection(rows=valid, unsettled=n_unsettled, fallback=True)
+    return FitSelection(rows=settled, unsettled=n_unsettled, fallback=False)
+
+
+def memory_fit(steps: pd.DataFrame, column: str = "rss_bytes") -> LineFit | None:
+    """Fit `column` against connections over one transport's fit steps; None if too few.
+
+    Fit steps are the valid steps whose memory settled (see select_fit_steps).
+    """
+    rows = select_fit_steps(steps, column).rows
     try:
-        return fit_line(valid["connections"], valid[column])
+        return fit_line(rows["connections"], rows[column])
     except FitError:
         return None
+
+
+def settle_warnings(selection: FitSelection) -> list[str]:
+    """Warnings about valid steps whose memory had not settled when measured."""
+    n = selection.unsettled
+    if not n:
+        return []
+    steps = f"{n} step{'s' * (n != 1)}"
+    if selection.fallback:
+        return [f"{steps} with memory not settled; fewer than {MIN_FIT_POINTS} settled steps remain, "
+                f"so the memory fit uses all {len(selection.rows)} valid steps, unsettled ones included"]
+    return [f"{steps} left out of the memory fit: target memory had not settled within the "
+            "maximum settle time"]
 
 
 def fit_warnings(fit: LineFit | None, usable_points: int) -> list[str]:

@@ -29,6 +29,14 @@ STEP_NUMERIC_COLUMNS = (
     "generator_cpu_percent",
 )
 STEP_COLUMNS = STEP_TEXT_COLUMNS + STEP_NUMERIC_COLUMNS + ("valid",)
+# Added to steps.csv later: older runs lack them, so they are filled with NaN ("" for settled)
+# on load and every consumer treats them as unknown.
+STEP_OPTIONAL_NUMERIC_COLUMNS = (
+    "payload_bytes", "bytes_per_client_5min", "payload_per_client_5min", "overhead_per_client_5min",
+    "missed_ticks", "request_p50_ms", "request_p99_ms", "generator_lag_p99_ms",
+    "generator_lag_max_ms", "settle_s",
+)
+STEP_OPTIONAL_TEXT_COLUMNS = ("settled",)
 
 SAMPLE_TEXT_COLUMNS = ("transport", "role", "phase")
 SAMPLE_NUMERIC_COLUMNS = (
@@ -70,13 +78,14 @@ def read_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def _read_csv(path: Path, columns: Sequence[str], text: Sequence[str]) -> pd.DataFrame:
+def _read_csv(path: Path, columns: Sequence[str], text: Sequence[str],
+              optional_text: Sequence[str] = ()) -> pd.DataFrame:
     """Read a CSV, check required columns and coerce numbers (empty cells become NaN)."""
     if not path.is_file():
         raise RunDirError(f"{path}: file not found")
     try:
         # Text columns stay text so "" and "poll" never turn into floats.
-        df = pd.read_csv(path, dtype={c: str for c in text})
+        df = pd.read_csv(path, dtype={c: str for c in (*text, *optional_text)})
     except (OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
         raise RunDirError(f"{path}: cannot parse CSV ({exc})") from exc
     except pd.errors.EmptyDataError as exc:
@@ -106,9 +115,19 @@ def _parse_valid(values: pd.Series, path: Path) -> pd.Series:
     return values.map(one).astype(bool)
 
 
+def _add_optional(df: pd.DataFrame) -> pd.DataFrame:
+    """Coerce the optional steps.csv columns, adding absent ones as unknown."""
+    for col in STEP_OPTIONAL_NUMERIC_COLUMNS:
+        df[col] = (pd.to_numeric(df[col], errors="coerce").astype(float) if col in df
+                   else float("nan"))
+    for col in STEP_OPTIONAL_TEXT_COLUMNS:
+        df[col] = df[col].fillna("").astype(str).str.strip().str.lower() if col in df else ""
+    return df
+
+
 def read_steps(path: Path) -> pd.DataFrame:
-    """Read and validate a steps.csv file."""
-    df = _read_csv(path, STEP_COLUMNS, STEP_TEXT_COLUMNS)
+    """Read and validate a steps.csv file; optional columns an older run lacks are added empty."""
+    df = _add_optional(_read_csv(path, STEP_COLUMNS, STEP_TEXT_COLUMNS, STEP_OPTIONAL_TEXT_COLUMNS))
     df["valid"] = _parse_valid(df["valid"], path)
     if df["transport"].eq("").any():
         raise RunDirError(f"{path}: empty transport in row(s) {list(df.index[df['transport'].eq('')])}")

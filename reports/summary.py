@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -11,23 +10,16 @@ from typing import Any
 
 import pandas as pd
 
-from reports import model
+from reports import model, wire
+from reports.flags import FLAG_WORDS, GENERATOR_LAGGING, MEMORY_UNSETTLED, distinct, has_flag, words
 from reports.rundir import META_FILE, STEPS_FILE, SUMMARY_FILE, RunDirError, read_json, read_steps
 
 SLO_KEYS = ("delivery_p99_ms", "error_rate")
-FLAG_WORDS = {
-    "generator_saturated": "load generator saturated",
-    "connections_short": "target held fewer connections than users",
-}
+__all__ = ["FLAG_WORDS", "build_summary", "check_slo", "summarize_transport", "transport_order",
+           "write_summary"]
 
 
-def _num(value: Any) -> float | None:
-    """A finite float or None, so NaN never reaches JSON."""
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
+_num = wire.finite
 
 
 def _int(value: Any) -> int | None:
@@ -52,27 +44,40 @@ def check_slo(meta: Mapping[str, Any], path: Path) -> dict[str, Any]:
     return dict(slo)
 
 
-def _flags(steps: pd.DataFrame) -> list[str]:
-    """Distinct flags across the given steps, in order of first appearance."""
-    seen: dict[str, None] = {}
-    for cell in steps["flags"]:
-        for flag in str(cell).split(";"):
-            if flag.strip():
-                seen.setdefault(flag.strip(), None)
-    return list(seen)
-
-
-def _step_warnings(steps: pd.DataFrame) -> list[str]:
+def _step_warnings(steps: pd.DataFrame, slo: Mapping[str, Any]) -> list[str]:
     """Warnings about invalid or flagged steps."""
     out: list[str] = []
     invalid = steps[~steps["valid"]]
     if len(invalid):
-        reasons = ", ".join(FLAG_WORDS.get(f, f) for f in _flags(invalid)) or "reason not recorded"
+        reasons = ", ".join(words(f, slo) for f in distinct(invalid["flags"])) or "reason not recorded"
         out.append(f"{len(invalid)} step{'s' * (len(invalid) != 1)} invalid: {reasons}")
-    for flag in _flags(steps[steps["valid"]]):
-        n = int(steps[steps["valid"]]["flags"].str.split(";").map(lambda fs: flag in fs).sum())
-        out.append(f"{n} valid step{'s' * (n != 1)} flagged {flag}: {FLAG_WORDS.get(flag, flag)}")
+    valid = steps[steps["valid"]]
+    # memory_unsettled has its own warning from the memory fit, which says what was done about it.
+    for flag in (f for f in distinct(valid["flags"]) if f != MEMORY_UNSETTLED):
+        n = int(has_flag(valid, flag).sum())
+        out.append(f"{n} valid step{'s' * (n != 1)} flagged {flag}: {words(flag, slo)}")
     return out
+
+
+def _lag_warnings(steps: pd.DataFrame, slo: Mapping[str, Any]) -> list[str]:
+    """One warning when the load generator lagged: those steps measured the generator, not the target."""
+    lagging = steps[has_flag(steps, GENERATOR_LAGGING)]
+    if lagging.empty:
+        return []
+    worst = _num(lagging["generator_lag_p99_ms"].max()) if "generator_lag_p99_ms" in lagging else None
+    limit = _num(slo.get("generator_lag_p99_ms"))
+    parts = ([f"timer lag p99 up to {worst:,.0f} ms"] if worst is not None else []) + (
+        [f"limit {limit:,.0f} ms"] if limit is not None else [])
+    how = f" ({', '.join(parts)})" if parts else ""
+    n = len(lagging)
+    return [f"load generator lagging at {n} step{'s' * (n != 1)}{how}: its own event loop was late, so "
+            "latency there is the generator's; not counted as capacity (spread the load with --processes)"]
+
+
+def _optional_sum(col: pd.Series) -> int | None:
+    """Integer sum of a column an older run may lack entirely (all unknown -> None)."""
+    values = pd.to_numeric(col, errors="coerce")
+    return None if values.notna().sum() == 0 else _sum(values)
 
 
 def summarize_transport(steps: pd.DataFrame, slo: Mapping[str, Any]) -> dict[str, Any]:
@@ -81,7 +86,9 @@ def summarize_transport(steps: pd.DataFrame, slo: Mapping[str, Any]) -> dict[str
     rss = model.memory_fit(steps, "rss_bytes")
     uss = model.memory_fit(steps, "uss_bytes")
     tcp = model.memory_fit(steps, "sockstat_tcp_mem_bytes")
-    usable = int((valid["connections"].notna() & valid["rss_bytes"].notna()).sum())
+    selection = model.select_fit_steps(steps, "rss_bytes")
+    usable = int((selection.rows["connections"].notna() & selection.rows["rss_bytes"].notna()).sum())
+    per_client = wire.transport_wire(steps)
 
     # "Highest load" is what was asked for (users); connections can be missing or short.
     top = valid.sort_values(["users", "connections", "step"], na_position="first")
@@ -120,9 +127,16 @@ def summarize_transport(steps: pd.DataFrame, slo: Mapping[str, Any]) -> dict[str
                                         and cap_users >= int(top_row["users"])),
         "steps": int(len(steps)),
         "valid_steps": int(len(valid)),
+        # Medians over valid steps, per client (Locust user) over 5 minutes: see reports/wire.py.
+        **{k: per_client[k] for k in ("bytes_per_client_5min", "overhead_per_client_5min",
+                                      "payload_per_client_5min")},
+        "missed_ticks": _optional_sum(steps["missed_ticks"]) if "missed_ticks" in steps else None,
+        "generator_lag_p99_ms": _num(steps["generator_lag_p99_ms"].max())
+        if "generator_lag_p99_ms" in steps else None,
     }
 
-    warnings = model.fit_warnings(rss, usable) + _step_warnings(steps)
+    warnings = (model.fit_warnings(rss, usable) + model.settle_warnings(selection)
+                + _step_warnings(steps, slo) + _lag_warnings(steps, slo))
     if steps.empty:
         # A transport listed in meta.json that recorded nothing (e.g. it crashed) stays visible.
         warnings = ["no steps recorded in steps.csv"]

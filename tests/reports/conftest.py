@@ -17,32 +17,60 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 MIB = 1024 * 1024
-SLO = {"delivery_p99_ms": 1000.0, "error_rate": 0.01, "generator_cpu_percent": 90.0}
+SLO = {"delivery_p99_ms": 1000.0, "error_rate": 0.01, "generator_cpu_percent": 90.0,
+       "generator_lag_p99_ms": 100.0}
 # Deterministic "measurement noise" in bytes, one per step.
 NOISE = (3000.0, -2500.0, 1500.0, -3500.0, 2000.0, -500.0)
 
 # Per transport: true memory model, connections per valid step, p99 and error rate per step,
-# and the expected capacity at SLO (connections, users).
+# the expected capacity at SLO (connections, users) and how many steps the memory fit uses.
 TRUTH: dict[str, dict[str, Any]] = {
     "poll": {"slope": 2048.0, "base": 45 * MIB, "conns": [100, 200, 400, 800, 1600, 3200],
-             "p99": [600, 650, 700, 800, 900, 950], "err": [0.0] * 6, "capacity": (3200, 3200)},
+             "p99": [600, 650, 700, 800, 900, 950], "err": [0.0] * 6, "capacity": (3200, 3200),
+             "fit_points": 6},
     "sse": {"slope": 20480.0, "base": 50 * MIB, "conns": [100, 200, 400, 800, 1600, 3200],
-            "p99": [20, 25, 30, 60, 400, 1500], "err": [0.0] * 6, "capacity": (1600, 1600)},
+            "p99": [20, 25, 30, 60, 400, 1500], "err": [0.0] * 6, "capacity": (1600, 1600),
+            "fit_points": 6},
     "ws": {"slope": 8192.0, "base": 40 * MIB, "conns": [150, 300, 600, 1200, 2400, 4800],
-           "p99": [10, 12, 15, 20, 40, 80], "err": [0, 0, 0, 0, 0.002, 0.05], "capacity": (2400, 2400)},
+           "p99": [10, 12, 15, 20, 40, 80], "err": [0, 0, 0, 0, 0.002, 0.05], "capacity": (2400, 2400),
+           "fit_points": 5},  # one step's memory never settled
+    # Full-state polling: the whole state on every poll (the live-scores anti-pattern).
+    "state": {"slope": 4096.0, "base": 42 * MIB, "conns": [100, 200, 400, 800, 1600],
+              "p99": [900, 950, 1000, 1200, 1500], "err": [0.0] * 5, "capacity": (400, 400),
+              "fit_points": 5},
 }
+POLLING = ("poll", "state")
+# Per transport wire model: bytes received per delivered event, bytes sent per request, and
+# application payload per delivered event. Every user gets 30 events and sends 10 polls (1 request
+# for push) per 30 s window, so per client over 5 min: wire = 10 * (30 * recv + requests * sent).
+WIRE = {"poll": (300, 90, 100), "sse": (120, 300, 70), "ws": (110, 300, 66), "state": (2400, 90, 2000)}
 # sse gets one more step that the generator could not drive: it must not count anywhere.
 INVALID = {"transport": "sse", "step": 6, "users": 6400, "connections": 6400.0,
            "rss": 50 * MIB + 40000.0 * 6400, "p99": 50.0}
+# state gets one step where the generator's event loop lagged: invalid, with many missed ticks.
+LAGGING = {"transport": "state", "step": 5, "users": 3200, "connections": 3200.0,
+           "rss": 42 * MIB + 4096.0 * 3200, "p99": 2000.0, "lag_p99": 250.0, "missed": 40}
+# A valid ws step whose memory never settled: 16 MiB off the line, it must stay out of the fit.
+UNSETTLED = {"transport": "ws", "step": 3, "extra_rss": 16 * MIB}
+MISSED = {"state": [0, 0, 0, 3, 10]}  # polls that missed their tick, per valid step
+NEW_COLUMNS = ("payload_bytes", "bytes_per_client_5min", "payload_per_client_5min",
+               "overhead_per_client_5min", "missed_ticks", "request_p50_ms", "request_p99_ms",
+               "generator_lag_p99_ms", "generator_lag_max_ms", "settle_s", "settled")
 
 
 def step_row(transport: str, step: int, users: int, connections: float, rss: float,
-             p99: float, error_rate: float = 0.0, valid: bool = True, flags: str = "") -> dict[str, Any]:
-    """One complete steps.csv row with plausible derived columns."""
-    push = transport != "poll"
+             p99: float, error_rate: float = 0.0, valid: bool = True, flags: str = "",
+             missed: int = 0, lag_p99: float = 2.0, wire_scale: float = 1.0,
+             settled: bool = True) -> dict[str, Any]:
+    """One complete steps.csv row (new columns included) with plausible derived columns."""
+    push = transport not in POLLING
     duration = 30.0
     requests = users * (10 if not push else 1)
     delivered = users * 30
+    recv, sent, payload = WIRE[transport]
+    received, sent_bytes = delivered * recv * wire_scale, requests * sent
+    payload_bytes = delivered * payload * wire_scale
+    per_client = 300.0 / users / duration  # what the collect stage scales a window's bytes by
     return {
         "transport": transport, "step": step, "users": users, "connections": connections,
         "t_start": 1_700_000_000 + 100 * step, "t_end": 1_700_000_000 + 100 * step + duration,
@@ -53,26 +81,51 @@ def step_row(transport: str, step: int, users: int, connections: float, rss: flo
         "connect_p50_ms": 1.0, "connect_p99_ms": 5.0,
         "errors": int(round(error_rate * requests)), "error_rate": error_rate,
         "lost": 1 if step == 5 else 0, "duplicated": 0, "reordered": 2 if step == 5 else 0,
-        "bytes_received": delivered * (300 if not push else 120), "bytes_sent": requests * 80,
-        "bytes_per_event": 300.0 if not push else 120.0,
+        "bytes_received": received, "bytes_sent": sent_bytes,
+        "bytes_per_event": (received + sent_bytes) / delivered,
         "rss_bytes": rss, "uss_bytes": rss - 10 * MIB, "cpu_percent": 5 + users / 100,
         "sockstat_tcp_mem_bytes": 4096.0 * connections,
-        "generator_cpu_percent": 98.0 if not valid else 40.0,
+        "generator_cpu_percent": 98.0 if "generator_saturated" in flags else 40.0,
         "flags": flags, "valid": valid,
+        "payload_bytes": payload_bytes,
+        "bytes_per_client_5min": (received + sent_bytes) * per_client,
+        "payload_per_client_5min": payload_bytes * per_client,
+        "overhead_per_client_5min": (received + sent_bytes - payload_bytes) * per_client,
+        "missed_ticks": missed,
+        "request_p50_ms": 3.0 if not push else None, "request_p99_ms": 12.0 if not push else None,
+        "generator_lag_p99_ms": lag_p99, "generator_lag_max_ms": lag_p99 * 4,
+        "settle_s": 5.0 if settled else 30.0, "settled": "true" if settled else "false",
     }
 
 
-def truth_steps() -> pd.DataFrame:
-    """The fixture steps.csv content."""
+def truth_steps(modern: bool = True) -> pd.DataFrame:
+    """The fixture steps.csv content; modern=False is a run from before the new columns.
+
+    The old format has no new columns, no state transport and no memory_unsettled step.
+    """
     rows = []
     for transport, t in TRUTH.items():
+        if transport == "state" and not modern:
+            continue
         for i, conns in enumerate(t["conns"]):
             rss = t["base"] + t["slope"] * conns + NOISE[i]
-            rows.append(step_row(transport, i, conns, float(conns), rss, t["p99"][i], t["err"][i]))
+            unsettled = modern and (transport, i) == (UNSETTLED["transport"], UNSETTLED["step"])
+            rows.append(step_row(transport, i, conns, float(conns),
+                                 rss + (UNSETTLED["extra_rss"] if unsettled else 0.0), t["p99"][i],
+                                 t["err"][i], flags="memory_unsettled" if unsettled else "",
+                                 missed=MISSED.get(transport, [0] * 6)[i], settled=not unsettled))
     bad = INVALID
+    # The saturated generator also miscounted bytes: a median over valid steps must not see them.
     rows.append(step_row(bad["transport"], bad["step"], bad["users"], bad["connections"], bad["rss"],
-                         bad["p99"], valid=False, flags="generator_saturated"))
-    return pd.DataFrame(rows)
+                         bad["p99"], valid=False, flags="generator_saturated", lag_p99=30.0,
+                         wire_scale=3.0))
+    if modern:
+        lag = LAGGING
+        rows.append(step_row(lag["transport"], lag["step"], lag["users"], lag["connections"],
+                             lag["rss"], lag["p99"], valid=False, flags="generator_lagging",
+                             missed=lag["missed"], lag_p99=lag["lag_p99"], wire_scale=0.5))
+    frame = pd.DataFrame(rows)
+    return frame if modern else frame.drop(columns=list(NEW_COLUMNS))
 
 
 def samples_for(steps: pd.DataFrame) -> pd.DataFrame:
@@ -122,7 +175,8 @@ def write_run(root: Path, name: str, steps: pd.DataFrame, meta: dict[str, Any] |
 @pytest.fixture
 def truth() -> dict[str, dict[str, Any]]:
     """Known per-transport truth behind the fixture run."""
-    return {"transports": TRUTH, "invalid": INVALID, "slo": SLO, "noise": NOISE}
+    return {"transports": TRUTH, "invalid": INVALID, "lagging": LAGGING, "unsettled": UNSETTLED,
+            "missed": MISSED, "slo": SLO, "noise": NOISE}
 
 
 @pytest.fixture
@@ -135,8 +189,14 @@ def make_run(tmp_path: Path) -> Callable[..., Path]:
 
 @pytest.fixture
 def run_dir(make_run: Callable[..., Path]) -> Path:
-    """The main fixture run: poll, sse (with one invalid step) and ws."""
+    """The main fixture run: poll, sse (one saturated step), ws (one unsettled step), state (one lagging)."""
     return make_run("baseline")
+
+
+@pytest.fixture
+def old_run_dir(make_run: Callable[..., Path]) -> Path:
+    """A run written before payload, missed ticks, generator lag and settling were recorded."""
+    return make_run("old", truth_steps(modern=False))
 
 
 @pytest.fixture

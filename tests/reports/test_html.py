@@ -98,3 +98,70 @@ def test_sentence_without_fit_or_capacity() -> None:
     assert text == ("ws: connections not measured; memory per connection not fitted; no delivery "
                     "latency measured; capacity at SLO (p99 <= 250 ms, errors <= 0.5%): not met by "
                     "any valid step.")
+
+
+def section_text(page: str, section_id: str) -> str:
+    """Text of one <section id=...> of the page."""
+    match = re.search(rf'<section id="{section_id}">(.*?)</section>', page, flags=re.S)
+    assert match, section_id
+    return " ".join(parse(match.group(1)).text)
+
+
+def test_wire_comparison_section(rendered_report: tuple[Path, Path]) -> None:
+    _, out = rendered_report
+    page = out.read_text(encoding="utf-8")
+    text = section_text(page, "wire")
+    assert text.startswith("Bytes on the wire per client, per 5 minutes")
+    assert "median over the transport's valid steps in that run's steps.csv" in text
+    for header in ("Total overhead (5 min)", "Average latency", "Data from server (5 min)",
+                   "Wire total (5 min)", "Overhead ratio", "Bytes per delivered event"):
+        assert header in text
+    # Rows in the fixed order, values hand-computed in test_wire.py.
+    assert ("Full-state polling 126.0 KiB 333 ms 585.9 KiB 711.9 KiB 8.0x 2.4 KiB 5 of 6" in text)
+    assert "WebSocket 15.8 KiB 5.8 ms 19.3 KiB 35.2 KiB baseline 120 B 6 of 6" in text
+    table = text[text.index("valid steps Full-state polling"):]
+    assert table.index("Full-state polling") < table.index("Delta polling") < table.index("SSE") \
+        < table.index("WebSocket")
+    assert "Overhead unavailable" not in text
+    # Placed after the findings and before the figures.
+    assert page.index('id="findings"') < page.index('id="wire"') < page.index('id="fig-memory"')
+
+
+def test_findings_mention_missed_ticks_and_generator_lag(rendered_report: tuple[Path, Path]) -> None:
+    _, out = rendered_report
+    text = section_text(out.read_text(encoding="utf-8"), "findings")
+    state = text[text.index("state: held"):]
+    assert "capacity at SLO (p99 <= 1,000 ms, errors <= 1%): 400 connections; 53 polls missed their tick" in state
+    assert "missed" not in text[text.index("poll: held"):text.index("sse: held")]
+    assert "warning: load generator lagging at 1 step (timer lag p99 up to 250 ms, limit 100 ms)" in text
+    assert "warning: 1 step left out of the memory fit" in text
+
+
+def test_bands_reach_the_page(rendered_report: tuple[Path, Path]) -> None:
+    _, out = rendered_report
+    page = out.read_text(encoding="utf-8")
+    # Four per-connection figures, each with the lagging step's band label in its JSON.
+    # The run's own limit (meta.json slo) words the label.
+    assert page.count('"text":"invalid: load generator lagging (timer lag p99 above 100 ms)"') == 4
+    assert "Grey bands and crossed markers are invalid steps" in page
+
+
+def test_old_run_still_renders(old_run_dir: Path, tmp_path: Path) -> None:
+    out = render_report([old_run_dir], tmp_path / "old.html")
+    page = out.read_text(encoding="utf-8")
+    assert page.count('class="plotly-graph-div"') == 5
+    text = section_text(page, "wire")
+    assert "Delta polling – 250 ms – 96.7 KiB – 330 B 6 of 6" in text
+    assert "Overhead unavailable for Delta polling, SSE, WebSocket" in text
+    findings = section_text(page, "findings")
+    assert "poll: held 3,200 connections" in findings and "missed" not in findings
+
+
+def test_sentence_missed_ticks_only_for_polling() -> None:
+    s = {"max_connections": 10, "mem_per_conn_bytes": None, "delivery_ms": {"p99": None},
+         "capacity_at_slo": None, "capacity_at_slo_users": None, "missed_ticks": 1}
+    slo = {"delivery_p99_ms": 250, "error_rate": 0.005}
+    assert transport_sentence("poll", s, slo).endswith(
+        "; 1 poll missed its tick (the viewer was still waiting on a slow answer).")
+    assert "missed" not in transport_sentence("sse", s, slo)
+    assert "missed" not in transport_sentence("state", {**s, "missed_ticks": 0}, slo)

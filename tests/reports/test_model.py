@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reports.model import FitError, LineFit, capacity_at_slo, fit_line, fit_warnings, memory_fit
+from reports.model import (FitError, LineFit, capacity_at_slo, fit_line, fit_warnings, memory_fit,
+                           select_fit_steps, settle_warnings)
 
 SLO = {"delivery_p99_ms": 1000.0, "error_rate": 0.01}
 
@@ -103,3 +104,42 @@ def test_capacity_none_when_nothing_meets_slo() -> None:
 def test_capacity_falls_back_to_users_when_connections_unmeasured() -> None:
     df = steps([(0, 100, math.nan, 50, 0, True, 0), (1, 200, math.nan, 60, 0, True, 0)])
     assert capacity_at_slo(df, SLO) == (None, 200)
+
+
+def flagged(rows: list[tuple], flags: list[str]) -> pd.DataFrame:
+    """A minimal steps frame with a flags column."""
+    return steps(rows).assign(flags=flags)
+
+
+def test_memory_fit_leaves_out_unsettled_steps() -> None:
+    rows = [(i, c, c, 10, 0, True, 1000 + 5 * c) for i, c in enumerate([10, 20, 30, 40])]
+    rows.append((4, 50, 50, 10, 0, True, 10**9))  # valid, but memory still moving
+    df = flagged(rows, ["", "", "generator_lagging;x", "", "memory_unsettled"])
+    sel = select_fit_steps(df)
+    assert (sel.unsettled, sel.fallback, len(sel.rows)) == (1, False, 4)
+    fit = memory_fit(df)
+    assert fit is not None and fit.slope == pytest.approx(5.0) and fit.n == 4
+    assert settle_warnings(sel) == ["1 step left out of the memory fit: target memory had not settled "
+                                    "within the maximum settle time"]
+    # Without the flag the same outlier is fitted: the exclusion is what keeps the slope.
+    assert memory_fit(df.assign(flags="")).slope != pytest.approx(5.0, rel=0.1)
+
+
+def test_memory_fit_falls_back_to_all_valid_steps_when_too_few_settled() -> None:
+    rows = [(i, c, c, 10, 0, True, 1000 + 5 * c) for i, c in enumerate([10, 20, 30, 40])]
+    rows.append((4, 50, 50, 10, 0, False, 10**9))
+    df = flagged(rows, ["", "memory_unsettled", "memory_unsettled", "", "generator_saturated"])
+    sel = select_fit_steps(df)
+    assert (sel.unsettled, sel.fallback, len(sel.rows)) == (2, True, 4)  # invalid step still out
+    fit = memory_fit(df)
+    assert fit is not None and fit.n == 4 and fit.slope == pytest.approx(5.0)
+    [warning] = settle_warnings(sel)
+    assert warning == ("2 steps with memory not settled; fewer than 3 settled steps remain, so the "
+                       "memory fit uses all 4 valid steps, unsettled ones included")
+
+
+def test_memory_fit_without_flags_column_uses_valid_steps() -> None:
+    df = steps([(i, c, c, 10, 0, True, 7 * c) for i, c in enumerate([10, 20, 30])])
+    sel = select_fit_steps(df)
+    assert (sel.unsettled, sel.fallback) == (0, False) and settle_warnings(sel) == []
+    assert memory_fit(df).slope == pytest.approx(7.0)

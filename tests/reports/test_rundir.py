@@ -16,9 +16,11 @@ def test_load_run_types(run_dir: Path) -> None:
     assert run.meta["slo"]["delivery_p99_ms"] == 1000.0
     assert set(STEP_COLUMNS) <= set(run.steps.columns)
     assert run.steps["valid"].dtype == bool
-    assert run.steps["valid"].sum() == len(run.steps) - 1
+    assert run.steps["valid"].sum() == len(run.steps) - 2
     assert run.steps["connections"].dtype == float
-    assert set(run.steps["flags"]) == {"", "generator_saturated"}
+    assert set(run.steps["flags"]) == {"", "generator_saturated", "generator_lagging", "memory_unsettled"}
+    assert run.steps["payload_bytes"].dtype == float and run.steps["missed_ticks"].sum() == 53
+    assert set(run.steps["settled"]) == {"true", "false"}
     assert set(run.samples["role"]) == {"target", "generator"}
 
 
