@@ -310,6 +310,13 @@ def run_sweep(options: RunOptions, say: Any = print) -> Path:
                 # The server stamps ts with its own clock: say how far apart the two clocks can be.
                 notes.append(f"{transport}: delivery latency is measured from the server's own timestamps; at the "
                              f"pre-load check receive - ts was {offset:.1f} ms, which bounds any clock offset")
+            busy = [row["users"] for row in rows if not row["valid"] and
+                    {"generator_saturated", "generator_lagging"} & set(row["flags"].split(";"))]
+            if busy:
+                # The generator, not the target, limited these steps: say how to get them measured.
+                notes.append(f"{transport}: the load generator could not keep up at {', '.join(map(str, busy))} users "
+                             f"(steps not counted); rerun with --processes {max(2, options.processes * 2)}")
+                say(f"note: {notes[-1]}")
             all_rows += rows
             all_samples += samples
             # Written after every transport, so an interrupted sweep keeps what it measured.
