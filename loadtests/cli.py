@@ -155,6 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
     from reports.cli import add_report_arguments
 
     add_report_arguments(report)
+    plan = commands.add_parser("plan", help="instances, memory, CPU and bandwidth N viewers need, from a run's model")
+    from reports.plan_cli import add_plan_arguments
+
+    add_plan_arguments(plan)
     check = commands.add_parser("check-target", help="check a target adapter against its server before any load")
     check.add_argument("file", type=Path, help="target adapter file (TOML)")
     check.add_argument("--transports", type=lambda text: [t.strip() for t in text.split(",") if t.strip()],
@@ -182,6 +186,10 @@ def main(argv: list[str] | None = None) -> int:
         from reports.cli import run_report
 
         return run_report(args)
+    if args.command == "plan":
+        from reports.plan_cli import run_plan
+
+        return run_plan(args)
     return 2
 
 

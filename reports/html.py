@@ -12,6 +12,7 @@ import plotly.graph_objects as go
 
 from reports import figures, wire
 from reports.figures import KIB, POLL_TRANSPORTS, fmt_num
+from reports.planner_html import planner_section
 from reports.rundir import Run, load_runs
 from reports.summary import build_summary, write_summary
 
@@ -196,6 +197,7 @@ memory per connection is the fitted slope over valid steps whose memory settled;
 connections held at a valid step whose delivery p99 and error rate were within the SLO.</p></section>
 <section id="findings"><h2>Findings</h2>{_findings(runs)}</section>
 {_wire_section(steps)}
+{planner_section(runs)}
 {''.join(fig_html)}
 </body></html>
 """
