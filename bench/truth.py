@@ -165,7 +165,12 @@ def _timeline_totals(record: Path, transport: str) -> dict[str, int]:
 
 def wire_bytes(work: Path, users: int = 5, seconds: int = 6) -> list[dict[str, Any]]:
     """Bytes each transport's Locust users counted at their sockets (summed from the run's timeline) vs the
-    bytes an independent TCP proxy between them and the target forwarded, each way."""
+    bytes an independent TCP proxy between them and the target forwarded, each way.
+
+    Locust can stop a user while an answer is on its way to it (even with --stop-timeout a stop can race a
+    user waking up): the proxy forwarded those bytes, the user never read them. "unread" is that
+    difference; it is at most one response or message per user, and 0 when no stop raced a delivery.
+    """
     from bench.proxy import CutProxy
 
     rows = []
@@ -184,9 +189,9 @@ def wire_bytes(work: Path, users: int = 5, seconds: int = 6) -> list[dict[str, A
             finally:
                 proxy.close()
             totals = _timeline_totals(record, transport)
-            rows.append({"transport": transport, "client_sent": totals["bytes_sent"], "proxy_up": counts[0],
-                         "client_received": totals["bytes_received"], "proxy_down": counts[1],
-                         "payload_received": totals["payload_bytes"]})
+            rows.append({"transport": transport, "users": users, "client_sent": totals["bytes_sent"],
+                         "proxy_up": counts[0], "client_received": totals["bytes_received"], "proxy_down": counts[1],
+                         "unread": counts[1] - totals["bytes_received"], "payload_received": totals["payload_bytes"]})
     finally:
         target.stop()
     return rows
@@ -215,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
         print("bytes: counted by the clients (timeline) vs an independent proxy, bytes")
         for row in wire_bytes(work):
             print(f"  {row['transport']:5} sent {row['client_sent']:9} proxy up {row['proxy_up']:9}   received "
-                  f"{row['client_received']:9} proxy down {row['proxy_down']:9}   payload {row['payload_received']:9}")
+                  f"{row['client_received']:9} proxy down {row['proxy_down']:9} (unread at the stop "
+                  f"{row['unread']})   payload {row['payload_received']:9}")
     return 0
 
 

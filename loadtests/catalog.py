@@ -5,7 +5,7 @@ Run one kind by naming it: `locust -f locustfile.py --headless -u 100 -r 50 SSEU
 
 from __future__ import annotations
 
-from loadtests import hooks, options  # noqa: F401  (registers command-line options and recorder hooks)
+from loadtests import hooks, lag, options  # noqa: F401  (registers options, recorder hooks, generator lag monitor)
 from loadtests.polling import PollingViewer
 from loadtests.sse import SSEListener
 from loadtests.ws import WebSocketChatter, WebSocketListener
@@ -13,6 +13,12 @@ from loadtests.ws import WebSocketChatter, WebSocketListener
 
 class PollUser(PollingViewer):
     """A viewer polling `/poll` every `--poll-interval` seconds with a since-cursor and If-None-Match."""
+
+
+class StateUser(PollingViewer):
+    """A viewer re-reading the whole `/state` of its channel every `--poll-interval` seconds (no cursor)."""
+
+    transport = "state"
 
 
 class SSEUser(SSEListener):
@@ -27,5 +33,5 @@ class ChatUser(WebSocketChatter):
     """A chatter in a `/ws/chat` room, sending `--chat-rate` messages per second."""
 
 
-USERS_BY_TRANSPORT = {"poll": PollUser, "sse": SSEUser, "ws": WebSocketUser, "chat": ChatUser}
+USERS_BY_TRANSPORT = {"poll": PollUser, "state": StateUser, "sse": SSEUser, "ws": WebSocketUser, "chat": ChatUser}
 """Which user class measures which transport, for `rtcap run --transports`."""

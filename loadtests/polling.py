@@ -1,12 +1,21 @@
-"""REST polling: an abstract Locust viewer polling on a fixed schedule with a cursor and conditional GETs.
+"""REST polling: an abstract Locust viewer polling on a fixed schedule, with a cursor and conditional GETs, or
+re-reading a channel's whole state when the transport's URL has no {cursor}.
 
 It uses `http_client.HTTPConnection` (one keep-alive connection per viewer, like a browser tab) so that the
 bytes it reports are the bytes its socket moved, and fires Locust request events itself.
+
+Poll latency is measured from the intended poll time (coordinated omission): each poll belongs to a tick of
+the viewer's fixed schedule, and its GET request event reports the time from that tick to the end of the
+response, not from when the request actually went out. A server that stalls one poll therefore also pays
+for the poll that had to wait behind it, instead of the wait vanishing from the percentiles. Ticks that
+passed entirely while the viewer was still waiting are skipped (no burst of catch-up polls) and counted as
+`missed_ticks`.
 """
 
 from __future__ import annotations
 
 import random
+import string
 import time
 from urllib.parse import urlsplit
 
@@ -25,8 +34,19 @@ class PollError(Exception):
     """A poll answered with a status other than 200 or 304."""
 
 
+def has_placeholder(template: str, name: str) -> bool:
+    """True if the URL template uses the placeholder `{name}`."""
+    return any(field == name for _, field, _, _ in string.Formatter().parse(template))
+
+
 class PollingViewer(User):
-    """Polls for new events every `--poll-interval` seconds; staleness of each event is its delivery latency."""
+    """Polls every `--poll-interval` seconds on a fixed schedule; an event's staleness is its delivery latency.
+
+    Poll latency is measured from the intended poll time (coordinated omission): the GET's response time
+    runs from the poll's tick to the end of its response, and ticks skipped because an earlier poll was
+    still waiting are counted as `missed_ticks`. A transport whose URL has no {cursor} (full-state polling)
+    returns old events again in every response; those are old state, not deliveries nor duplicates.
+    """
 
     abstract = True
     transport = "poll"
@@ -41,26 +61,43 @@ class PollingViewer(User):
         self.name = urlsplit(self.spec.url).path or "/"
         self.tracker = SeqTracker()
         self.cursor: object = None
+        self.synced = False
+        # No cursor in the URL: every answer is the channel's whole state, old events included.
+        self.full_state = not has_placeholder(self.spec.url, "cursor")
+        self._state_high: int | None = None  # full state, int seqs: the highest seq any answer held
+        self._state_seqs: set[str] = set()  # full state, text seqs: the seqs of the last answer
         self.etag: str | None = None
         self.last_modified: str | None = None
         self._reported = (0, 0)
         interval = self.settings.poll_interval
-        self.next_poll = time.time() + random.uniform(0, interval)
-        time.sleep(max(0.0, self.next_poll - time.time()))
+        # The schedule runs on the monotonic clock: a wall-clock step must not move ticks or response times.
+        self.next_poll = time.monotonic() + random.uniform(0, interval)
+        time.sleep(max(0.0, self.next_poll - time.monotonic()))
 
     def wait_time(self) -> float:
-        """Pace polls on a fixed schedule from the first one, not from the end of the last request."""
+        """Pace polls on a fixed schedule from the first one, not from the end of the last request.
+
+        If the last poll ended after later ticks had come, the latest of them is polled at once (late, and
+        charged from its tick) and the earlier ones are skipped and counted as missed, instead of bursting.
+        """
         interval = self.settings.poll_interval
-        self.next_poll += interval
-        late = time.time() - self.next_poll
-        if late > interval:
-            # The viewer fell more than one tick behind: skip the missed ticks instead of bursting.
-            self.next_poll += interval * int(late // interval)
-        return max(0.0, self.next_poll - time.time())
+        now = time.monotonic()
+        if interval <= 0:
+            self.next_poll = now  # no schedule: poll back to back, each charged from when it could go
+            return 0.0
+        due = int((now - self.next_poll) // interval)  # ticks after the last poll's one that have already come
+        if due >= 2:
+            metrics.count(self.transport, "missed_ticks", due - 1)
+            self.next_poll += interval * due
+        else:
+            self.next_poll += interval
+        return max(0.0, self.next_poll - now)
 
     @task
     def poll(self) -> None:
-        """One poll: GET events after the cursor, with the validators of the last answer."""
+        """One poll for the current tick: GET events after the cursor (or the whole state), with the validators
+        of the last answer."""
+        tick = self.next_poll
         url = self.adapter.url_for(self.transport, channel=self.channel, cursor="0" if self.cursor is None else self.cursor)
         headers = dict(self.adapter.headers)
         if self.settings.conditional_get and self.spec.conditional:
@@ -71,21 +108,28 @@ class PollingViewer(User):
                 headers["If-Modified-Since"] = self.last_modified
         if self.http.sock is None:
             self._connect()
-        started = time.perf_counter()
         try:
             response = self.http.get(url, headers)
         except (OSError, h11.ProtocolError) as error:
-            self._fire((time.perf_counter() - started) * 1000.0, 0, error)
+            self._fire(self._since(tick), 0, error)
             return
         finally:
             self._flush_bytes()
+        elapsed_ms = self._since(tick)
         received_at = time.time()
+        # Application bytes: what the viewer's code gets to parse (an empty body for a 304).
+        metrics.count(self.transport, "payload_bytes", len(response.body))
         error = None if response.status in (200, 304) else PollError(f"HTTP {response.status}")
-        self._fire(response.elapsed_ms, len(response.body), error)
+        self._fire(elapsed_ms, len(response.body), error)
         if response.status == 200:
             self.etag = response.headers.get("etag")
             self.last_modified = response.headers.get("last-modified")
             self._on_body(response, received_at)
+
+    @staticmethod
+    def _since(tick: float) -> float:
+        # Milliseconds from the intended poll time, so a poll sent late still counts the wait before it.
+        return max(0.0, (time.monotonic() - tick) * 1000.0)
 
     def _connect(self) -> None:
         started = time.perf_counter()
@@ -101,20 +145,42 @@ class PollingViewer(User):
             exception=exception, context={"transport": self.transport},
         )
 
+    def _is_old_state(self, seq: int | str, high_before: int | None) -> bool:
+        """Full-state polling: True if the viewer already held this event from an earlier answer."""
+        if isinstance(seq, int):
+            return high_before is not None and seq <= high_before
+        return seq in self._state_seqs
+
     def _on_body(self, response: HTTPResponse, received_at: float) -> None:
         payload = parse_body(response.body)
+        # Compared with what the viewer held before this answer, so events listed out of order stay new.
+        high_before = self._state_high
+        state_seqs: set[str] = set()
         try:
             events = [e for e in self.spec.events_in(payload) if self.adapter.is_event(self.transport, e)]
-            first_sync = self.cursor is None
             last_seq = None
             for event in events:
                 seq, publish_ts = self.adapter.extract(self.transport, event)
                 last_seq = seq
-                if not first_sync:
+                if self.full_state:
+                    old = self._is_old_state(seq, high_before)
+                    if isinstance(seq, int):
+                        self._state_high = seq if self._state_high is None else max(self._state_high, seq)
+                    else:
+                        state_seqs.add(seq)
+                    if old:
+                        continue  # repeated state, neither a delivery nor a duplicate
+                if self.synced:
                     # The first poll only learns where the stream is: old buffered events are not deliveries.
                     metrics.report_event(self.environment, self.transport, self.tracker, seq, publish_ts, received_at, 0)
+            if self.full_state:
+                # A sliding state shows what it still holds: the last answer is all the viewer needs to remember.
+                self._state_seqs = state_seqs
             self.cursor = self.spec.cursor_in(payload, last_seq if last_seq is not None else self.cursor)
+            self.synced = True
         except FieldError as error:
+            if self.full_state:
+                self._state_seqs |= state_seqs  # events reported before the bad one must not be reported again
             metrics.report_error(self.environment, self.transport, "message", error)
 
     def _flush_bytes(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import h11
 
+from loadtests import metrics
 from loadtests.sse_client import SSEClient, SSEConnectError, StreamClosed
 from loadtests.sse_parser import SSEEvent
 from loadtests.stream import StreamUser
@@ -33,5 +34,8 @@ class SSEListener(StreamUser):
         for item, received_at in client.items():
             if isinstance(item, SSEEvent):
                 self.last_event_id = item.id
+                # Application bytes: the data value an EventSource hands the page (field names and line
+                # breaks are framing); counted for every event, whether or not the adapter accepts it.
+                metrics.count(self.transport, "payload_bytes", len(item.data.encode("utf-8")))
                 self.on_payload(parse_body(item.data), received_at, item.wire_bytes, item.id)
                 self.flush_bytes(client)

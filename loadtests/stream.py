@@ -87,6 +87,8 @@ class StreamUser(User):
             metrics.open_connections[self.transport] += 1
             metrics.report_connect(self.environment, self.transport, connect_ms)
             self.on_connected(client)
+            # The handshake's bytes belong to the second it happened in, not to the first message's.
+            self.flush_bytes(client)
             self.read(client)
             return True
         except self.stream_errors as error:

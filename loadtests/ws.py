@@ -50,6 +50,8 @@ class _WebSocketUser(StreamUser):
         """Hand every message to the adapter's reader until the connection breaks."""
         while True:
             text, received_at, wire_bytes = client.receive()
+            # Application bytes: the message payload, for every message (control messages included).
+            metrics.count(self.transport, "payload_bytes", len(text.encode("utf-8")))
             self.on_payload(parse_body(text), received_at, wire_bytes)
             self.flush_bytes(client)
 

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 
 from targets.adapter import load_adapter, reference_adapter_path
-from targets.launch import launch
+from targets.launch import LaunchedTarget, launch
+
+
+def launch_reference(*server_args: str, rate: float = 20, payload: int = 64) -> LaunchedTarget:
+    """Start a reference target from its adapter, with extra command-line flags (e.g. "--buffer", "40")."""
+    adapter = load_adapter(reference_adapter_path())
+    started = replace(adapter.process, start=[*adapter.process.start, *server_args])
+    return launch(replace(adapter, process=started), rate=rate, payload=payload)
 
 
 @pytest.fixture(scope="session")

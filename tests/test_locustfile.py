@@ -15,12 +15,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_headless_locust_runs_every_user_class_without_failures(reference_url: str, tmp_path: Path) -> None:
-    # No class named: Locust spreads the users over all four classes, as `locust -f locustfile.py -u 60` does.
-    run = start_locust(reference_url, "", 8, 5, tmp_path)
+    # No class named: Locust spreads the users over all five classes, as `locust -f locustfile.py -u 60` does.
+    run = start_locust(reference_url, "", 10, 5, tmp_path)
     totals = finish(run, tmp_path)
-    assert set(totals) == {"poll", "sse", "ws", "chat"}
+    assert set(totals) == {"poll", "state", "sse", "ws", "chat", "generator"}  # generator: its own timer lag
     stats = locust_stats(tmp_path)
-    for transport in ("poll", "sse", "ws", "chat"):
+    for transport in ("poll", "state", "sse", "ws", "chat"):
         row = stats[(transport, "delivery")]
         assert int(row["Request Count"]) > 0, transport
     assert int(stats[("", "Aggregated")]["Failure Count"]) == 0
@@ -51,7 +51,7 @@ def test_options_appear_in_the_web_ui_start_form() -> None:
         for option in ("poll_interval", "chat_rate", "channel", "steps"):
             assert f'"{option}"' in page, option
         assert "rtcap_record" not in page  # an internal option stays out of the form
-        for user in ("PollUser", "SSEUser", "WebSocketUser", "ChatUser"):
+        for user in ("PollUser", "StateUser", "SSEUser", "WebSocketUser", "ChatUser"):
             assert user in page
     finally:
         locust.terminate()

@@ -46,6 +46,9 @@ def test_bytes_the_users_count_equal_what_a_proxy_forwarded(tmp_path: Path) -> N
     assert [r["transport"] for r in rows] == ["poll", "sse", "ws"]
     for row in rows:
         assert row["client_received"] > 1000 and row["client_sent"] > 0, row
-        assert (row["client_sent"], row["client_received"]) == (row["proxy_up"], row["proxy_down"]), row
+        assert row["client_sent"] == row["proxy_up"], row
+        # Equal, but for what a user stopped mid-delivery never read: at most one answer each (a poll
+        # answer here is under 2 KiB; an event under 300 B).
+        assert 0 <= row["unread"] <= row["users"] * 2048, row
         # Application bytes are a part of the wire bytes, never more.
         assert 0 < row["payload_received"] < row["client_received"], row

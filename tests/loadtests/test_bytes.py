@@ -6,21 +6,19 @@ from __future__ import annotations
 import json
 import re
 import time
-from dataclasses import replace
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from bench.proxy import CutProxy
 from loadtests.http_client import HTTPConnection
 from loadtests.sse_client import SSEClient
 from loadtests.sse_parser import SSEEvent
 from loadtests.ws_client import WebSocketClient
-from targets.adapter import load_adapter, reference_adapter_path
-from targets.launch import launch
+from tests.conftest import launch_reference
 from tests.loadtests.locust_run import finish, start_locust, subscribers
-from bench.proxy import CutProxy
 
 EVENTS = 25
 
@@ -28,9 +26,7 @@ EVENTS = 25
 @pytest.fixture(scope="module")
 def quiet_target() -> Iterator[str]:
     """A reference target that publishes only when told to, and sends no heartbeats during a test."""
-    adapter = load_adapter(reference_adapter_path())
-    quiet = replace(adapter.process, start=[*adapter.process.start, "--heartbeat", "600"])
-    target = launch(replace(adapter, process=quiet), rate=0, payload=100)
+    target = launch_reference("--heartbeat", "600", rate=0, payload=100)
     yield target.adapter.base_url
     target.stop()
 
@@ -106,7 +102,7 @@ def test_polling_bytes_equal_the_proxy_count(quiet_target: str, proxy: CutProxy)
 def _open_streams(base_url: str, transport: str) -> float:
     """The target's own gauge of open streams of `transport` (from /metrics)."""
     text = urllib.request.urlopen(f"{base_url}/metrics", timeout=5).read().decode()
-    match = re.search(rf'^rtcap_open_connections\{{transport="{transport}"\}} (\S+)$', text, re.M)
+    match = re.search(rf'^rtcap_open_connections\{{transport="{transport}"\}} (\S+)$', text, re.MULTILINE)
     return float(match.group(1)) if match else 0.0
 
 
