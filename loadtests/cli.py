@@ -63,6 +63,10 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a step whose load generator woke timers later than this (p99) is not counted (default 100)")
     parser.add_argument("--processes", type=_positive(int), default=1,
                         help="load-generating processes; above 1, Locust runs a master plus this many workers (default 1)")
+    parser.add_argument("--threshold", action="append", metavar="EXPR",
+                        help="pass/fail gate, repeatable: 'sse.delivery.p99<250ms', 'ws.errors<0.1%%', "
+                             "'sse.mem_per_conn<32KiB', 'poll.rps>=500' (also RTCAP_THRESHOLDS, rtcap.toml, "
+                             "[tool.rtcap] in pyproject.toml); exit 1 when one is not met")
     parser.add_argument("--name", help="run name (default: run-YYYYmmdd-HHMMSS)")
     parser.add_argument("--out-dir", type=Path, default=Path("runs"), help="where run directories go (default ./runs)")
     parser.add_argument("--no-report", action="store_true", help="write the run directory only")
@@ -72,6 +76,14 @@ def run_command(args: argparse.Namespace) -> int:
     """`rtcap run`."""
     from loadtests.run import RunError, RunOptions, run_sweep
 
+    from reports.gate import gather
+    from reports.thresholds import ThresholdError
+
+    try:
+        thresholds = gather(args.threshold)  # before any load: a typo must not cost a run
+    except ThresholdError as error:
+        print(f"rtcap run: error: {error}", file=sys.stderr)
+        return 2
     preset = QUICK if args.quick else DEFAULT
     from loadtests.staircase import parse_steps
 
@@ -103,7 +115,16 @@ def run_command(args: argparse.Namespace) -> int:
     print(f"run directory: {run_dir}")
     if options.report:
         print(f"report: {run_dir / 'report.html'}")
-    return 0
+    if not thresholds:
+        return 0
+    from reports.gate import JUNIT_FILE, check_run, describe, write_results
+
+    outcomes = check_run(run_dir, thresholds)
+    write_results(run_dir, outcomes)
+    for outcome in outcomes:
+        print(f"threshold {describe(outcome)}")
+    print(f"thresholds: {sum(o.ok for o in outcomes)} of {len(outcomes)} met (JUnit: {run_dir / JUNIT_FILE})")
+    return 0 if all(o.ok for o in outcomes) else 1
 
 
 def check_command(args: argparse.Namespace) -> int:

@@ -1,0 +1,90 @@
+"""Thresholds as a CI gate: gather them (flags, environment, config file), check a run, write JUnit XML.
+
+Sources, all added together: `--threshold EXPR` (repeatable), RTCAP_THRESHOLDS (expressions separated by
+`;` or newlines), and `thresholds = [...]` in ./rtcap.toml or under `[tool.rtcap]` in ./pyproject.toml.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import pandas as pd
+
+from reports.thresholds import Outcome, Threshold, ThresholdError, evaluate, parse_thresholds
+
+ENV_VAR = "RTCAP_THRESHOLDS"
+RESULTS_FILE = "thresholds.json"
+JUNIT_FILE = "junit.xml"
+
+
+def configured_thresholds(directory: Path = Path(".")) -> list[str]:
+    """Expressions from ./rtcap.toml (`thresholds = [...]`) or ./pyproject.toml (`[tool.rtcap] thresholds`)."""
+    for name, path in (("rtcap.toml", ("thresholds",)), ("pyproject.toml", ("tool", "rtcap", "thresholds"))):
+        file = directory / name
+        if not file.is_file():
+            continue
+        try:
+            data = tomllib.loads(file.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as error:
+            raise ThresholdError(f"{file}: not valid TOML: {error}") from None
+        value: object = data
+        for key in path:
+            value = value.get(key) if isinstance(value, Mapping) else None
+        if value is None:
+            continue
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ThresholdError(f"{file}: {'.'.join(path)} must be a list of strings like \"sse.delivery.p99<250ms\"")
+        return list(value)
+    return []
+
+
+def gather(flags: Iterable[str] | None, environ: Mapping[str, str] = os.environ,
+           directory: Path = Path(".")) -> list[Threshold]:
+    """Every threshold asked for, parsed (ThresholdError lists every bad one)."""
+    texts = list(flags or [])
+    texts += [t.strip() for t in environ.get(ENV_VAR, "").replace("\n", ";").split(";") if t.strip()]
+    texts += configured_thresholds(directory)
+    return parse_thresholds(texts)
+
+
+def check_run(run_dir: Path, thresholds: list[Threshold]) -> list[Outcome]:
+    """Evaluate thresholds against a finished run directory."""
+    summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    steps_path = run_dir / "steps.csv"
+    steps = pd.read_csv(steps_path) if steps_path.exists() and steps_path.stat().st_size else pd.DataFrame()
+    return evaluate(thresholds, summary, steps)
+
+
+def junit_xml(outcomes: list[Outcome], suite: str = "rtcap thresholds") -> str:
+    """JUnit XML: one test case per threshold, a failure element for each one not met."""
+    failures = sum(not o.ok for o in outcomes)
+    root = ET.Element("testsuites", name=suite, tests=str(len(outcomes)), failures=str(failures))
+    cases = ET.SubElement(root, "testsuite", name=suite, tests=str(len(outcomes)), failures=str(failures), errors="0")
+    for outcome in outcomes:
+        case = ET.SubElement(cases, "testcase", classname=f"rtcap.{outcome.threshold.transport}",
+                             name=outcome.threshold.text)
+        if not outcome.ok:
+            failure = ET.SubElement(case, "failure", message=describe(outcome))
+            failure.text = outcome.detail
+    return ET.tostring(root, encoding="unicode", xml_declaration=True)
+
+
+def describe(outcome: Outcome) -> str:
+    """One line: the expression, the observed value in the metric's base unit, and the verdict."""
+    observed = "unavailable" if outcome.observed is None else f"{outcome.observed:.6g}"
+    verdict = "ok" if outcome.ok else "FAILED"
+    return f"{verdict}: {outcome.threshold.text} (observed {observed}; {outcome.detail})"
+
+
+def write_results(run_dir: Path, outcomes: list[Outcome]) -> None:
+    """thresholds.json and junit.xml in the run directory."""
+    (run_dir / RESULTS_FILE).write_text(json.dumps([
+        {"threshold": o.threshold.text, "transport": o.threshold.transport, "metric": o.threshold.metric,
+         "op": o.threshold.op, "limit": o.threshold.limit, "observed": o.observed, "ok": o.ok, "detail": o.detail}
+        for o in outcomes], indent=2), encoding="utf-8")
+    (run_dir / JUNIT_FILE).write_text(junit_xml(outcomes), encoding="utf-8")
