@@ -5,7 +5,7 @@ Run one kind by naming it: `locust -f locustfile.py --headless -u 100 -r 50 SSEU
 
 from __future__ import annotations
 
-from loadtests import hooks, lag, options  # noqa: F401  (registers options, recorder hooks, generator lag monitor)
+from loadtests import gate_hooks, hooks, lag, options  # noqa: F401  (options, recorder, lag monitor, thresholds)
 from loadtests.polling import PollingViewer
 from loadtests.sse import SSEListener
 from loadtests.ws import WebSocketChatter, WebSocketListener

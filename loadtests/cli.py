@@ -117,13 +117,9 @@ def run_command(args: argparse.Namespace) -> int:
         print(f"report: {run_dir / 'report.html'}")
     if not thresholds:
         return 0
-    from reports.gate import JUNIT_FILE, check_run, describe, write_results
+    from reports.gate import check_run
 
     outcomes = check_run(run_dir, thresholds)
-    write_results(run_dir, outcomes)
-    for outcome in outcomes:
-        print(f"threshold {describe(outcome)}")
-    print(f"thresholds: {sum(o.ok for o in outcomes)} of {len(outcomes)} met (JUnit: {run_dir / JUNIT_FILE})")
     return 0 if all(o.ok for o in outcomes) else 1
 
 

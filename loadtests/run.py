@@ -258,7 +258,9 @@ def run_transport(options: RunOptions, adapter: TargetAdapter, transport: str, r
                 # The step shape reads the target's samples as they are taken to decide when memory settled.
                 live_samples = record_dir / "target_live.jsonl" if target_probe is not None else None
                 command = locust_command(options, transport, live, record_dir, live_samples)
-                locust = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+                # Thresholds are checked on the whole run directory afterwards, not inside Locust.
+                locust = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                          env={**os.environ, "RTCAP_GATE": "off"})
                 # One sample per generator process (master and forked workers): saturation is per process.
                 probes = [ProcessProbe(locust.pid, "generator", count_connections=False, include_children=True,
                                        per_process=True)]

@@ -52,12 +52,24 @@ def gather(flags: Iterable[str] | None, environ: Mapping[str, str] = os.environ,
     return parse_thresholds(texts)
 
 
-def check_run(run_dir: Path, thresholds: list[Threshold]) -> list[Outcome]:
-    """Evaluate thresholds against a finished run directory."""
+def check_thresholds_rows(thresholds: list[Threshold], summary: Mapping[str, object], steps: pd.DataFrame,
+                          out_dir: Path, say: object = print) -> list[Outcome]:
+    """Evaluate, print one line per threshold, and write thresholds.json and junit.xml into `out_dir`."""
+    outcomes = evaluate(thresholds, summary, steps)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_results(out_dir, outcomes)
+    for outcome in outcomes:
+        say(f"threshold {describe(outcome)}")  # type: ignore[operator]
+    say(f"thresholds: {sum(o.ok for o in outcomes)} of {len(outcomes)} met (JUnit: {out_dir / JUNIT_FILE})")  # type: ignore[operator]
+    return outcomes
+
+
+def check_run(run_dir: Path, thresholds: list[Threshold], say: object = print) -> list[Outcome]:
+    """Evaluate thresholds against a finished run directory; the results go next to its files."""
     summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
     steps_path = run_dir / "steps.csv"
     steps = pd.read_csv(steps_path) if steps_path.exists() and steps_path.stat().st_size else pd.DataFrame()
-    return evaluate(thresholds, summary, steps)
+    return check_thresholds_rows(thresholds, summary, steps, run_dir, say)
 
 
 def junit_xml(outcomes: list[Outcome], suite: str = "rtcap thresholds") -> str:
