@@ -1,0 +1,87 @@
+"""The web UI's Capacity tab: live rows over Locust's own stats endpoint, loopback by default, and in a
+real browser: start a test from the form, watch the tab update, stop it."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from targets.launch import LaunchedTarget, free_port
+from tests.conftest import launch_reference
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def target() -> Iterator[LaunchedTarget]:
+    launched = launch_reference(rate=10, payload=64)
+    yield launched
+    launched.stop()
+
+
+@pytest.fixture
+def web_ui(target: LaunchedTarget, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    port = free_port()
+    log = tmp_path / "locust.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "locust", "-f", str(ROOT / "locustfile.py"), "--web-port", str(port),
+         "--host", target.adapter.base_url, "--target-pid", str(target.pid), "--threshold", "sse.delivery.p99<5s",
+         "SSEUser"], stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=ROOT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:  # bounded wait for the UI to accept connections
+        try:
+            urllib.request.urlopen(base + "/", timeout=2).read()
+            break
+        except OSError:
+            assert time.monotonic() < deadline and process.poll() is None, log.read_text()
+            time.sleep(0.2)
+    yield base, log
+    process.terminate()
+    process.wait(15)
+
+
+def get_json(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return json.load(response)
+
+
+def capacity(base: str) -> list[dict[str, Any]]:
+    stats = get_json(base + "/stats/requests")
+    return next(e["data"] for e in stats["extended_stats"] if e["key"] == "rtcap-capacity")
+
+
+def wait_for(check: Any, what: str, timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.5)
+
+
+def test_the_capacity_tab_rows_follow_the_test_over_http(web_ui: tuple[str, Path], target: LaunchedTarget) -> None:
+    base, log = web_ui
+    page = urllib.request.urlopen(base + "/", timeout=5).read().decode()
+    assert '"rtcap-capacity"' in page and '"Capacity"' in page and "Memory per connection" in page
+    assert re.search(r"Starting web interface at http://127\.0\.0\.1:", log.read_text())  # loopback by default
+    assert capacity(base) == []  # nothing measured before the test starts
+    body = urllib.parse.urlencode({"user_count": 12, "spawn_rate": 3, "host": target.adapter.base_url}).encode()
+    urllib.request.urlopen(urllib.request.Request(base + "/swarm", data=body), timeout=5).read()  # slow ramp: several connection counts for the slope
+    row = wait_for(lambda: next((r for r in capacity(base) if r["transport"] == "sse" and r["connections"] == 12
+                                 and r["p50"] is not None and r["slope"] is not None), None), "a full sse row")
+    assert row["msgs_per_s"] > 50 and row["target_rss"] > 10 and row["thresholds"] == "1 of 1 met"
+    assert 0 < row["slope"] < 1024  # KiB per connection, from the sampled target process
+    urllib.request.urlopen(urllib.request.Request(base + "/stop", data=b""), timeout=5).read()
+    wait_for(lambda: get_json(base + "/stats/requests")["state"] == "stopped", "the test to stop")
