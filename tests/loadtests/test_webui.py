@@ -85,3 +85,47 @@ def test_the_capacity_tab_rows_follow_the_test_over_http(web_ui: tuple[str, Path
     assert 0 < row["slope"] < 1024  # KiB per connection, from the sampled target process
     urllib.request.urlopen(urllib.request.Request(base + "/stop", data=b""), timeout=5).read()
     wait_for(lambda: get_json(base + "/stats/requests")["state"] == "stopped", "the test to stop")
+
+
+def test_start_watch_the_capacity_tab_and_stop_in_a_real_browser(web_ui: tuple[str, Path], target: LaunchedTarget,
+                                                                 tmp_path: Path) -> None:
+    from tests.reports.test_planner_browser import CHROMIUM, Browser
+
+    if CHROMIUM is None:
+        pytest.skip("no chromium on PATH (Debian: apt-get install chromium)")
+    base, _ = web_ui
+    browser = Browser(tmp_path / "profile")
+    try:
+        browser.call("Page.navigate", url=base + "/")
+
+        def js(expression: str) -> Any:
+            return browser.eval(expression)
+
+        wait_for(lambda: js('!!document.querySelector("form input[name=userCount]")'), "the start form")
+        js(f"""(function () {{
+            var set = Object.getOwnPropertyDescriptor(HTMLInputElement.prototype, "value").set;
+            for (const [name, value] of [["userCount", "12"], ["spawnRate", "4"], ["host", {json.dumps(target.adapter.base_url)}]]) {{
+                var el = document.querySelector("form input[name=" + name + "]");
+                if (!el) continue;
+                set.call(el, value); el.dispatchEvent(new Event("input", {{bubbles: true}}));
+            }}
+            document.querySelector("form button[type=submit]").click();
+        }})()""")
+        wait_for(lambda: get_json(base + "/stats/requests")["state"] in ("spawning", "running"), "the test to start")
+        click_tab = """(function () { var t = [...document.querySelectorAll('[role=tab]')]
+            .find(e => e.textContent.trim() === 'Capacity'); if (t) t.click(); return !!t; })()"""
+        assert wait_for(lambda: js(click_tab), "the Capacity tab")
+        read_cells = """JSON.stringify([...document.querySelectorAll('table tbody tr')]
+            .map(r => [...r.querySelectorAll('td')].map(c => c.textContent.trim())))"""
+        headers = js("[...document.querySelectorAll('table thead th')].map(h => h.textContent.trim())")
+        assert "Delivery p99 (ms)" in headers and "Memory per connection (KiB, running)" in headers
+        first = wait_for(lambda: [r for r in json.loads(js(read_cells)) if r and r[0] == "sse"], "an sse row")
+        updated = wait_for(lambda: [r for r in json.loads(js(read_cells)) if r and r[0] == "sse" and r != first[0]
+                                    and r[1] == "12"], "the sse row to update to 12 connections")
+        assert updated[0][headers.index("Thresholds")] == "1 of 1 met"
+        stop = """(function () { var b = [...document.querySelectorAll('button')]
+            .find(e => e.textContent.trim().toUpperCase() === 'STOP'); if (b) b.click(); return !!b; })()"""
+        assert js(stop)
+        wait_for(lambda: get_json(base + "/stats/requests")["state"] == "stopped", "the test to stop")
+    finally:
+        browser.close()
