@@ -202,6 +202,9 @@ def _cpu(valid: pd.DataFrame, unit: str) -> dict[str, Any]:
         fit = fits.fit_line(valid[x], valid["cpu_percent"] / 100.0)
     except fits.FitError:
         return {"why": "no CPU fit: " + _why_unmeasured(valid, "cpu_percent", "CPU", x)}
+    if any(finite(v) is None for v in (fit.slope, fit.ci95[0], fit.ci95[1], fit.intercept)):
+        # e.g. the work never changed between steps (a server that publishes by itself): no usable slope.
+        return {"why": f"no CPU fit: CPU against {x} gave no finite slope and interval over valid steps"}
     # An idle process cannot use negative CPU; a slightly negative intercept is fit noise.
     return {"per_unit": fit.slope, "per_unit_lo": fit.ci95[0], "per_unit_hi": fit.ci95[1],
             "idle_cores": max(0.0, fit.intercept), "r2": finite(fit.r2), "points": fit.n}

@@ -162,3 +162,10 @@ def test_seconds_without_any_activity_still_count_in_the_duration() -> None:
     row = step_row("poll", window, seconds, [])
     assert row["duration_s"] == 9  # seconds 101..109 lie wholly inside
     assert row["rps"] == pytest.approx(20 / 9)
+
+
+def test_one_hiccup_in_a_short_window_does_not_void_it() -> None:
+    data = [second(t, "sse", [5.0] * 10) for t in range(100, 104)]
+    hiccup = [lag_second(t, [0.2] * 20) for t in range(100, 103)] + [lag_second(103, [0.2] * 19 + [500.0])]
+    row = step_row("sse", WINDOW, data + hiccup, [])  # 80 wake-ups: judged at p90, not at their maximum
+    assert row["generator_lag_max_ms"] == pytest.approx(500.0, rel=0.01) and row["valid"] is True
