@@ -168,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run a capacity sweep and write a run directory and an HTML report")
     add_run_arguments(run)
-    report = commands.add_parser("report", help="render run directories into one self-contained HTML report")
+    report = commands.add_parser("report", help="render run directories into a self-contained HTML report (or --format json|md)")
     from reports.cli import add_report_arguments
 
     add_report_arguments(report)

@@ -1,4 +1,4 @@
-"""The `report` subcommand: render one HTML report from one or more run directories."""
+"""The `report` subcommand: render one or more run directories as HTML, JSON or markdown."""
 
 from __future__ import annotations
 
@@ -7,33 +7,75 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from reports.html import render_report
+from reports.content import build_report
+from reports.exports import dumps_json, report_markdown
+from reports.html import render_html
 from reports.rundir import RunDirError
 
 PROG = "rtcap report"
+FORMATS = ("html", "json", "md")
+SUFFIXES = {".html": "html", ".htm": "html", ".json": "json", ".md": "md", ".markdown": "md"}
+STDOUT = "-"
+
+
+class UsageError(ValueError):
+    """Options that do not go together (exit 2)."""
 
 
 def add_report_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the `report` arguments (run directories, -o/--output) to `parser`."""
+    """Add the `report` arguments (run directories, -o/--output, --format) to `parser`."""
     parser.add_argument("runs", nargs="+", type=Path, metavar="RUN",
-                        help="run directory (runs/<name>); several runs are overlaid in one report")
-    parser.add_argument("-o", "--output", type=Path, default=None, metavar="FILE.html",
-                        help="where to write the report (default: <first run>/report.html)")
+                        help="run directory (runs/<name>); several runs are overlaid and compared with the first")
+    parser.add_argument("-o", "--output", default=None, metavar="FILE",
+                        help="where to write it; '-' is standard output (json, md). Default: "
+                             "<first run>/report.html for html, standard output for json and md")
+    parser.add_argument("--format", choices=FORMATS, default=None,
+                        help="html: the self-contained page (default); json: summary, model parameters, wire "
+                             "table, connections vs requests and the comparison; md: a short summary for a CI "
+                             "job summary or a PR comment. Without it, -o's suffix (.html, .json, .md) decides")
+
+
+def resolve_output(fmt: str | None, output: str | None, first_run: Path) -> tuple[str, Path | None]:
+    """(format, file or None for standard output), or UsageError for a bad combination."""
+    suffix = SUFFIXES.get(Path(output).suffix.lower()) if output not in (None, STDOUT) else None
+    if fmt is None:
+        fmt = suffix or "html"
+    elif suffix is not None and suffix != fmt:
+        raise UsageError(f"--format {fmt} but -o {output} ends in {Path(str(output)).suffix}: name the file "
+                         f"*.{fmt}, or leave out --format to take the format from the name")
+    if output == STDOUT or (output is None and fmt != "html"):
+        if fmt == "html":
+            # The page inlines ~5 MB of plotly.js: a terminal is no place for it.
+            raise UsageError("the html report is not written to standard output: give -o FILE.html, "
+                             "or --format json|md for text")
+        return fmt, None
+    path = Path(output) if output is not None else first_run / "report.html"
+    if path.is_dir():
+        raise UsageError(f"-o {output} is a directory: give a file name, e.g. {path / ('report.' + fmt)}")
+    return fmt, path
 
 
 def run_report(args: argparse.Namespace) -> int:
     """Render the report described by parsed `args`; return the process exit code."""
-    out = args.output if args.output is not None else Path(args.runs[0]) / "report.html"
     try:
-        path = render_report(list(args.runs), out)
-    except RunDirError as exc:
+        fmt, out = resolve_output(getattr(args, "format", None), None if args.output is None else str(args.output),
+                                  Path(args.runs[0]))
+        report = build_report(list(args.runs))
+    except (UsageError, RunDirError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
+    text = {"html": render_html, "json": dumps_json, "md": report_markdown}[fmt](report)
+    if out is None:
+        sys.stdout.write(text)
+        return 0
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
     except OSError as exc:
         # Unwritable output is the user's to fix, not a crash worth a traceback.
         print(f"{PROG}: error: cannot write {out}: {exc.strerror or exc}", file=sys.stderr)
         return 1
-    print(path)
+    print(out)
     return 0
 
 

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
-import html
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.offline import get_plotlyjs
 
 from reports import figures, wire
-from reports.figures import KIB, POLL_TRANSPORTS, fmt_num
+from reports.content import Report, build_report
+from reports.headline import transport_sentence
+from reports.page import esc as _e
+from reports.page import table as _table
 from reports.planner_html import planner_section
-from reports.rundir import Run, load_runs
-from reports.summary import build_summary, write_summary
+from reports.rundir import Run
+from reports.sections import comparison_section, fig_div, findings_section, headline_section, tradeoff_section
+
+__all__ = ["FIGURE_NOTES", "build_figures", "render_html", "render_report", "transport_sentence"]
 
 BANDS_NOTE = (" Grey bands and crossed markers are invalid steps, never counted as capacity; the "
               "band's label says why.")
@@ -39,60 +44,10 @@ FIGURE_NOTES = {
 CSS = """body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1200px;color:#222}
 table{border-collapse:collapse;font-size:.9rem}td,th{border:1px solid #ccc;padding:.25rem .5rem}
 th{background:#f3f3f3}td{text-align:right}td.text{text-align:left}
-.warn{color:#8a4b00}.note{color:#555;max-width:60rem}section{margin-bottom:2rem}"""
-
-
-def _e(value: Any) -> str:
-    """Escape any value read from a run directory for HTML text or attributes."""
-    return html.escape("" if value is None else str(value), quote=True)
-
-
-def _ms(value: Any) -> str:
-    """Milliseconds with sensible precision."""
-    return fmt_num(value, 0 if value is not None and abs(float(value)) >= 10 else 1)
-
-
-def transport_sentence(transport: str, s: Mapping[str, Any], slo: Mapping[str, Any]) -> str:
-    """One plain-language sentence summarising a transport (unescaped text)."""
-    held = (f"held {fmt_num(s.get('max_connections'))} connections"
-            if s.get("max_connections") is not None else "connections not measured")
-    if s.get("mem_per_conn_bytes") is not None:
-        lo, hi = s.get("mem_per_conn_ci95") or (None, None)
-        mem = (f"{fmt_num(s['mem_per_conn_bytes'], 1, KIB)} KiB per connection (95% CI "
-               f"{fmt_num(lo, 1, KIB)}-{fmt_num(hi, 1, KIB)}, R² {fmt_num(s.get('mem_per_conn_r2'), 2)})")
-    else:
-        mem = "memory per connection not fitted"
-    p99 = (s.get("delivery_ms") or {}).get("p99")
-    at = s.get("at_step") or {}
-    where = (f"{fmt_num(at['connections'])} connections" if at.get("connections") is not None
-             else f"{fmt_num(at.get('users'))} users")
-    delivery = f"delivery p99 {_ms(p99)} ms at {where}" if p99 is not None else "no delivery latency measured"
-    cond = (f"p99 <= {fmt_num(slo.get('delivery_p99_ms'))} ms, "
-            f"errors <= {float(slo.get('error_rate', 0)) * 100:g}%")
-    if s.get("capacity_at_slo") is not None:
-        cap = f"{fmt_num(s['capacity_at_slo'])} connections"
-    elif s.get("capacity_at_slo_users") is not None:
-        cap = f"{fmt_num(s['capacity_at_slo_users'])} users (connections not measured)"
-    else:
-        cap = "not met by any valid step"
-    if s.get("capacity_is_lower_bound") and s.get("capacity_at_slo_users") is not None:
-        cap = f"at least {cap}: the SLO held at every step, so the limit lies beyond this sweep (raise --steps)"
-    missed = s.get("missed_ticks")
-    # A missed tick is a poll sent late because the last answer was slow: staleness beyond the interval.
-    ticks = (f"; {fmt_num(missed)} {'poll missed its' if missed == 1 else 'polls missed their'} tick "
-             "(the viewer was still waiting on a slow answer)"
-             if transport in POLL_TRANSPORTS and missed else "")
-    return f"{transport}: {held}; {mem}; {delivery}; capacity at SLO ({cond}): {cap}{ticks}."
-
-
-def _table(frame: pd.DataFrame) -> str:
-    """A plain HTML table with every cell escaped."""
-    head = "".join(f"<th>{_e(c)}</th>" for c in frame.columns)
-    body = "".join(
-        "<tr>" + "".join(f'<td class="text">{_e(v)}</td>' if c in ("run", "transport")
-                         else f"<td>{_e(v)}</td>" for c, v in zip(frame.columns, row)) + "</tr>"
-        for row in frame.itertuples(index=False))
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+.warn{color:#8a4b00}.note{color:#555;max-width:60rem}section{margin-bottom:2rem}
+.sentences li{margin:.3rem 0;max-width:70rem}.fact{border-bottom:1px dotted #888;cursor:help}
+.fact sup a{color:#888;text-decoration:none;font-size:.7em;margin-left:1px}.sources{font-size:.8rem;color:#555}
+.lead{font-size:1.05rem;max-width:70rem}"""
 
 
 def _meta_block(run: Run) -> str:
@@ -115,25 +70,6 @@ def _meta_block(run: Run) -> str:
     return f"<h3>{_e(run.name)}</h3><dl>{rows}</dl>"
 
 
-def _findings(runs: Sequence[Run]) -> str:
-    """Per-transport sentences and all warnings for every run."""
-    parts: list[str] = []
-    for run in runs:
-        summary = run.summary or {}
-        slo = summary.get("slo") or run.meta.get("slo") or {}
-        if len(runs) > 1:
-            parts.append(f"<h3>{_e(run.name)}</h3>")
-        items = []
-        for transport, s in (summary.get("transports") or {}).items():
-            warns = "".join(f'<li class="warn">warning: {_e(w)}</li>' for w in s.get("warnings") or [])
-            items.append(f"<li>{_e(transport_sentence(transport, s, slo))}"
-                         + (f"<ul>{warns}</ul>" if warns else "") + "</li>")
-        # What the run itself could not measure or what stopped it (meta.json notes), said once per run.
-        items += [f'<li class="warn">note: {_e(note)}</li>' for note in run.meta.get("notes") or []]
-        parts.append(f"<ul>{''.join(items)}</ul>")
-    return "".join(parts)
-
-
 def _wire_section(steps: pd.DataFrame) -> str:
     """The per-client bytes comparison (Ably's table, measured), with its explanation and notes."""
     frame, notes = wire.wire_table(steps)
@@ -142,16 +78,6 @@ def _wire_section(steps: pd.DataFrame) -> str:
     extra = "".join(f'<p class="note warn">{_e(n)}</p>' for n in notes)
     return (f'<section id="wire"><h2>{_e(wire.TITLE)}</h2><p class="note">{_e(wire.EXPLANATION)}</p>'
             f"{_table(frame)}{extra}</section>")
-
-
-def _ensure_summaries(runs: Sequence[Run]) -> None:
-    """Compute summary.json for runs that lack one (in memory if the directory is read-only)."""
-    for run in runs:
-        if run.summary is None:
-            try:
-                run.summary = write_summary(run.path)
-            except OSError:
-                run.summary = build_summary(run.meta, run.steps, run.path / "meta.json")
 
 
 def build_figures(steps: pd.DataFrame, samples: pd.DataFrame, slo_p99_ms: float | None,
@@ -164,43 +90,44 @@ def build_figures(steps: pd.DataFrame, samples: pd.DataFrame, slo_p99_ms: float 
     return figs
 
 
-def render_report(run_dirs: Sequence[Path | str], out: Path | str) -> Path:
-    """Load runs, build figures and write one self-contained HTML report to `out`."""
-    steps, samples, runs = load_runs(run_dirs)
-    _ensure_summaries(runs)
-    slo = (runs[0].summary or {}).get("slo") or runs[0].meta.get("slo") or {}
+def render_html(report: Report) -> str:
+    """The whole self-contained page for a built report."""
+    runs, slo = report.runs, report.slo
     # With several runs the first run's limits word the bands (runs compared are normally alike).
-    figs = build_figures(steps, samples, slo.get("delivery_p99_ms"), slo)
-    fig_html = []
-    for i, (key, fig) in enumerate(figs.items()):
-        fig_title = fig.layout.title.text
-        # The section heading carries the title; a copy keeps the caller's figure untouched.
-        page_fig = go.Figure(fig).update_layout(title=None, margin={"t": 40})
-        # plotly.js goes inline with the first figure only: one copy, and no CDN <script src>.
-        div = page_fig.to_html(full_html=False, include_plotlyjs=(i == 0),
-                               default_height=f"{fig.layout.height}px",
-                               config={"displaylogo": False, "responsive": True})
-        fig_html.append(f'<section id="fig-{key}"><h2>{_e(fig_title)}</h2>'
-                        f'<p class="note">{_e(FIGURE_NOTES[key])}</p>{div}</section>')
+    figs = build_figures(report.steps, report.samples, slo.get("delivery_p99_ms"), slo)
+    fig_html = [f'<section id="fig-{key}"><h2>{_e(fig.layout.title.text)}</h2>'
+                f'<p class="note">{_e(FIGURE_NOTES[key])}</p>{fig_div(fig)}</section>'
+                for key, fig in figs.items()]
     frame = figures.headline_frame({r.name: r.summary or {} for r in runs})
     if len(runs) == 1 and not frame.empty:
         frame = frame.drop(columns="run")
     title = "rtcap capacity report: " + ", ".join(r.name for r in runs)
-    page = f"""<!DOCTYPE html>
+    # plotly.js goes inline once, before any figure: no CDN <script src>, the page works offline.
+    plotlyjs = ("<script>window.PlotlyConfig = {MathJaxConfig: 'local'};</script>"
+                f'<script charset="utf-8">{get_plotlyjs()}</script>')
+    return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>
-<meta name="viewport" content="width=device-width, initial-scale=1"><style>{CSS}</style></head>
+<meta name="viewport" content="width=device-width, initial-scale=1"><style>{CSS}</style>{plotlyjs}</head>
 <body><h1>{_e(title)}</h1>
+{headline_section(report)}
 <section id="runs"><h2>Runs</h2>{''.join(_meta_block(r) for r in runs)}</section>
 <section id="headline"><h2>Headline numbers</h2>{_table(frame)}
 <p class="note">Latency, requests/s and messages/s are taken at the highest-load valid step;
 memory per connection is the fitted slope over valid steps whose memory settled; capacity at SLO is the most
 connections held at a valid step whose delivery p99 and error rate were within the SLO.</p></section>
-<section id="findings"><h2>Findings</h2>{_findings(runs)}</section>
-{_wire_section(steps)}
+{findings_section(report)}
+{_wire_section(report.steps)}
+{tradeoff_section(report)}
+{comparison_section(report)}
 {planner_section(runs)}
 {''.join(fig_html)}
 </body></html>
 """
+
+
+def render_report(run_dirs: Sequence[Path | str], out: Path | str) -> Path:
+    """Load runs, build figures and write one self-contained HTML report to `out`."""
+    page = render_html(build_report(run_dirs))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page, encoding="utf-8")

@@ -89,7 +89,7 @@ def test_the_capacity_tab_rows_follow_the_test_over_http(web_ui: tuple[str, Path
 
 def test_start_watch_the_capacity_tab_and_stop_in_a_real_browser(web_ui: tuple[str, Path], target: LaunchedTarget,
                                                                  tmp_path: Path) -> None:
-    from tests.reports.test_planner_browser import CHROMIUM, Browser
+    from tests.reports.browser import CHROMIUM, Browser
 
     if CHROMIUM is None:
         pytest.skip("no chromium on PATH (Debian: apt-get install chromium)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -214,3 +214,15 @@ def rendered_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pat
 
     run = write_run(tmp_path_factory.mktemp("rendered"), "baseline", truth_steps())
     return run, render_report([run], run / "report.html")
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One headless Chromium for a test module (tests/reports/browser.py; mark tests needs_browser)."""
+    from tests.reports.browser import Browser
+
+    b = Browser(tmp_path_factory.mktemp("chromium-profile"))
+    try:
+        yield b
+    finally:
+        b.close()

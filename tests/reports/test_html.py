@@ -8,7 +8,8 @@ import re
 from html.parser import HTMLParser
 from pathlib import Path
 
-from reports.html import render_report, transport_sentence
+from reports.headline import transport_sentence
+from reports.html import render_report
 
 BANNER = re.compile(r"\* plotly\.js v\d+\.\d+\.\d+")
 
@@ -49,21 +50,23 @@ def test_plotlyjs_embedded_once_and_no_network(rendered_report: tuple[Path, Path
     assert not [a for a in tags.attrs if a[0] == "script" and a[1] == "src"]
     outside_scripts = re.sub(r"<script[^>]*>.*?</script>", "", page, flags=re.S)
     assert "cdn.plot.ly" not in outside_scripts
-    assert page.count('class="plotly-graph-div"') == 5
+    assert page.count('class="plotly-graph-div"') == 6  # five per-connection figures, connections vs requests
 
 
 def test_page_content(rendered_report: tuple[Path, Path]) -> None:
     run, out = rendered_report
-    text = " ".join(parse(out.read_text(encoding="utf-8")).text)
+    page = out.read_text(encoding="utf-8")
+    text = " ".join(parse(page).text)
     assert "rtcap capacity report: baseline" in text
     for fragment in ("bench-1", "8 CPUs", "reference http://127.0.0.1:8000", "2024-05-01T10:00:00+00:00",
                      "100, 200, 400, 800, 1600, 3200", "30.0 s", "memory/conn (KiB, 95% CI)"):
         assert fragment in text, fragment
-    assert ("sse: held 6,400 connections; 20.0 KiB per connection (95% CI 20.0-20.0, R² 1.00); "
-            "delivery p99 1,500 ms at 3,200 connections; capacity at SLO (p99 <= 1,000 ms, "
-            "errors <= 1%): 1,600 connections.") in text
-    assert "ws: held 4,800 connections" in text and "poll: held 3,200 connections" in text
-    assert "warning: 1 step invalid: load generator saturated" in text
+    assert ("SSE: 1,600 connections at p99 <= 1,000 ms on one process (the next step, 3,200 connections, "
+            "missed it: p99 1,500 ms), 20.0 KiB each (95% CI 20.0-20.0), 100 µs CPU per delivered event, "
+            "130 B on the wire per event.") in sentences(page)
+    assert "WebSocket: 2,400 connections" in sentences(page)
+    assert "Delta polling (every 3 s): 3,200 connections" in sentences(page)
+    assert "sse: warning: 1 step invalid: load generator saturated" in text
     for heading in ("Target memory vs connections", "Throughput vs connections", "Delivery latency",
                     "Target CPU vs connections", "Target resources over time"):
         assert heading in text
@@ -88,16 +91,23 @@ def test_two_runs_in_one_page(run_dir: Path, second_run_dir: Path, tmp_path: Pat
     assert len(BANNER.findall(page)) == 1
     text = " ".join(parse(page).text)
     assert "rtcap capacity report: baseline, tuned" in text
-    assert text.count("sse: held 6,400 connections") == 2
+    assert sentences(page).count("SSE: 1,600 connections ") == 2
+    assert 'id="comparison"' in page and page.index('id="tradeoff"') < page.index('id="comparison"')
 
 
 def test_sentence_without_fit_or_capacity() -> None:
     s = {"max_connections": None, "mem_per_conn_bytes": None, "delivery_ms": {"p99": None},
          "capacity_at_slo": None, "capacity_at_slo_users": None}
     text = transport_sentence("ws", s, {"delivery_p99_ms": 250, "error_rate": 0.005})
-    assert text == ("ws: connections not measured; memory per connection not fitted; no delivery "
-                    "latency measured; capacity at SLO (p99 <= 250 ms, errors <= 0.5%): not met by "
-                    "any valid step.")
+    assert text == "WebSocket: no valid step, memory per connection not fitted."
+
+
+def sentences(page: str) -> str:
+    """The headline sentences as a reader sees them: tags and footnote numbers dropped, one per line."""
+    lists = re.findall(r'<ul class="sentences">(.*?)</ul>', page, flags=re.S)
+    assert lists
+    text = re.sub(r"<sup>.*?</sup>", "", "".join(lists)).replace("</li>", "\n")
+    return html.unescape(re.sub(r"<[^>]+>", "", text))
 
 
 def section_text(page: str, section_id: str) -> str:
@@ -127,14 +137,16 @@ def test_wire_comparison_section(rendered_report: tuple[Path, Path]) -> None:
     assert page.index('id="findings"') < page.index('id="wire"') < page.index('id="fig-memory"')
 
 
-def test_findings_mention_missed_ticks_and_generator_lag(rendered_report: tuple[Path, Path]) -> None:
+def test_sentences_mention_missed_ticks_and_findings_generator_lag(rendered_report: tuple[Path, Path]) -> None:
     _, out = rendered_report
-    text = section_text(out.read_text(encoding="utf-8"), "findings")
-    state = text[text.index("state: held"):]
-    assert "capacity at SLO (p99 <= 1,000 ms, errors <= 1%): 400 connections; 53 polls missed their tick" in state
-    assert "missed" not in text[text.index("poll: held"):text.index("sse: held")]
-    assert "warning: load generator lagging at 1 step (timer lag p99 up to 250 ms, limit 100 ms)" in text
-    assert "warning: 1 step left out of the memory fit" in text
+    page = out.read_text(encoding="utf-8")
+    summary = sentences(page)
+    state = summary[summary.index("Full-state polling (every"):]
+    assert "7.1 KiB on the wire per request; 53 polls missed their tick" in state
+    assert "missed their tick" not in summary[summary.index("Delta polling"):summary.index("SSE:")]
+    text = section_text(page, "findings")
+    assert "state: warning: load generator lagging at 1 step (timer lag p99 up to 250 ms, limit 100 ms)" in text
+    assert "ws: warning: 1 step left out of the memory fit" in text
 
 
 def test_bands_reach_the_page(rendered_report: tuple[Path, Path]) -> None:
@@ -149,12 +161,12 @@ def test_bands_reach_the_page(rendered_report: tuple[Path, Path]) -> None:
 def test_old_run_still_renders(old_run_dir: Path, tmp_path: Path) -> None:
     out = render_report([old_run_dir], tmp_path / "old.html")
     page = out.read_text(encoding="utf-8")
-    assert page.count('class="plotly-graph-div"') == 5
+    assert page.count('class="plotly-graph-div"') == 6
     text = section_text(page, "wire")
     assert "Delta polling – 250 ms – 96.7 KiB – 330 B 6 of 6" in text
     assert "Overhead unavailable for Delta polling, SSE, WebSocket" in text
-    findings = section_text(page, "findings")
-    assert "poll: held 3,200 connections" in findings and "missed" not in findings
+    summary = sentences(page)
+    assert "Delta polling (every 3 s): 3,200 connections" in summary and "tick" not in summary
 
 
 def test_sentence_missed_ticks_only_for_polling() -> None:
@@ -162,6 +174,6 @@ def test_sentence_missed_ticks_only_for_polling() -> None:
          "capacity_at_slo": None, "capacity_at_slo_users": None, "missed_ticks": 1}
     slo = {"delivery_p99_ms": 250, "error_rate": 0.005}
     assert transport_sentence("poll", s, slo).endswith(
-        "; 1 poll missed its tick (the viewer was still waiting on a slow answer).")
+        "not fitted; 1 poll missed its tick (the viewer was still waiting on a slow answer).")
     assert "missed" not in transport_sentence("sse", s, slo)
     assert "missed" not in transport_sentence("state", {**s, "missed_ticks": 0}, slo)

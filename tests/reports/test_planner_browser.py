@@ -1,20 +1,13 @@
 """The report's planner in headless Chromium: it computes on load and on every input, offline, and
 gives `rtcap plan`'s numbers for the same inputs.
 
-Chromium is driven over the DevTools protocol (websocket-client), so the test types into the real
-form and reads the result cells the script wrote. Skipped only when no Chromium is installed.
+Chromium is driven over the DevTools protocol (tests/reports/browser.py), so the test types into the
+real form and reads the result cells the script wrote. Skipped only when no Chromium is installed.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import signal
-import subprocess
-import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +15,10 @@ import pytest
 
 from reports.plan_cli import main as plan_main
 from reports.plan_cli import model_line
+from tests.reports.browser import Browser, needs_browser
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (Debian: apt-get install chromium)")
-websocket = pytest.importorskip("websocket", reason="websocket-client is needed to drive Chromium")
+pytestmark = needs_browser
 
-TIMEOUT_S = 15.0
 FIELDS = ("work_per_s", "instances", "instances_by.memory", "instances_by.cpu",
           "instances_by.connections", "memory_bytes", "cpu_cores", "bandwidth_bytes_per_s")
 # Read the computed plan back from the DOM: one dict per result row.
@@ -42,101 +33,34 @@ READ_ROWS = """JSON.stringify({state: document.getElementById("plan-body").getAt
     return r; })})"""
 
 
-class Browser:
-    """One headless Chromium we start and stop ourselves, spoken to over the DevTools protocol."""
+class Planner:
+    """The report's planner form, as a user drives it in the browser."""
 
-    def __init__(self, profile: Path) -> None:
-        self.ws: Any = None
-        self.next_id = 0
-        self.proc = subprocess.Popen(
-            [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-             "--no-default-browser-check", "--remote-debugging-port=0", "--remote-allow-origins=*",
-             f"--user-data-dir={profile}", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        try:
-            self.ws = websocket.create_connection(self._page_url(profile), timeout=TIMEOUT_S,
-                                                  suppress_origin=True)
-        except BaseException:
-            self.close()
-            raise
-
-    def _page_url(self, profile: Path) -> str:
-        """The DevTools WebSocket URL of the browser's page, once Chromium has opened its port."""
-        port_file, deadline = profile / "DevToolsActivePort", time.monotonic() + TIMEOUT_S
-        while True:
-            if self.proc.poll() is not None:
-                pytest.fail(f"Chromium exited with status {self.proc.returncode}")
-            if port_file.exists() and port_file.read_text().strip():
-                port = port_file.read_text().split()[0]
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=TIMEOUT_S) as resp:
-                    pages = [t for t in json.load(resp) if t["type"] == "page"]
-                if pages:
-                    return str(pages[0]["webSocketDebuggerUrl"])
-            if time.monotonic() > deadline:
-                pytest.fail("Chromium did not open its DevTools port in time")
-            time.sleep(0.05)
-
-    def call(self, method: str, **params: Any) -> dict[str, Any]:
-        """Send one DevTools command and wait for its answer (events in between are skipped)."""
-        self.next_id += 1
-        self.ws.send(json.dumps({"id": self.next_id, "method": method, "params": params}))
-        while True:
-            msg = json.loads(self.ws.recv())
-            if msg.get("id") == self.next_id:
-                assert "error" not in msg, msg
-                return msg["result"]
-
-    def eval(self, expression: str) -> Any:
-        """Evaluate JavaScript in the page and return its (JSON-able) value."""
-        res = self.call("Runtime.evaluate", expression=expression, returnByValue=True)
-        assert "exceptionDetails" not in res, res["exceptionDetails"]
-        return res["result"].get("value")
+    def __init__(self, browser: Browser) -> None:
+        self.browser = browser
 
     def open(self, url: str) -> None:
-        """Load `url` afresh (not a same-document hash change) and wait until the planner has rendered."""
-        self.call("Page.navigate", url="about:blank")
-        self.call("Page.navigate", url=url)
-        deadline = time.monotonic() + TIMEOUT_S
-        while not self.eval('document.readyState === "complete" && location.href.startsWith("file:") && '
-                            '!!document.querySelector("#plan-body[data-state]")'):
-            assert time.monotonic() < deadline, "the planner did not render"
-            time.sleep(0.05)
+        """Load the report and wait until the planner has computed."""
+        self.browser.open(url, 'document.querySelector("#plan-body[data-state]")', "the planner")
+
+    def eval(self, expression: str) -> Any:
+        """Evaluate JavaScript in the page."""
+        return self.browser.eval(expression)
 
     def rows(self) -> dict[str, Any]:
         """The planner's current result, read from the DOM."""
-        return json.loads(self.eval(READ_ROWS))
+        return json.loads(self.browser.eval(READ_ROWS))
 
     def type(self, name: str, value: str) -> None:
         """Set one form input as a user would and fire its input event."""
-        self.eval(f"""(function () {{ var el = document.querySelector('#plan-form [name="{name}"]');
+        self.browser.eval(f"""(function () {{ var el = document.querySelector('#plan-form [name="{name}"]');
             el.value = {json.dumps(value)}; el.dispatchEvent(new Event("input", {{bubbles: true}})); }})()""")
 
-    def close(self) -> None:
-        """Stop the browser (its own process group, which only it is in)."""
-        if self.ws is not None:
-            self.ws.close()
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
-        # Renderer and GPU helpers share the group and may outlive the main process for a moment.
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.proc.wait(timeout=5)
 
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
-    """One Chromium for the module's tests."""
-    b = Browser(tmp_path_factory.mktemp("chromium-profile"))
-    try:
-        yield b
-    finally:
-        b.close()
+@pytest.fixture
+def planner(browser: Browser) -> Planner:
+    """The shared Chromium, seen through the planner form."""
+    return Planner(browser)
 
 
 def cli_plan(run: Path, inputs: dict[str, str], capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
@@ -168,10 +92,10 @@ DEFAULTS = {"viewers": "100000", "update_rate": "1/s", "freshness": "1s", "insta
 
 
 def test_planner_equals_rtcap_plan_and_follows_inputs(
-        browser: Browser, rendered_report: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+        planner: Planner, rendered_report: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
     run, page = rendered_report
-    browser.open(page.as_uri())
-    first = browser.rows()
+    planner.open(page.as_uri())
+    first = planner.rows()
     assert_same(first, cli_plan(run, DEFAULTS, capsys))
     sse = {r["transport"]: r for r in first["rows"]}["sse"]
     assert sse["binding"] == ["connections"] and sse["instances"] == [63, 63, 63]  # 1,600 held at p99 <= 1 s
@@ -188,9 +112,9 @@ def test_planner_equals_rtcap_plan_and_follows_inputs(
              ("instance_memory", "4GiB", None), ("freshness", "5ms", None)]  # push: no step that fresh
     inputs, before, unavailable = dict(DEFAULTS), first, set()
     for name, value, binds in steps:
-        browser.type(name, value)
+        planner.type(name, value)
         inputs[name] = value
-        now = browser.rows()
+        now = planner.rows()
         assert now["rows"] != before["rows"], f"the result did not change when {name} became {value}"
         assert_same(now, cli_plan(run, inputs, capsys))
         if binds:
@@ -202,19 +126,19 @@ def test_planner_equals_rtcap_plan_and_follows_inputs(
 
 
 def test_planner_reads_the_url_hash_and_flags_bad_input(
-        browser: Browser, rendered_report: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+        planner: Planner, rendered_report: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
     run, page = rendered_report
     inputs = {**DEFAULTS, "viewers": "250k", "freshness": "500ms", "instance_memory": "1G"}
-    browser.open(page.as_uri() + "#viewers=250k&freshness=500ms&instance_memory=1G")
-    assert_same(browser.rows(), cli_plan(run, inputs, capsys))
-    lines = browser.eval('Array.from(document.querySelectorAll("#plan-notes li li")).map(function (li) '
+    planner.open(page.as_uri() + "#viewers=250k&freshness=500ms&instance_memory=1G")
+    assert_same(planner.rows(), cli_plan(run, inputs, capsys))
+    lines = planner.eval('Array.from(document.querySelectorAll("#plan-notes li li")).map(function (li) '
                          '{ return li.textContent; }).filter(function (t) { return t.startsWith("model: "); })')
     assert lines == [model_line(m) for m in cli_plan(run, inputs, capsys)["models"]]
     # Offline: the page fetched nothing (no script, style, font or data from anywhere).
-    assert browser.eval('performance.getEntriesByType("resource").length') == 0
-    browser.type("instance_memory", "4 gigs")
-    assert browser.rows() == {"state": "error", "rows": []}
-    message = browser.eval('document.getElementById("plan-err-instance_memory").textContent')
+    assert planner.eval('performance.getEntriesByType("resource").length') == 0
+    planner.type("instance_memory", "4 gigs")
+    assert planner.rows() == {"state": "error", "rows": []}
+    message = planner.eval('document.getElementById("plan-err-instance_memory").textContent')
     from reports.plan import PlanInputError, parse_size
 
     with pytest.raises(PlanInputError) as exc:

@@ -19,7 +19,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 def test_arguments() -> None:
     args = parse(["runs/a", "runs/b", "-o", "x.html"])
-    assert args.runs == [Path("runs/a"), Path("runs/b")] and args.output == Path("x.html")
+    assert args.runs == [Path("runs/a"), Path("runs/b")] and args.output == "x.html" and args.format is None
     assert parse(["runs/a"]).output is None
     with pytest.raises(SystemExit):
         parse([])

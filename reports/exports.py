@@ -1,0 +1,132 @@
+"""The report as JSON (for tools) and as short markdown (for a CI job summary or a PR comment)."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+
+from reports.compare import comparison_frame
+from reports.content import Report
+from reports.figures import fmt_num
+from reports.page import fmt_cpu, fmt_kib, md_table
+from reports.wire import TITLE as WIRE_TITLE
+from reports.wire import fmt_bytes, transport_name, wire_numbers, wire_table
+
+FORMAT_VERSION = 1
+WITHIN_NOISE = ("_Within noise: the difference's 95% CI contains zero (fitted slopes, bytes) or the two runs' "
+                "intervals overlap (p99: order statistics of the step's events; capacity: the step grid)._")
+META_KEYS = ("name", "tool", "version", "git_sha", "host", "target", "transports", "steps", "hold_s", "slo",
+             "start", "end", "notes")
+
+
+def _clean(value: Any) -> Any:
+    """Strict-JSON copy: NaN and infinities become null, numpy scalars plain numbers, tuples lists."""
+    if isinstance(value, Mapping):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def model_parameters(p: Mapping[str, Any]) -> dict[str, Any]:
+    """One transport's model in plain names: memory fit, CPU and wire bytes per event or request."""
+    unit = "event" if p["unit"] == "message" else "request"
+    mem, cpu, bw = p["memory"], p["cpu"], p["bandwidth"]
+    out: dict[str, Any] = {"kind": p["kind"], "unit": unit}
+    out["memory"] = mem if "why" in mem else {
+        "slope_bytes_per_connection": mem["slope"], "intercept_bytes": mem["baseline"],
+        "ci95_bytes": [mem["slope_lo"], mem["slope_hi"]], "r2": mem["r2"], "points": mem["points"],
+        "stderr_bytes": mem["stderr"], "steps": mem["steps"]}
+    out["cpu"] = cpu if "why" in cpu else {
+        f"core_seconds_per_{unit}": cpu["per_unit"], "ci95": [cpu["per_unit_lo"], cpu["per_unit_hi"]],
+        "idle_cores": cpu["idle_cores"], "r2": cpu["r2"], "points": cpu["points"], "stderr": cpu["stderr"],
+        "against": cpu["x"], "steps": cpu["steps"]}
+    out["bytes"] = bw if "why" in bw else {
+        f"per_{unit}": bw["per_unit"], "per_step_min": bw["per_unit_lo"], "per_step_max": bw["per_unit_hi"],
+        "stderr": bw["stderr"], "steps": bw["steps"]}
+    if p.get("bytes_split"):
+        split = p["bytes_split"]
+        out["bytes"]["overhead_per_request"] = split["overhead_per_request"]
+        out["bytes"]["payload_per_event"] = split["payload_per_event"]
+    return out
+
+
+def report_json(report: Report) -> dict[str, Any]:
+    """Everything the page says, as data: per run the summary, model, sentences and trade-off."""
+    runs = [{"name": r.name, "path": str(r.path), "meta": {k: r.meta[k] for k in META_KEYS if k in r.meta},
+             "summary": r.summary,
+             "model": {t: model_parameters(p) for t, p in report.params[r.name].items()},
+             "headlines": [s.as_dict() for s in report.sentences[r.name]],
+             "connections_vs_requests": report.tradeoffs[r.name]} for r in report.runs]
+    wire = wire_numbers(report.steps).drop(columns=["is_baseline"])
+    return _clean({"format": "rtcap-report", "format_version": FORMAT_VERSION, "runs": runs,
+                   "wire": wire.astype(object).where(wire.notna(), None).to_dict(orient="records"),
+                   "comparison": report.comparison})
+
+
+def dumps_json(report: Report) -> str:
+    """The JSON export as text (strict JSON: no NaN)."""
+    return json.dumps(report_json(report), indent=2, allow_nan=False, ensure_ascii=False) + "\n"
+
+
+def compact_frame(report: Report) -> pd.DataFrame:
+    """One row per run and transport: the headline figures with units."""
+    rows = []
+    for r in report.runs:
+        for t, s in ((r.summary or {}).get("transports") or {}).items():
+            p = report.params[r.name].get(t)
+            unit = "event" if p and p["unit"] == "message" else "request"
+            cap = fmt_num(s.get("capacity_at_slo"))
+            lo, hi = s.get("mem_per_conn_ci95") or (None, None)
+            at = s.get("at_step") or {}
+            cpu = p["cpu"] if p else {"why": ""}
+            bw = p["bandwidth"] if p else {"why": ""}
+            rows.append({
+                "run": r.name, "transport": transport_name(t),
+                "capacity at SLO": cap + (" (lower bound)" if s.get("capacity_is_lower_bound") and cap != "–"
+                                          else ""),
+                "memory/conn (95% CI)": "–" if s.get("mem_per_conn_bytes") is None else
+                f"{fmt_kib(s['mem_per_conn_bytes'])} KiB ({fmt_kib(lo)}-{fmt_kib(hi)})",
+                "delivery p99": "–" if (s.get("delivery_ms") or {}).get("p99") is None else
+                f"{fmt_num(s['delivery_ms']['p99'])} ms at {fmt_num(at.get('connections'))} conns",
+                "CPU": "–" if "why" in cpu else f"{fmt_cpu(cpu['per_unit'])} per {unit}",
+                "wire bytes": "–" if "why" in bw else f"{fmt_bytes(bw['per_unit'])} per {unit}",
+                "errors / lost": f"{fmt_num(s.get('errors'))} / {fmt_num(s.get('lost'))}"})
+    frame = pd.DataFrame(rows)
+    return frame.drop(columns="run") if len(report.runs) == 1 and not frame.empty else frame
+
+
+def report_markdown(report: Report) -> str:
+    """A short markdown summary: sentences, a compact table, the wire table, trade-off, differences, warnings."""
+    several = len(report.runs) > 1
+    out = [f"## rtcap report: {', '.join(r.name for r in report.runs)}", ""]
+    for r in report.runs:
+        prefix = f"**{r.name}** · " if several else ""
+        out += [f"- {prefix}{s.text()}" for s in report.sentences[r.name]]
+    out += ["", md_table(compact_frame(report)), ""]
+    for r in report.runs:
+        label = f"Connections vs requests{f' ({r.name})' if several else ''}"
+        out += [f"**{label}.** {report.tradeoffs[r.name]['sentence']}", ""]
+    frame, notes = wire_table(report.steps)
+    if not frame.empty:
+        out += [f"### {WIRE_TITLE}", "", md_table(frame), ""]
+        out += [f"_{n}_" for n in notes] + ([""] if notes else [])
+    if report.comparison:
+        out += [f"### Differences between runs (against {report.runs[0].name})", "",
+                md_table(comparison_frame(report.comparison)), "",
+                WITHIN_NOISE, ""]
+    warnings = [f"- {r.name + ' · ' if several else ''}{t}: {w}" for r in report.runs
+                for t, s in ((r.summary or {}).get("transports") or {}).items() for w in s.get("warnings") or []]
+    warnings += [f"- {r.name + ' · ' if several else ''}note: {n}"
+                 for r in report.runs for n in r.meta.get("notes") or []]
+    if warnings:
+        out += ["### Warnings", "", *warnings, ""]
+    return "\n".join(out).rstrip("\n") + "\n"
