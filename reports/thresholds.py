@@ -7,7 +7,6 @@ reads a run directory's figures (summary.json per transport, steps.csv for per-s
 
 from __future__ import annotations
 
-import math
 import operator
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -15,6 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
+
+from reports.wire import finite
 
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
     "<=": operator.le, ">=": operator.ge, "==": operator.eq, "<": operator.lt, ">": operator.gt,
@@ -133,14 +134,6 @@ def parse_thresholds(texts: Iterable[str]) -> list[Threshold]:
     return parsed
 
 
-def _finite(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
 def observe(threshold: Threshold, figures: Mapping[str, Any], steps: pd.DataFrame) -> tuple[float | None, str]:
     """The value a threshold compares, from one transport's summary figures and its steps; (None, why)."""
     metric = threshold.metric
@@ -154,13 +147,13 @@ def observe(threshold: Threshold, figures: Mapping[str, Any], steps: pd.DataFram
         return (float(values.max()), "") if len(values) else (None, "no valid step")
     if metric in ("lost", "duplicated", "reordered") and threshold.percent:
         delivered = pd.to_numeric(steps.get("delivered", pd.Series(dtype=float)), errors="coerce").sum()
-        count = _finite(figures.get(metric))
+        count = finite(figures.get(metric))
         if count is None or not delivered:
             return None, "no events delivered"
         return count / delivered, ""
     key = {"mem_per_conn": "mem_per_conn_bytes", "connections": "max_connections",
            "capacity": "capacity_at_slo"}.get(metric, metric)
-    value = _finite(figures.get(key))
+    value = finite(figures.get(key))
     return (value, "") if value is not None else (None, f"{key} unavailable in this run")
 
 
