@@ -38,18 +38,38 @@ def adapter_with(directory: Path, *server_args: str) -> Path:
 
 
 def _rtcap(*args: str) -> None:
-    done = subprocess.run([sys.executable, "-m", "loadtests.cli", *args], capture_output=True, text=True, cwd=ROOT)
-    if done.returncode != 0:
-        raise RuntimeError(f"rtcap {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+    _wait_rtcap([_start_rtcap(*args)])
+
+
+def _start_rtcap(*args: str) -> tuple[list[str], subprocess.Popen[str]]:
+    proc = subprocess.Popen([sys.executable, "-m", "loadtests.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+    return list(args), proc
+
+
+def _wait_rtcap(started: list[tuple[list[str], subprocess.Popen[str]]]) -> None:
+    failed = []
+    for args, proc in started:
+        output, _ = proc.communicate()
+        if proc.returncode != 0:
+            failed.append(f"rtcap {' '.join(args)} failed:\n{output}")
+    if failed:
+        raise RuntimeError("\n".join(failed))
 
 
 def ballast_slopes(work: Path, ballast: int = 65536, transports: str = "sse,ws", steps: str = "50,100,150,200,250",
-                   hold: float = 4.0) -> dict[str, dict[str, float]]:
-    """Memory per connection (rtcap run's fit) without and with `ballast` bytes held per connection."""
+                   hold: float = 4.0, settle_max: float = 30.0) -> dict[str, dict[str, float]]:
+    """Memory per connection (rtcap run's fit) without and with `ballast` bytes held per connection.
+
+    The two sweeps run at the same time: each has its own target process, and a memory slope does not
+    depend on how busy the CPU is.
+    """
+    configs = (("plain", ()), ("ballast", ("--ballast", str(ballast))))
+    _wait_rtcap([_start_rtcap("run", "--target", str(adapter_with(work, *args)), "--transports", transports,
+                              "--steps", steps, "--hold", str(hold), "--settle", "1", "--settle-max", str(settle_max),
+                              "--out-dir", str(work), "--name", name, "--no-report") for name, args in configs])
     out: dict[str, dict[str, float]] = {}
-    for name, args in (("plain", ()), ("ballast", ("--ballast", str(ballast)))):
-        _rtcap("run", "--target", str(adapter_with(work, *args)), "--transports", transports, "--steps", steps,
-               "--hold", str(hold), "--settle", "1", "--out-dir", str(work), "--name", name, "--no-report")
+    for name, _ in configs:
         summary = json.loads((work / name / "summary.json").read_text())
         for transport, figures in summary["transports"].items():
             out.setdefault(transport, {})[name] = figures["mem_per_conn_bytes"]

@@ -17,7 +17,7 @@ def test_multiples_counts_strictly_inside() -> None:
 
 
 def test_memory_slope_grows_by_exactly_the_ballast(tmp_path: Path) -> None:
-    slopes = ballast_slopes(tmp_path, ballast=65536, steps="30,60,90,120,150", hold=3)
+    slopes = ballast_slopes(tmp_path, ballast=65536, steps="40,80,120,160", hold=2, settle_max=8)
     for transport in ("sse", "ws"):
         assert slopes[transport]["difference"] == pytest.approx(65536, rel=0.05), slopes
 

@@ -1,7 +1,8 @@
 """Drive one headless Chromium over the DevTools protocol (websocket-client), for the browser tests.
 
-Tests using it mark themselves with `needs_browser`, so they are skipped only when no Chromium (or no
-websocket-client) is installed, and take the `browser` fixture (conftest.py): one Chromium per module.
+Tests using it mark themselves with `needs_browser` and take the `browser` fixture (conftest.py): one
+Chromium per module. A machine without Chromium gets Debian's package installed on first import (as CI
+does for the example servers); they are skipped only where that cannot be done (no apt-get, not root).
 """
 
 from __future__ import annotations
@@ -24,7 +25,21 @@ try:
 except ImportError:  # the tests skip themselves (needs_browser)
     websocket = None
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def find_chromium() -> str | None:
+    """Chromium's path; where it is missing, Debian's package is installed first when apt-get can run."""
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found or shutil.which("apt-get") is None or os.geteuid() != 0:
+        return found
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for command in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "--no-install-recommends", "chromium"]):
+        if subprocess.run(command, env=env, capture_output=True, timeout=600, check=False).returncode != 0:
+            return None
+    return shutil.which("chromium")
+
+
+CHROMIUM = find_chromium()
 needs_browser = pytest.mark.skipif(CHROMIUM is None or websocket is None,
                                    reason="needs chromium on PATH (Debian: apt-get install chromium) and "
                                           "websocket-client")
@@ -39,7 +54,8 @@ class Browser:
         self.next_id = 0
         self.proc = subprocess.Popen(
             [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-             "--no-default-browser-check", "--remote-debugging-port=0", "--remote-allow-origins=*",
+             "--no-default-browser-check", "--disable-quic", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--remote-debugging-port=0", "--remote-allow-origins=*",
              f"--user-data-dir={profile}", "about:blank"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         try:
