@@ -5,7 +5,7 @@ Run one kind by naming it: `locust -f locustfile.py --headless -u 100 -r 50 SSEU
 
 from __future__ import annotations
 
-from loadtests import gate_hooks, hooks, lag, options, webui  # noqa: F401  (options, recorder, lag, thresholds, UI)
+from loadtests import abort, gate_hooks, hooks, lag, options, webui  # noqa: F401  (options, recorder, lag, gate, UI)
 from loadtests.polling import PollingViewer
 from loadtests.sse import SSEListener
 from loadtests.ws import WebSocketChatter, WebSocketListener

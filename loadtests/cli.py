@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -67,6 +68,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                         help="pass/fail gate, repeatable: 'sse.delivery.p99<250ms', 'ws.errors<0.1%%', "
                              "'sse.mem_per_conn<32KiB', 'poll.rps>=500' (also RTCAP_THRESHOLDS, rtcap.toml, "
                              "[tool.rtcap] in pyproject.toml); exit 1 when one is not met")
+    parser.add_argument("--abort-early", action="store_true",
+                        help="stop the sweep as soon as a threshold can no longer be met (a finished step's latency "
+                             "or error rate, or a count such as lost, over its upper bound); what was measured is kept")
     parser.add_argument("--name", help="run name (default: run-YYYYmmdd-HHMMSS)")
     parser.add_argument("--out-dir", type=Path, default=Path("runs"), help="where run directories go (default ./runs)")
     parser.add_argument("--no-report", action="store_true", help="write the run directory only")
@@ -83,6 +87,10 @@ def run_command(args: argparse.Namespace) -> int:
         thresholds = gather(args.threshold)  # before any load: a typo must not cost a run
     except ThresholdError as error:
         print(f"rtcap run: error: {error}", file=sys.stderr)
+        return 2
+    if args.abort_early and not thresholds:
+        print("rtcap run: error: --abort-early needs at least one threshold (--threshold, RTCAP_THRESHOLDS, rtcap.toml)",
+              file=sys.stderr)
         return 2
     preset = QUICK if args.quick else DEFAULT
     from loadtests.staircase import parse_steps
@@ -106,7 +114,14 @@ def run_command(args: argparse.Namespace) -> int:
         target_pid=args.target_pid, channel=args.channel, poll_interval=args.poll_interval, chat_rate=args.chat_rate,
         slo_p99_ms=args.slo_p99_ms, slo_error_rate=args.slo_error_rate, report=not args.no_report,
         processes=args.processes, generator_lag_limit_ms=args.generator_lag_limit_ms,
+        thresholds=[t.text for t in thresholds], abort_early=args.abort_early,
     )
+    if args.abort_early:
+        from reports.thresholds import final_once_missed
+
+        late = [t.text for t in thresholds if not final_once_missed(t, per_step=True)]
+        if late:
+            print(f"note: judged at the end only (more data can still meet them): {', '.join(late)}", flush=True)
     try:
         run_dir = run_sweep(options, say=lambda line: print(line, flush=True))
     except RunError as error:
@@ -115,12 +130,24 @@ def run_command(args: argparse.Namespace) -> int:
     print(f"run directory: {run_dir}")
     if options.report:
         print(f"report: {run_dir / 'report.html'}")
-    if not thresholds:
-        return 0
-    from reports.gate import check_run
+    code = 0
+    if thresholds:
+        import json
 
-    outcomes = check_run(run_dir, thresholds)
-    return 0 if all(o.ok for o in outcomes) else 1
+        from reports.gate import check_run, early_verdicts
+
+        aborted = json.loads((run_dir / "meta.json").read_text(encoding="utf-8")).get("aborted")
+        outcomes = check_run(run_dir, thresholds, verdicts=early_verdicts(aborted) if aborted else ())
+        code = 0 if all(o.ok for o in outcomes) and not aborted else 1
+    from reports.exports import publish_markdown
+    from reports.rundir import RunDirError
+
+    try:
+        # After the thresholds, so the summary (for a CI job summary or a PR comment) carries their verdicts.
+        print("summary: " + ", ".join(map(str, publish_markdown(run_dir, os.environ))))
+    except (RunDirError, OSError) as error:
+        print(f"rtcap run: warning: no markdown summary: {error}", file=sys.stderr)
+    return code
 
 
 def check_command(args: argparse.Namespace) -> int:

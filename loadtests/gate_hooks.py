@@ -29,7 +29,8 @@ from reports.thresholds import Threshold, ThresholdError
 logger = logging.getLogger(__name__)
 RUN_FAILED = 3
 GATE_ENV = "RTCAP_GATE"
-"""Set to "off" by `rtcap run` for the Locust it starts."""
+"""Set by `rtcap run` for the Locust it starts: "off" (no thresholds), or "abort" (parse them for
+--abort-early only: `rtcap run` checks them itself on the whole run directory)."""
 _parsed: dict[int, list[Threshold]] = {}
 
 
@@ -58,6 +59,11 @@ def parse_on_init(environment: Any, **_kwargs: Any) -> None:
     _parsed[id(environment)] = thresholds
     if not getattr(options, "rtcap_record", ""):
         options.rtcap_record = tempfile.mkdtemp(prefix="rtcap-thresholds-")
+
+
+def thresholds_of(environment: Any) -> list[Threshold]:
+    """The thresholds parsed for this environment's test ([] when none)."""
+    return _parsed.get(id(environment), [])
 
 
 def whole_test_figures(rows: list[dict[str, Any]]) -> tuple[dict[str, Any], pd.DataFrame]:
@@ -98,7 +104,7 @@ def live_outcomes(environment: Any) -> list[Any]:
 def check_on_quit(environment: Any, **_kwargs: Any) -> None:
     """Check the thresholds over the whole test and set Locust's exit code."""
     thresholds = _parsed.pop(id(environment), None)
-    if not thresholds or isinstance(environment.runner, WorkerRunner):
+    if not thresholds or isinstance(environment.runner, WorkerRunner) or os.environ.get(GATE_ENV) == "abort":
         return
     hooks.stop_on_quit(environment)  # the master waits for the workers' last rows here
     recorder = hooks.recorder_of(environment)
@@ -109,5 +115,8 @@ def check_on_quit(environment: Any, **_kwargs: Any) -> None:
         return
     summary, steps = whole_test_figures(rows)
     record = Path(environment.parsed_options.rtcap_record)
-    outcomes = check_thresholds_rows(thresholds, summary, steps, record)
+    from loadtests.abort import aborted
+
+    # A step that missed for good stops the test; over the whole test the same figure may read as met.
+    outcomes = check_thresholds_rows(thresholds, summary, steps, record, verdicts=aborted(environment))
     environment.process_exit_code = 0 if all(o.ok for o in outcomes) else 1

@@ -80,6 +80,8 @@ class RunOptions:
     generator_lag_limit_ms: float = 100.0
     processes: int = 1
     report: bool = True
+    thresholds: list[str] = field(default_factory=list)
+    abort_early: bool = False
 
 
 def _git_sha() -> str | None:
@@ -185,6 +187,9 @@ def locust_command(options: RunOptions, transport: str, adapter: TargetAdapter, 
         command += ["--channel", options.channel]
     if settle_samples is not None and options.settle_max:
         command += ["--step-settle-max", str(options.settle_max), "--step-settle-samples", str(settle_samples)]
+    if options.abort_early and options.thresholds:
+        # Locust watches them step by step and stops the staircase once one can no longer be met.
+        command += ["--abort-early"] + [arg for text in options.thresholds for arg in ("--threshold", text)]
     if options.processes > 1:
         # Locust forks a master and N workers; the master listens on loopback only, on a free port.
         port = str(free_port())
@@ -258,9 +263,10 @@ def run_transport(options: RunOptions, adapter: TargetAdapter, transport: str, r
                 # The step shape reads the target's samples as they are taken to decide when memory settled.
                 live_samples = record_dir / "target_live.jsonl" if target_probe is not None else None
                 command = locust_command(options, transport, live, record_dir, live_samples)
-                # Thresholds are checked on the whole run directory afterwards, not inside Locust.
+                # Thresholds are checked on the whole run directory afterwards; inside Locust only to abort early.
+                gate = "abort" if options.abort_early and options.thresholds else "off"
                 locust = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                          env={**os.environ, "RTCAP_GATE": "off"})
+                                          env={**os.environ, "RTCAP_GATE": gate})
                 # One sample per generator process (master and forked workers): saturation is per process.
                 probes = [ProcessProbe(locust.pid, "generator", count_connections=False, include_children=True,
                                        per_process=True)]
@@ -279,13 +285,21 @@ def run_transport(options: RunOptions, adapter: TargetAdapter, transport: str, r
             if publisher is not None:
                 publisher.stop()
         rows = collect.collect_transport(transport, record_dir, [])
-        if code not in (0, 1) or not rows:
+        if code not in (0, 1) or (not rows and _aborted(record_dir) is None):
             # Locust exits 1 when any request failed; that is a measurement. Anything else is a crash.
             raise RunError(f"[{transport}] Locust exited {code} after {len(rows)} step(s); see {record_dir / 'locust.log'}")
     sampled = [{**row, "transport": transport, "elapsed_s": row["t"] - clock0} for row in sample_rows(samples)]
     rows = collect.collect_transport(transport, record_dir, sampled, options.generator_cpu_limit,
                                      options.generator_lag_limit_ms)
     return rows, collect.label_samples(sampled, rows)
+
+
+def _aborted(record_dir: Path) -> dict[str, Any] | None:
+    """What an aborted Locust run wrote into its record directory (None when it ran to the end)."""
+    from reports.gate import ABORTED_FILE
+
+    path = record_dir / ABORTED_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
 
 
 def run_sweep(options: RunOptions, say: Any = print) -> Path:
@@ -303,6 +317,7 @@ def run_sweep(options: RunOptions, say: Any = print) -> Path:
     all_rows: list[dict] = []
     all_samples: list[dict] = []
     checks: dict[str, Any] = {}
+    aborted: dict[str, Any] | None = None
     clock0 = time.time()
     try:
         for transport in options.transports:
@@ -325,12 +340,23 @@ def run_sweep(options: RunOptions, say: Any = print) -> Path:
             _write_csv(run_dir / "steps.csv", STEP_COLUMNS, all_rows)
             _write_csv(run_dir / "samples.csv", SAMPLE_COLUMNS, all_samples)
             say(f"[{transport}] {len(rows)} step(s) measured")
+            abort = _aborted(run_dir / "locust" / transport)
+            if abort is not None:
+                aborted = {"transport": transport, **abort}
+                missed = ", ".join(item["threshold"] for item in abort["thresholds"])
+                notes.append(f"aborted early during {transport}: {missed} can no longer be met; "
+                             f"transports not run: {', '.join(options.transports[options.transports.index(transport) + 1:]) or 'none'}")
+                say(f"note: {notes[-1]}")
+                break
     except RunError as error:
         notes.append(f"run stopped: {error}")
         raise
     finally:
         ended = datetime.now(timezone.utc).isoformat()
-        (run_dir / "meta.json").write_text(json.dumps(_meta(options, adapter, started, ended, notes, checks), indent=2))
+        meta = _meta(options, adapter, started, ended, notes, checks)
+        if aborted is not None:
+            meta["aborted"] = aborted
+        (run_dir / "meta.json").write_text(json.dumps(meta, indent=2))
     from reports.summary import write_summary
 
     write_summary(run_dir)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -12,7 +13,9 @@ import pandas as pd
 from reports.compare import comparison_frame
 from reports.content import Report
 from reports.figures import fmt_num
+from reports.gate import RESULTS_FILE
 from reports.page import fmt_cpu, fmt_kib, md_table
+from reports.thresholds import show_value
 from reports.wire import TITLE as WIRE_TITLE
 from reports.wire import fmt_bytes, transport_name, wire_numbers, wire_table
 
@@ -104,6 +107,32 @@ def compact_frame(report: Report) -> pd.DataFrame:
     return frame.drop(columns="run") if len(report.runs) == 1 and not frame.empty else frame
 
 
+def thresholds_markdown(report: Report) -> list[str]:
+    """Lines of a "Thresholds" section from each run's thresholds.json (none when no run was gated)."""
+    rows = []
+    for r in report.runs:
+        path = r.path / RESULTS_FILE
+        if not path.is_file():
+            continue
+        for item in json.loads(path.read_text(encoding="utf-8")):
+            percent = item["threshold"].rstrip().endswith("%")
+            rows.append({"run": r.name, "threshold": f"`{item['threshold']}`",
+                         "observed": show_value(item.get("metric", ""), item.get("observed"), percent),
+                         "verdict": "met" if item.get("ok") else "**FAILED**", "why": item.get("detail", "")})
+    if not rows:
+        return []
+    frame = pd.DataFrame(rows)
+    if len(report.runs) == 1:
+        frame = frame.drop(columns="run")
+    failed = sum(not r["verdict"] == "met" for r in rows)
+    lead = f"{len(rows) - failed} of {len(rows)} met" + (f"; {failed} failed" if failed else "")
+    aborted = [r.meta["aborted"] for r in report.runs if r.meta.get("aborted")]
+    if aborted:
+        lead += f"; the run was aborted early during {', '.join(a.get('transport', '?') for a in aborted)}"
+    return ["### Thresholds", "", lead + ".", "",
+            md_table(frame), ""]
+
+
 def report_markdown(report: Report) -> str:
     """A short markdown summary: sentences, a compact table, the wire table, trade-off, differences, warnings."""
     several = len(report.runs) > 1
@@ -115,6 +144,7 @@ def report_markdown(report: Report) -> str:
     for r in report.runs:
         label = f"Connections vs requests{f' ({r.name})' if several else ''}"
         out += [f"**{label}.** {report.tradeoffs[r.name]['sentence']}", ""]
+    out += thresholds_markdown(report)
     frame, notes = wire_table(report.steps)
     if not frame.empty:
         out += [f"### {WIRE_TITLE}", "", md_table(frame), ""]
@@ -130,3 +160,23 @@ def report_markdown(report: Report) -> str:
     if warnings:
         out += ["### Warnings", "", *warnings, ""]
     return "\n".join(out).rstrip("\n") + "\n"
+
+
+SUMMARY_MD = "summary.md"
+STEP_SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
+"""The file GitHub Actions shows as the job summary; other CI systems can point it anywhere."""
+
+
+def publish_markdown(run_dir: Path, environ: Mapping[str, str]) -> list[Path]:
+    """Write the run's markdown summary to RUN/summary.md and append it to $GITHUB_STEP_SUMMARY if set."""
+    from reports.content import build_report
+
+    text = report_markdown(build_report([run_dir]))
+    written = [run_dir / SUMMARY_MD]
+    written[0].write_text(text, encoding="utf-8")
+    if environ.get(STEP_SUMMARY_ENV):
+        step_summary = Path(environ[STEP_SUMMARY_ENV])
+        with step_summary.open("a", encoding="utf-8") as handle:
+            handle.write(text + "\n")
+        written.append(step_summary)
+    return written

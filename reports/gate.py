@@ -15,11 +15,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from reports.thresholds import Outcome, Threshold, ThresholdError, evaluate, parse_thresholds
+from reports.thresholds import (Outcome, Threshold, ThresholdError, evaluate, parse_threshold, parse_thresholds,
+                               show_value)
 
 ENV_VAR = "RTCAP_THRESHOLDS"
 RESULTS_FILE = "thresholds.json"
 JUNIT_FILE = "junit.xml"
+ABORTED_FILE = "aborted.json"
+"""Written by an aborted test (loadtests/abort.py) into its record directory: which thresholds, what was seen."""
 
 
 def configured_thresholds(directory: Path = Path(".")) -> list[str]:
@@ -45,17 +48,22 @@ def configured_thresholds(directory: Path = Path(".")) -> list[str]:
 
 def gather(flags: Iterable[str] | None, environ: Mapping[str, str] = os.environ,
            directory: Path = Path(".")) -> list[Threshold]:
-    """Every threshold asked for, parsed (ThresholdError lists every bad one)."""
-    texts = list(flags or [])
+    """Every threshold asked for, parsed (ThresholdError lists every bad one); one check per distinct text."""
+    texts = [t.strip() for t in flags or []]
     texts += [t.strip() for t in environ.get(ENV_VAR, "").replace("\n", ";").split(";") if t.strip()]
-    texts += configured_thresholds(directory)
-    return parse_thresholds(texts)
+    texts += [t.strip() for t in configured_thresholds(directory)]
+    return parse_thresholds(dict.fromkeys(texts))
 
 
 def check_thresholds_rows(thresholds: list[Threshold], summary: Mapping[str, object], steps: pd.DataFrame,
-                          out_dir: Path, say: object = print) -> list[Outcome]:
-    """Evaluate, print one line per threshold, and write thresholds.json and junit.xml into `out_dir`."""
-    outcomes = evaluate(thresholds, summary, steps)
+                          out_dir: Path, say: object = print, verdicts: Iterable[Outcome] = ()) -> list[Outcome]:
+    """Evaluate, print one line per threshold, and write thresholds.json and junit.xml into `out_dir`.
+
+    `verdicts` are misses found while the test ran (abort-early); they stand for their thresholds, since the
+    step that missed may be cut short or absent from the final figures.
+    """
+    early = {o.threshold.text: o for o in verdicts}
+    outcomes = [early.get(o.threshold.text, o) for o in evaluate(thresholds, summary, steps)]
     out_dir.mkdir(parents=True, exist_ok=True)
     write_results(out_dir, outcomes)
     for outcome in outcomes:
@@ -64,12 +72,22 @@ def check_thresholds_rows(thresholds: list[Threshold], summary: Mapping[str, obj
     return outcomes
 
 
-def check_run(run_dir: Path, thresholds: list[Threshold], say: object = print) -> list[Outcome]:
+def check_run(run_dir: Path, thresholds: list[Threshold], say: object = print,
+              verdicts: Iterable[Outcome] = ()) -> list[Outcome]:
     """Evaluate thresholds against a finished run directory; the results go next to its files."""
     summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
     steps_path = run_dir / "steps.csv"
     steps = pd.read_csv(steps_path) if steps_path.exists() and steps_path.stat().st_size else pd.DataFrame()
-    return check_thresholds_rows(thresholds, summary, steps, run_dir, say)
+    return check_thresholds_rows(thresholds, summary, steps, run_dir, say, verdicts)
+
+
+def early_verdicts(aborted: Mapping[str, object]) -> list[Outcome]:
+    """The misses an aborted test wrote (loadtests/abort.py's aborted.json) as outcomes."""
+    found = []
+    for item in aborted.get("thresholds", []):  # type: ignore[union-attr]
+        threshold = parse_threshold(item["threshold"])
+        found.append(Outcome(threshold, item.get("observed"), False, f"aborted early: {item.get('detail', '')}"))
+    return found
 
 
 def junit_xml(outcomes: list[Outcome], suite: str = "rtcap thresholds") -> str:
@@ -88,7 +106,7 @@ def junit_xml(outcomes: list[Outcome], suite: str = "rtcap thresholds") -> str:
 
 def describe(outcome: Outcome) -> str:
     """One line: the expression, the observed value in the metric's base unit, and the verdict."""
-    observed = "unavailable" if outcome.observed is None else f"{outcome.observed:.6g}"
+    observed = show_value(outcome.threshold.metric, outcome.observed, outcome.threshold.percent)
     verdict = "ok" if outcome.ok else "FAILED"
     return f"{verdict}: {outcome.threshold.text} (observed {observed}; {outcome.detail})"
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from reports.wire import finite
+from reports.wire import finite, fmt_bytes
 
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
     "<=": operator.le, ">=": operator.ge, "==": operator.eq, "<": operator.lt, ">": operator.gt,
@@ -174,3 +174,44 @@ def evaluate(thresholds: Iterable[Threshold], summary: Mapping[str, Any], steps:
         ok = OPERATORS[threshold.op](observed, threshold.limit)
         outcomes.append(Outcome(threshold, observed, ok, METRICS[threshold.metric].describe))
     return outcomes
+
+
+COUNTS = ("errors", "lost", "duplicated", "reordered")
+PER_STEP = ("delivery.p50", "delivery.p95", "delivery.p99", "delivery.max")
+
+
+def show_value(metric: str, value: float | None, percent: bool = False) -> str:
+    """An observed or limit value in its metric's unit, for people: "412 ms", "33.1 KiB", "0.25%", "3"."""
+    if value is None:
+        return "unavailable"
+    kind = METRICS[metric].kind if metric in METRICS else "number"
+    if kind == "time":
+        return f"{value:.4g} ms"
+    if kind == "bytes":
+        return fmt_bytes(value)
+    if kind == "rate" and percent:
+        return f"{value * 100:.3g}%"
+    return f"{value:.6g}"
+
+
+def final_once_missed(threshold: Threshold, per_step: bool) -> bool:
+    """True if a miss seen on finished data can never be undone by more of the run (for abort-early).
+
+    Counts only grow, so an upper bound on a count stays missed. With per-step figures (a staircase), the
+    worst finished step's latency or error rate stays the worst; over one growing window it can still fall.
+    Lower bounds, ratios of counts and fitted figures (memory per connection, capacity) can recover.
+    """
+    if threshold.op not in ("<", "<="):
+        return False
+    if threshold.metric in COUNTS and not threshold.percent:
+        return True
+    return per_step and (threshold.metric in PER_STEP or (threshold.metric == "errors" and threshold.percent))
+
+
+def doomed(thresholds: Iterable[Threshold], summary: Mapping[str, Any], steps: pd.DataFrame,
+           per_step: bool) -> list[Outcome]:
+    """The thresholds already missed on finished data in a way no later data can mend."""
+    candidates = [t for t in thresholds if final_once_missed(t, per_step)]
+    present = summary.get("transports", {})
+    return [o for o in evaluate([t for t in candidates if t.transport in present], summary, steps)
+            if not o.ok and o.observed is not None]

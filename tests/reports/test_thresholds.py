@@ -78,3 +78,28 @@ def test_evaluation_uses_the_worst_valid_step_and_the_summary() -> None:
     assert outcomes["sse.delivery.p99<250ms"].observed == 240.0
     assert "unavailable" in outcomes["poll.mem_per_conn<32KiB"].detail
     assert "no 'ws'" in outcomes["ws.errors<1"].detail
+
+
+def test_only_misses_no_later_data_can_mend_are_final() -> None:
+    from reports.thresholds import final_once_missed
+
+    def final(text: str, per_step: bool) -> bool:
+        return final_once_missed(parse_threshold(text), per_step)
+
+    assert final("sse.lost<1", per_step=False) and final("ws.errors<=3", per_step=False)
+    assert not final("sse.lost<0.1%", per_step=False)  # a share of deliveries can fall again
+    assert not final("sse.delivery.p99<250ms", per_step=False) and final("sse.delivery.p99<250ms", per_step=True)
+    assert final("ws.errors<1%", per_step=True) and not final("ws.errors<1%", per_step=False)
+    assert not final("poll.rps>=500", per_step=True) and not final("sse.mem_per_conn<32KiB", per_step=True)
+    assert not final("sse.lost==0", per_step=True)
+
+
+def test_doomed_lists_the_final_misses_only() -> None:
+    from reports.thresholds import doomed
+
+    summary = {"transports": {"sse": {"lost": 2, "errors": 0}}}
+    steps = pd.DataFrame([{"transport": "sse", "valid": True, "latency_p99_ms": 300.0, "error_rate": 0.0}])
+    thresholds = [parse_threshold(t) for t in ("sse.lost<1", "sse.errors<1", "sse.delivery.p99<250ms", "ws.lost<1")]
+    assert [o.threshold.text for o in doomed(thresholds, summary, steps, per_step=False)] == ["sse.lost<1"]
+    assert [o.threshold.text for o in doomed(thresholds, summary, steps, per_step=True)] == \
+        ["sse.lost<1", "sse.delivery.p99<250ms"]
