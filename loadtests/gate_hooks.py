@@ -66,16 +66,22 @@ def thresholds_of(environment: Any) -> list[Threshold]:
     return _parsed.get(id(environment), [])
 
 
+def whole_test_window(rows: list[dict[str, Any]], transport: str, steady: bool = False) -> dict[str, Any]:
+    """One measurement window over every second `transport` has in the timeline `rows` (`steady`: from the
+    first second that held the most connections, so the ramp up is left out)."""
+    seconds = [r for r in rows if r["transport"] == transport]
+    most = max(r.get("open_connections", 0) for r in seconds)
+    start = min(r["t"] for r in seconds if r.get("open_connections", 0) == most or not steady)
+    return {"step": 0, "users": most or 1, "t_start": start, "t_end": max(r["t"] for r in seconds) + 1}
+
+
 def whole_test_figures(rows: list[dict[str, Any]]) -> tuple[dict[str, Any], pd.DataFrame]:
     """A summary and one steps row per transport, over every second of the timeline (one window)."""
     transports = sorted({r["transport"] for r in rows} - {GENERATOR})
     summary: dict[str, Any] = {"transports": {}}
     steps = []
     for transport in transports:
-        seconds = [r for r in rows if r["transport"] == transport]
-        window = {"step": 0, "users": max(r.get("open_connections", 0) for r in seconds) or 1,
-                  "t_start": min(r["t"] for r in seconds), "t_end": max(r["t"] for r in seconds) + 1}
-        row = step_row(transport, window, rows, [])
+        row = step_row(transport, whole_test_window(rows, transport), rows, [])
         # One window for the whole test: the start-up's lag spike must not void it (the lag is shown apart).
         row["valid"] = True
         steps.append(row)

@@ -157,6 +157,13 @@ def stop_recorder(environment: Any, **_kwargs: Any) -> None:
         recorder.stop()
 
 
+def wait_finished(environment: Any) -> None:
+    """Return once a stopped test's rows are all in (a master waits for its workers' last rows)."""
+    finisher = _finishers.get(id(environment))
+    if finisher is not None:
+        finisher.join(timeout=float(getattr(environment, "stop_timeout", 0.0) or 0.0) + FINAL_WAIT_S)
+
+
 def stop_on_quit(environment: Any, **_kwargs: Any) -> None:
     """Make sure nothing recorded is lost when Locust quits (a master's pending write included)."""
     stop_recorder(environment)

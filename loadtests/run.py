@@ -160,7 +160,8 @@ def load_target(options: RunOptions) -> TargetAdapter:
     return adapter
 
 
-def _write_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
+def write_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
+    """Write `rows` as CSV with `columns` (unknown values empty), atomically."""
     tmp = path.with_suffix(".tmp")
     with tmp.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
@@ -337,8 +338,8 @@ def run_sweep(options: RunOptions, say: Any = print) -> Path:
             all_rows += rows
             all_samples += samples
             # Written after every transport, so an interrupted sweep keeps what it measured.
-            _write_csv(run_dir / "steps.csv", STEP_COLUMNS, all_rows)
-            _write_csv(run_dir / "samples.csv", SAMPLE_COLUMNS, all_samples)
+            write_csv(run_dir / "steps.csv", STEP_COLUMNS, all_rows)
+            write_csv(run_dir / "samples.csv", SAMPLE_COLUMNS, all_samples)
             say(f"[{transport}] {len(rows)} step(s) measured")
             abort = _aborted(run_dir / "locust" / transport)
             if abort is not None:

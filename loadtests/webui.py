@@ -8,7 +8,8 @@ process serving the target is sampled every second (psutil) and the tab shows it
 least-squares slope of RSS against the connections it holds.
 
 The web UI and the master bind to loopback unless told otherwise; bound elsewhere without --web-login,
-a warning says that anyone who can reach the port can start load from this machine.
+a warning says that anyone who can reach the port can start load from this machine. When a test stops, its
+HTML report is linked from the "Download Data" tab (loadtests/webui_report.py).
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ import numpy as np
 from locust import events
 from locust.runners import WorkerRunner
 
-from loadtests import hooks
+from loadtests import hooks, webui_report
 from loadtests.collect import GENERATOR, step_row
-from loadtests.sampler import ProcessProbe, read_sockstat
+from loadtests.sampler import ProcessProbe, Sample, read_sockstat
 
 logger = logging.getLogger(__name__)
 TAB_KEY = "rtcap-capacity"
@@ -51,11 +52,11 @@ def add_arguments(parser: Any) -> None:
 
 
 class TargetWatch:
-    """Samples one process each second: (t, rss, established TCP connections)."""
+    """Samples one process each second (psutil): RSS, CPU, established TCP connections."""
 
     def __init__(self, pid: int) -> None:
         self.probe = ProcessProbe(pid, "target")
-        self.samples: list[tuple[float, int, int]] = []
+        self.samples: list[Sample] = []
         self._greenlet = gevent.spawn(self._loop)
 
     def _loop(self) -> None:
@@ -65,21 +66,21 @@ class TargetWatch:
             except Exception as error:  # noqa: BLE001  (the target went away: stop sampling, keep what we have)
                 logger.warning("rtcap: stopped sampling the target: %s", error)
                 return
-            self.samples.append((sample.t, sample.rss_bytes, sample.tcp_established or 0))
+            self.samples.append(sample)
             del self.samples[:-3600]
             gevent.sleep(1.0)
 
     def latest_rss(self) -> int | None:
         """The last RSS sampled."""
-        return self.samples[-1][1] if self.samples else None
+        return self.samples[-1].rss_bytes if self.samples else None
 
     def slope(self) -> float | None:
         """Least-squares RSS bytes per connection over the samples so far (needs 3 distinct counts)."""
-        if len({c for _, _, c in self.samples}) < 3:
+        counts = [s.tcp_established or 0 for s in self.samples]
+        if len(set(counts)) < 3:
             return None
-        connections = np.array([c for _, _, c in self.samples], dtype=float)
-        rss = np.array([r for _, r, _ in self.samples], dtype=float)
-        return float(np.polyfit(connections, rss, 1)[0])
+        rss = np.array([s.rss_bytes for s in self.samples], dtype=float)
+        return float(np.polyfit(np.array(counts, dtype=float), rss, 1)[0])
 
 
 _watches: dict[int, TargetWatch] = {}
@@ -135,6 +136,8 @@ def on_init(environment: Any, **_kwargs: Any) -> None:
     web_ui.template_args["extended_tabs"] = [{"title": "Capacity", "key": TAB_KEY}]
     web_ui.template_args["extended_tables"] = [
         {"key": TAB_KEY, "structure": [{"key": key, "title": title} for key, title in COLUMNS]}]
+    watch = _watches.get(id(environment))
+    webui_report.install(environment, web_ui, lambda: list(watch.samples) if watch is not None else [])
 
     @web_ui.app.after_request
     def add_capacity(response: Any) -> Any:

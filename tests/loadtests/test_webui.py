@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -77,6 +78,10 @@ def test_the_capacity_tab_rows_follow_the_test_over_http(web_ui: tuple[str, Path
     assert '"rtcap-capacity"' in page and '"Capacity"' in page and "Memory per connection" in page
     assert re.search(r"Starting web interface at http://127\.0\.0\.1:", log.read_text())  # loopback by default
     assert capacity(base) == []  # nothing measured before the test starts
+    assert '"extended_csv_files"' in page and "/rtcap/report" in page  # the Download Data tab links the report
+    with pytest.raises(urllib.error.HTTPError) as no_report:
+        urllib.request.urlopen(base + "/rtcap/report", timeout=5)
+    assert no_report.value.code == 404  # no test has stopped yet
     body = urllib.parse.urlencode({"user_count": 12, "spawn_rate": 3, "host": target.adapter.base_url}).encode()
     urllib.request.urlopen(urllib.request.Request(base + "/swarm", data=body), timeout=5).read()  # slow ramp: several connection counts for the slope
     row = wait_for(lambda: next((r for r in capacity(base) if r["transport"] == "sse" and r["connections"] == 12
@@ -85,6 +90,27 @@ def test_the_capacity_tab_rows_follow_the_test_over_http(web_ui: tuple[str, Path
     assert 0 < row["slope"] < 1024  # KiB per connection, from the sampled target process
     urllib.request.urlopen(urllib.request.Request(base + "/stop", data=b""), timeout=5).read()
     wait_for(lambda: get_json(base + "/stats/requests")["state"] == "stopped", "the test to stop")
+    report = wait_for(lambda: report_html(base), "the HTML report of the stopped test")
+    assert "<title>rtcap capacity report: webui-" in report and "SSE" in report and "plotly" in report
+    # The report's run directory is a real one: rtcap report reads it again.
+    path = re.search(r"HTML report of this test: (\S+)", wait_for(lambda: "HTML report" in log.read_text() and
+                                                                   log.read_text(), "the report's path in the log"))
+    assert path is not None
+    run_dir = Path(path[1]).parent
+    steps = (run_dir / "steps.csv").read_text().splitlines()
+    assert len(steps) == 2 and steps[1].startswith("sse,0,12,12")  # one row: 12 users, 12 connections
+    again = subprocess.run([sys.executable, "-m", "loadtests.cli", "report", str(run_dir), "--format", "md"],
+                           capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert again.returncode == 0 and "SSE" in again.stdout, again.stderr
+
+
+def report_html(base: str) -> str | None:
+    """The web UI's HTML report, or None while it is not written yet."""
+    try:
+        with urllib.request.urlopen(base + "/rtcap/report", timeout=5) as response:
+            return response.read().decode()
+    except urllib.error.HTTPError:
+        return None
 
 
 def test_start_watch_the_capacity_tab_and_stop_in_a_real_browser(web_ui: tuple[str, Path], target: LaunchedTarget,
@@ -127,5 +153,16 @@ def test_start_watch_the_capacity_tab_and_stop_in_a_real_browser(web_ui: tuple[s
             .find(e => e.textContent.trim().toUpperCase() === 'STOP'); if (b) b.click(); return !!b; })()"""
         assert js(stop)
         wait_for(lambda: get_json(base + "/stats/requests")["state"] == "stopped", "the test to stop")
+        data_tab = """(function () { var t = [...document.querySelectorAll('[role=tab]')]
+            .find(e => e.textContent.trim() === 'Download Data'); if (t) t.click(); return !!t; })()"""
+        assert wait_for(lambda: js(data_tab), "the Download Data tab")
+        link = wait_for(lambda: js("""(function () { var a = [...document.querySelectorAll('a')]
+            .find(e => e.textContent.includes('rtcap capacity report')); return a ? a.href : ''; })()"""),
+                        "the report link")
+        assert link == base + "/rtcap/report"
+        wait_for(lambda: report_html(base), "the report to be written")
+        browser.call("Page.navigate", url=link)
+        title = wait_for(lambda: js("document.readyState === 'complete' && document.title"), "the report page")
+        assert title.startswith("rtcap capacity report: webui-")
     finally:
         browser.close()
