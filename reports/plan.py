@@ -25,7 +25,10 @@ The plan:
       connections  connections at SLO           as measured, never extrapolated
     instances by resource = ceil(V / viewers per instance) (at least 1); 0 viewers per instance
       means the transport cannot be planned on such an instance
-    instances = max over resources; the resource(s) reaching it bind
+    instances = max over resources; the resource(s) reaching it bind. When the connections at SLO are a
+      lower bound (the SLO held at every step measured, so no limit was found), they are left out of the
+      max: the plan extrapolates the memory and CPU fits, and `instances_within_measured` (the max with
+      them) says how many instances keep each one within the connections the run measured
     memory = n * b + s * V    CPU = n * i + k * W    bandwidth = W * bytes per unit
 
 Low / expected / high use s_lo, k_lo, the lowest per-step bytes / s, k, pooled bytes / s_hi, k_hi,
@@ -310,14 +313,18 @@ def plan_transport(m: Mapping[str, Any], p: PlanInputs) -> dict[str, Any]:
                       "headroom does not cover the idle baseline and one viewer")
         return out
     by = {r: [_instances(p.viewers, x) for x in per[r]] for r in RESOURCES}
-    n = [max(by[r][i] for r in RESOURCES) for i in range(3)]
+    # A connection count at which the SLO still held is not a limit: planning on it would size production by
+    # how far the sweep went. The model's resources decide; the count says how many instances stay measured.
+    deciding = ("memory", "cpu") if lower else RESOURCES
+    n = [max(by[r][i] for r in deciding) for i in range(3)]
     bytes_per = ([bw["per_unit_lo"], bw["per_unit"], bw["per_unit_hi"]] if "why" not in bw
                  else [None] * 3)
     out.update(
         available=True,
         per_instance={r: [_json_num(x) for x in v] for r, v in per.items()},
         instances_by=by, instances=n,
-        binding=[r for r in RESOURCES if by[r][1] == n[1]],
+        instances_within_measured=[max(by[r][i] for r in RESOURCES) for i in range(3)],
+        binding=[r for r in deciding if by[r][1] == n[1]],
         memory_bytes=[n[i] * mem["baseline"] + slopes[i] * p.viewers for i in range(3)],
         cpu_cores=[n[i] * cpu["idle_cores"] + units[i] * work for i in range(3)],
         bandwidth_bytes_per_s=[None if b is None else work * b for b in bytes_per],
@@ -340,7 +347,9 @@ FORMULAS = [
      "per-viewer rate)); CPU fitted as cores vs messages/s (push) or requests/s (polling) over valid steps"),
     ("connections at SLO: most connections held at a valid step with delivery p99 <= freshness (push) or <= "
      "the run's SLO p99 (interval polling) and errors within the SLO; never extrapolated beyond what was measured"),
-    "instances = max over resources of ceil(viewers / viewers per instance); that resource binds",
+    ("instances = max over resources of ceil(viewers / viewers per instance); that resource binds; connections "
+     "at SLO that are only a lower bound (the SLO held at every step) do not bind: the plan then extrapolates "
+     "memory and CPU, and 'within measured' gives the instances that keep each within what was measured"),
     "memory = instances x baseline + memory per connection x viewers; CPU = instances x idle + CPU per unit x W",
     "bandwidth = W x wire bytes per message (push) or per request (polling), both directions, over valid steps",
     "low / high: 95% CI bounds of the memory and CPU slopes, lowest / highest per-step bytes per unit",

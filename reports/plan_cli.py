@@ -120,13 +120,12 @@ def notes(p: Mapping[str, Any]) -> list[str]:
         f"{RESOURCE_WORDS[r]} {fmt_range(per[r], fmt_int)}" for r in planner.RESOURCES)]
     conns = fmt_int(per["connections"][1])
     if p["connections_lower_bound"]:
-        others = [max(p["instances_by"][r][i] for r in ("memory", "cpu")) for i in range(3)]
         bound = (f"connections at SLO ({conns}) is a lower bound: delivery p99 stayed within "
                  f"{p['latency_limit_ms']:,.0f} ms at every valid step measured")
-        if "connections" in p["binding"]:
-            bound += (", so the plan is bounded by what was measured, not extrapolated beyond it; memory and "
-                      f"CPU alone would need {fmt_range(others, fmt_int)} instances (measure more "
-                      "connections, raise --steps, to know how many)")
+        if p["instances_within_measured"][1] > p["instances"][1]:
+            bound += (", so the plan extrapolates the memory and CPU fits beyond it; "
+                      f"{fmt_range(p['instances_within_measured'], fmt_int)} instances would keep each within what "
+                      "was measured (raise --steps, and --processes, to find the real limit)")
         else:
             bound += "; memory or CPU binds first, so the unmeasured limit does not change the plan"
         out.append(bound)
@@ -171,8 +170,8 @@ def format_table(result: Mapping[str, Any], models: Sequence[Mapping[str, Any]],
     lines = [f"capacity plan from run {run}",
              (f"{i['viewers']:,.0f} viewers, update rate {i['update_rate']:g}/s, freshness {i['freshness_s']:g} s; "
               f"instance {fmt_size(i['instance_memory'])}, {cores}, {i['headroom']:.0%} headroom"), ""]
-    rows = [["transport", "work", "instances", "binds", "by memory", "by CPU", "by conns", "memory",
-             "CPU cores", "bandwidth"]]
+    rows = [["transport", "work", "instances", "binds", "by memory", "by CPU", "by conns", "within measured",
+             "memory", "CPU cores", "bandwidth"]]
     for p in result["plans"]:
         work = f"{fmt_int(p['work_per_s'])} {UNIT_WORDS[p['unit']][0]}"
         if not p["available"]:
@@ -182,7 +181,7 @@ def format_table(result: Mapping[str, Any], models: Sequence[Mapping[str, Any]],
         rows.append([p["transport"], work, fmt_range(p["instances"], fmt_int),
                      ", ".join(RESOURCE_WORDS[r] for r in p["binding"]),
                      *(fmt_range(by[r], fmt_int) for r in planner.RESOURCES),
-                     fmt_range(p["memory_bytes"], fmt_size), fmt_range(p["cpu_cores"], fmt_cores),
+                     fmt_range(p["instances_within_measured"], fmt_int), fmt_range(p["memory_bytes"], fmt_size), fmt_range(p["cpu_cores"], fmt_cores),
                      "–" if p["bandwidth_why"] else fmt_range(p["bandwidth_bytes_per_s"], fmt_rate)])
     lines += _columns(rows) + [""]
     for p, m in zip(result["plans"], models):

@@ -115,10 +115,15 @@ function planTransport(m, p) {  // reports/plan.py plan_transport, step for step
   }
   var by = {}, n = [];
   for (r = 0; r < 3; r++) by[RES[r]] = per[RES[r]].map(function (x) { return instances(p.viewers, x); });
-  for (i = 0; i < 3; i++) n.push(Math.max(by.memory[i], by.cpu[i], by.connections[i]));
+  var deciding = c[1] ? ["memory", "cpu"] : RES, within = [];
+  for (i = 0; i < 3; i++) {
+    n.push(Math.max.apply(null, deciding.map(function (x) { return by[x][i]; })));
+    within.push(Math.max(by.memory[i], by.cpu[i], by.connections[i]));
+  }
   var bytes = "why" in bw ? [null, null, null] : [bw.per_unit_lo, bw.per_unit, bw.per_unit_hi];
   out.available = true; out.per_instance = per; out.instances_by = by; out.instances = n;
-  out.binding = RES.filter(function (x) { return by[x][1] === n[1]; });
+  out.instances_within_measured = within;
+  out.binding = deciding.filter(function (x) { return by[x][1] === n[1]; });
   out.memory_bytes = [0, 1, 2].map(function (j) { return n[j] * mem.baseline + slopes[j] * p.viewers; });
   out.cpu_cores = [0, 1, 2].map(function (j) { return n[j] * cpu.idle_cores + units[j] * work; });
   out.bandwidth_bytes_per_s = bytes.map(function (b) { return b === null ? null : work * b; });
@@ -150,11 +155,11 @@ function notes(p) {  // plan_cli.notes
   var per = p.per_instance, conns = fInt(per.connections[1]), lim = sep(p.latency_limit_ms, 0);
   var out = ["viewers per instance: " + RES.map(function (r) { return WORDS[r] + " " + fRange(per[r], fInt); }).join(", ")];
   if (p.connections_lower_bound) {
-    var others = [0, 1, 2].map(function (i) { return Math.max(p.instances_by.memory[i], p.instances_by.cpu[i]); });
+    var beyond = p.instances_within_measured[1] > p.instances[1];
     out.push("connections at SLO (" + conns + ") is a lower bound: delivery p99 stayed within " + lim +
-      " ms at every valid step measured" + (p.binding.indexOf("connections") >= 0
-      ? ", so the plan is bounded by what was measured, not extrapolated beyond it; memory and CPU alone would need " +
-        fRange(others, fInt) + " instances (measure more connections, raise --steps, to know how many)"
+      " ms at every valid step measured" + (beyond
+      ? ", so the plan extrapolates the memory and CPU fits beyond it; " + fRange(p.instances_within_measured, fInt) +
+        " instances would keep each within what was measured (raise --steps, and --processes, to find the real limit)"
       : "; memory or CPU binds first, so the unmeasured limit does not change the plan"));
   } else {
     out.push("connections at SLO: " + conns + " held with delivery p99 <= " + lim + " ms; a valid step with more load did not meet it");
@@ -204,10 +209,11 @@ function render() {
     (r.available ? notes(r) : []).concat([modelLine(m)]).forEach(function (t) {
       var x = document.createElement("li"); x.textContent = t; ul.appendChild(x); });
     li.appendChild(ul); notesEl.appendChild(li);
-    if (!r.available) { cell(tr, "unavailable: " + r.why, null, null, 8); body.appendChild(tr); return; }
+    if (!r.available) { cell(tr, "unavailable: " + r.why, null, null, 9); body.appendChild(tr); return; }
     cell(tr, fRange(r.instances, fInt), "instances", r.instances);
     cell(tr, r.binding.map(function (x) { return WORDS[x]; }).join(", "), "binding", r.binding).className = "text";
     RES.forEach(function (x) { cell(tr, fRange(r.instances_by[x], fInt), "instances_by." + x, r.instances_by[x]); });
+    cell(tr, fRange(r.instances_within_measured, fInt), "instances_within_measured", r.instances_within_measured);
     cell(tr, fRange(r.memory_bytes, fSize), "memory_bytes", r.memory_bytes);
     cell(tr, fRange(r.cpu_cores, fCores), "cpu_cores", r.cpu_cores);
     cell(tr, r.bandwidth_why ? "–" : fRange(r.bandwidth_bytes_per_s, fRate), "bandwidth_bytes_per_s", r.bandwidth_bytes_per_s);
@@ -274,7 +280,7 @@ def planner_section(runs: Sequence[Run]) -> str:
         for name, label, opt in FIELDS)
     head = (["run"] if data["multi"] else []) + [
         "transport", "work", "instances", "binds", "by memory", "by CPU", "by conns at SLO",
-        "memory (all instances)", "CPU cores (all)", "bandwidth"]
+        "within measured", "memory (all instances)", "CPU cores (all)", "bandwidth"]
     formulas = "".join(f"<li>{_e(f)}</li>" for f in plan.FORMULAS)
     return (f'<section id="planner"><h2>Capacity planner</h2><style>{STYLE}</style>'
             f'<p class="note">{_e(EXPLANATION)}</p><form id="plan-form" autocomplete="off">{inputs}</form>'

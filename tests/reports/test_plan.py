@@ -106,6 +106,13 @@ def test_polling_plan_by_hand() -> None:
     # Staleness was measured at the run's own interval: the run's SLO, not the freshness, limits.
     assert p["per_instance"]["connections"] == [4000] * 3 and p["latency_limit_ms"] == 1000
     assert p["connections_lower_bound"]  # the top step met the SLO: measured, not the real limit
+    # ...so it does not bind: memory and CPU decide, and the measured count says how many stay measured.
+    by = p["instances_by"]
+    assert p["instances"] == [max(by["memory"][i], by["cpu"][i]) for i in range(3)]
+    assert "connections" not in p["binding"]
+    assert p["instances_within_measured"] == [max(by[r][i] for r in by) for i in range(3)]
+    roomy = plan_transport(poll, PlanInputs(**{**INPUTS.as_dict(), "freshness_s": 0.5, "instance_cores": 64}))
+    assert roomy["binding"] == ["memory"] and roomy["instances_within_measured"][1] > roomy["instances"][1]
     fresher = plan_transport(poll, PlanInputs(**{**INPUTS.as_dict(), "freshness_s": 0.01}))
     assert fresher["available"] and fresher["work_per_s"] == 1e8
 

@@ -20,7 +20,7 @@ from tests.reports.browser import Browser, needs_browser
 pytestmark = needs_browser
 
 FIELDS = ("work_per_s", "instances", "instances_by.memory", "instances_by.cpu",
-          "instances_by.connections", "memory_bytes", "cpu_cores", "bandwidth_bytes_per_s")
+          "instances_by.connections", "instances_within_measured", "memory_bytes", "cpu_cores", "bandwidth_bytes_per_s")
 # Read the computed plan back from the DOM: one dict per result row.
 READ_ROWS = """JSON.stringify({state: document.getElementById("plan-body").getAttribute("data-state"),
   rows: Array.from(document.querySelectorAll("#plan-body tr")).map(function (tr) {
