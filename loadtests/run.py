@@ -324,8 +324,9 @@ def run_sweep(options: RunOptions, say: Any = print) -> Path:
         for transport in options.transports:
             rows, samples = run_transport(options, adapter, transport, run_dir, clock0, say, checks)
             offset = checks.get(transport, {}).get("receive_minus_ts_ms")
-            if adapter.publish.mode == "self" and offset is not None:
-                # The server stamps ts with its own clock: say how far apart the two clocks can be.
+            started_here = not options.host and adapter.process.start is not None
+            if adapter.publish.mode == "self" and offset is not None and not started_here:
+                # A server rtcap did not start may run on another clock: say how far apart the clocks can be.
                 notes.append(f"{transport}: delivery latency is measured from the server's own timestamps; at the "
                              f"pre-load check receive - ts was {offset:.1f} ms, which bounds any clock offset")
             busy = [row["users"] for row in rows if not row["valid"] and

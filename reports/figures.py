@@ -14,6 +14,7 @@ from plotly.subplots import make_subplots
 
 from reports import model
 from reports.flags import MEMORY_UNSETTLED, has_flag, reasons
+from reports.wire import transport_name
 
 KIB = 1024
 MIB = 1024 * 1024
@@ -257,7 +258,11 @@ def timeline_figure(samples: pd.DataFrame) -> go.Figure:
 
 
 def headline_frame(summaries: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
-    """One formatted row per run and transport from summary dicts keyed by run label."""
+    """One formatted row per run and transport from summary dicts keyed by run label.
+
+    Capacity comes first, as the figure a reader looks for; throughput is requests/s for polling and
+    messages/s for push (whose requests/s, only connects, read as missing data at steady state).
+    """
     rows = []
     for run, summary in summaries.items():
         for transport, s in summary.get("transports", {}).items():
@@ -266,19 +271,20 @@ def headline_frame(summaries: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
             if ci[0] is not None:
                 mem += f" ({fmt_num(ci[0], 1, KIB)}–{fmt_num(ci[1], 1, KIB)})"
             lat = s.get("delivery_ms") or {}
+            polled = throughput_kind(transport) == "poll"
+            rate = s.get("rps") if polled else s.get("msgs_per_s")
             rows.append({
-                "run": run, "transport": transport,
+                "run": run, "transport": transport_name(transport),
+                "capacity at SLO (connections)": fmt_num(s.get("capacity_at_slo"))
+                + (" (lower bound)" if s.get("capacity_is_lower_bound") else ""),
                 "max connections": fmt_num(s.get("max_connections")),
                 "memory/conn (KiB, 95% CI)": mem,
                 "baseline RSS (MiB)": fmt_num(s.get("baseline_rss_bytes"), 1, MIB),
-                **{f"delivery {q} (ms)": fmt_num(lat.get(q), 1) for q in ("p50", "p95", "p99")},
-                "requests/s": fmt_num(s.get("rps"), 1),
-                "messages/s": fmt_num(s.get("msgs_per_s"), 1),
+                "delivery p50 / p95 / p99 (ms)": " / ".join(fmt_num(lat.get(q), 1) for q in ("p50", "p95", "p99")),
+                "throughput": "–" if rate is None else f"{fmt_num(rate, 1)} {'requests' if polled else 'messages'}/s",
                 "bytes/event (B)": fmt_num(s.get("bytes_per_event"), 1),
-                "errors": fmt_num(s.get("errors")),
-                "lost / dup / reordered": " / ".join(fmt_num(s.get(k)) for k in
-                                                     ("lost", "duplicated", "reordered")),
-                "capacity at SLO (connections)": fmt_num(s.get("capacity_at_slo")),
+                "errors / lost / dup / reordered": " / ".join(fmt_num(s.get(k)) for k in
+                                                              ("errors", "lost", "duplicated", "reordered")),
             })
     return pd.DataFrame(rows)
 

@@ -151,6 +151,10 @@ def sentence(run: str, transport: str, s: Mapping[str, Any], slo: Mapping[str, A
         out.parts += [name, " (", Fact(f"every {fmt_seconds(interval[0])}", f"poll interval: {interval[1]}"), "): "]
     else:
         out.parts.append(f"{name}: ")
+    if s.get("steps") == 0:
+        # e.g. a sweep aborted early before this transport's turn, or stopped by a failure.
+        out.parts.append("not measured (no step of it in steps.csv; the run's notes say why).")
+        return out
     out.parts += capacity_parts(s, slo, steps)
     for extra in (memory_parts(s, p), cpu_parts(p), bytes_parts(p)):
         if extra:

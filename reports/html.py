@@ -110,7 +110,6 @@ def render_html(report: Report) -> str:
 <meta name="viewport" content="width=device-width, initial-scale=1"><style>{CSS}</style>{plotlyjs}</head>
 <body><h1>{_e(title)}</h1>
 {headline_section(report)}
-<section id="runs"><h2>Runs</h2>{''.join(_meta_block(r) for r in runs)}</section>
 <section id="headline"><h2>Headline numbers</h2>{_table(frame)}
 <p class="note">Latency, requests/s and messages/s are taken at the highest-load valid step;
 memory per connection is the fitted slope over valid steps whose memory settled; capacity at SLO is the most
@@ -121,6 +120,7 @@ connections held at a valid step whose delivery p99 and error rate were within t
 {comparison_section(report)}
 {planner_section(runs)}
 {''.join(fig_html)}
+<section id="runs"><h2>Runs</h2>{''.join(_meta_block(r) for r in runs)}</section>
 </body></html>
 """
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -81,6 +82,40 @@ def test_report_embeds_the_figures(small_run: Path) -> None:
     assert html.count('class="plotly-graph-div"') >= 4
     for transport in ("poll", "sse", "ws"):
         assert transport in html
+
+
+def test_the_report_of_a_real_run_reads_cold_in_a_browser(small_run: Path, tmp_path: Path) -> None:
+    """The report as a person opens it: one sentence per transport first, every chart drawn, the capacity
+    table inside a laptop-wide window, and a full-page screenshot kept next to the run (report.png)."""
+    from tests.reports.browser import CHROMIUM, Browser
+    from tests.reports.test_report_browser import CHARTS_DRAWN
+
+    if CHROMIUM is None:
+        pytest.skip("no chromium on PATH (Debian: apt-get install chromium)")
+    meta = json.loads((small_run / "meta.json").read_text())
+    # The bundled target runs on this machine's clock: no note about clock offsets.
+    assert not any("server's own timestamps" in note for note in meta["notes"])
+    browser = Browser(tmp_path / "profile")
+    try:
+        browser.call("Emulation.setDeviceMetricsOverride", width=1300, height=900, deviceScaleFactor=1, mobile=False)
+        browser.open((small_run / "report.html").as_uri(), CHARTS_DRAWN, "the report's charts")
+        sentences = browser.eval('Array.from(document.querySelectorAll("#summary li")).map(e => e.textContent)')
+        for name in ("Delta polling", "SSE", "WebSocket"):
+            line = next((s for s in sentences if s.startswith((name + ":", name + " ("))), None)
+            assert line is not None, sentences
+            assert re.search(r"\d connections\d* at p99 <= ", line) and "on the wire" in line, line
+        # The headline table fits a 1300 px window: no column is scrolled out of sight.
+        fits = browser.eval('(function () { var t = document.querySelector("#headline table"); '
+                            'return t.getBoundingClientRect().right <= document.documentElement.clientWidth; })()')
+        assert fits
+        names = browser.eval('Array.from(document.querySelectorAll("#headline tbody tr td:first-child"))'
+                             '.map(e => e.textContent)')
+        assert names == ["Delta polling", "SSE", "WebSocket"]
+        shot = small_run / "report.png"
+        browser.screenshot(shot)
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 100_000
+    finally:
+        browser.close()
 
 
 def _closed_port() -> int:

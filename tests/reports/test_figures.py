@@ -128,14 +128,16 @@ def test_two_runs_overlay(run_dir: Path, second_run_dir: Path) -> None:
 def test_headline_frame_has_units(run_dir: Path) -> None:
     summary = write_summary(run_dir)
     frame = figures.headline_frame({"baseline": summary})
-    assert list(frame["transport"]) == ["poll", "sse", "ws", "state"]
-    sse = frame.set_index("transport").loc["sse"]
+    assert list(frame["transport"]) == ["Delta polling", "SSE", "WebSocket", "Full-state polling"]
+    assert list(frame.columns[2:4]) == ["capacity at SLO (connections)", "max connections"]  # capacity first
+    sse = frame.set_index("transport").loc["SSE"]
     assert sse["memory/conn (KiB, 95% CI)"].startswith("20.0 (")
     assert sse["baseline RSS (MiB)"] == "50.0"
     assert sse["capacity at SLO (connections)"] == "1,600"
-    assert sse["lost / dup / reordered"] == "1 / 0 / 2"
-    for col in ("delivery p99 (ms)", "bytes/event (B)", "requests/s", "messages/s"):
-        assert col in frame.columns
+    assert sse["errors / lost / dup / reordered"].endswith(" / 1 / 0 / 2")
+    assert sse["throughput"].endswith(" messages/s")  # push: messages, not the connects' requests/s
+    assert frame.set_index("transport").loc["Delta polling", "throughput"].endswith(" requests/s")
+    assert "(lower bound)" in frame.set_index("transport").loc["Delta polling", "capacity at SLO (connections)"]
     table = figures.headline_table({"baseline": summary}).to_dict()["data"][0]
     assert table["type"] == "table" and "max connections" in table["header"]["values"]
 

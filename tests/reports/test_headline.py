@@ -74,3 +74,8 @@ def test_no_valid_step_met_the_slo() -> None:
 def test_cpu_units() -> None:
     assert [fmt_cpu(x) for x in (5.0642857e-05, 3.08e-4, 2.5e-5, 1.25e-3, 0.25, None)] == [
         "50.6 µs", "308 µs", "25.0 µs", "1.25 ms", "250 ms", "–"]
+
+
+def test_a_transport_the_run_never_reached_says_so() -> None:
+    text = transport_sentence("ws", {"steps": 0, "capacity_at_slo": None}, {"delivery_p99_ms": 1000, "error_rate": 0.01})
+    assert text == "WebSocket: not measured (no step of it in steps.csv; the run's notes say why)."
