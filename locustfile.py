@@ -1,11 +1,16 @@
 """rtcap's users for plain Locust: `locust -f locustfile.py` (web UI) or `locust -f locustfile.py --headless ...`.
 
-Users: PollUser (REST polling with a cursor), StateUser (full-state polling), SSEUser (Server-Sent Events), WebSocketUser (WebSocket feed) and
-ChatUser (WebSocket chat room). Options (channel, poll interval, chat rate...) are listed by
+Users: PollUser (REST polling with a cursor), LongPollUser (long polling), StateUser (full-state polling),
+SSEUser (Server-Sent Events), WebSocketUser (WebSocket feed), ChatUser (WebSocket chat room), SignalUser
+(WebSocket "changed" notice, then a REST fetch), RpcUser and RestUser (the same request over a WebSocket with
+request ids and over HTTP keep-alive) and PresenceUser (typing indicators in rooms). Name the ones to run
+(`locust -f locustfile.py SSEUser`); with none named, Locust spreads users over all of them. Options (channel, poll interval, chat rate...) are listed by
 `locust -f locustfile.py --help` under "rtcap" and appear in the web UI's start form.
 For a step-load staircase add the shape: `locust -f locustfile.py,loadtests/stepload.py --steps 50,100,150`.
 """
 
-from loadtests.catalog import ChatUser, PollUser, SSEUser, StateUser, WebSocketUser
+from loadtests.catalog import (ChatUser, LongPollUser, PollUser, PresenceUser, RestUser, RpcUser, SignalUser, SSEUser,
+                               StateUser, WebSocketUser)
 
-__all__ = ["PollUser", "StateUser", "SSEUser", "WebSocketUser", "ChatUser"]
+__all__ = ["PollUser", "LongPollUser", "StateUser", "SSEUser", "WebSocketUser", "ChatUser", "SignalUser", "RpcUser",
+           "RestUser", "PresenceUser"]

@@ -6,7 +6,12 @@ Run one kind by naming it: `locust -f locustfile.py --headless -u 100 -r 50 SSEU
 from __future__ import annotations
 
 from loadtests import abort, gate_hooks, hooks, lag, options, webui  # noqa: F401  (options, recorder, lag, gate, UI)
+from loadtests.longpoll import LongPollViewer
 from loadtests.polling import PollingViewer
+from loadtests.presence import PresenceUser as PresenceChatter
+from loadtests.rest import RestRequester
+from loadtests.rpc import WebSocketRequester
+from loadtests.signalling import SignallingSubscriber
 from loadtests.sse import SSEListener
 from loadtests.ws import WebSocketChatter, WebSocketListener
 
@@ -21,6 +26,10 @@ class StateUser(PollingViewer):
     transport = "state"
 
 
+class LongPollUser(LongPollViewer):
+    """A viewer long polling `/poll?wait=...`: each request is held until news, then it asks again at once."""
+
+
 class SSEUser(SSEListener):
     """A listener holding one `/sse` stream."""
 
@@ -33,5 +42,22 @@ class ChatUser(WebSocketChatter):
     """A chatter in a `/ws/chat` room, sending `--chat-rate` messages per second."""
 
 
-USERS_BY_TRANSPORT = {"poll": PollUser, "state": StateUser, "sse": SSEUser, "ws": WebSocketUser, "chat": ChatUser}
+class SignalUser(SignallingSubscriber):
+    """Hears "changed" on `/ws?notify=1`, then fetches the events over REST (`/poll?since=N`, keep-alive)."""
+
+
+class RpcUser(WebSocketRequester):
+    """Sends `--request-rate` id-tagged `get` requests per second over `/ws/rpc`, matching responses by id."""
+
+
+class RestUser(RestRequester):
+    """Sends `--request-rate` `GET /latest` requests per second on one keep-alive connection, with If-None-Match."""
+
+
+class PresenceUser(PresenceChatter):
+    """Sends `--typing-rate` typing indicators per second in a `/ws/chat` room of `--room-size` users."""
+
+
+USERS_BY_TRANSPORT = {"poll": PollUser, "longpoll": LongPollUser, "state": StateUser, "sse": SSEUser, "ws": WebSocketUser, "chat": ChatUser,
+                      "signal": SignalUser, "rpc": RpcUser, "rest": RestUser, "presence": PresenceUser}
 """Which user class measures which transport, for `rtcap run --transports`."""

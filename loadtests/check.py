@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from loadtests import check_patterns
 from loadtests.http_client import HTTPConnection
 from loadtests.observe import ObserveError, describe, probe_for
 from loadtests.publisher import PublishError, publish_once
@@ -108,6 +109,10 @@ def _open(adapter: TargetAdapter, transport: str, timeout: float, receiver: _Rec
     """Connect `transport` and start receiving; return the connect time in ms."""
     spec = adapter.transport(transport)
     values = {"channel": adapter.channel, "room": spec.room}
+    if transport == "signal":
+        return check_patterns.open_signal(adapter, timeout, receiver, CheckFailed)
+    if transport == "presence":
+        return check_patterns.open_presence(adapter, timeout, receiver)
     if transport == "sse":
         client = receiver.client = SSEClient(adapter.url_for("sse"), headers=adapter.headers, timeout=timeout)
         connect_ms = client.connect()
@@ -171,6 +176,9 @@ def _trigger(adapter: TargetAdapter, transport: str, count: int, receiver: _Rece
         spec = adapter.transport("chat")
         for n in range(1, count + 1):
             receiver.client.send_text(spec.render_send(n, 16, channel=adapter.channel, room=spec.room))
+    elif transport == "presence":
+        for text in check_patterns.presence_messages(adapter, count):
+            receiver.client.send_text(text)
     elif adapter.publish.mode == "http":
         # Numbers that keep rising across checks of several transports on one channel (a server may
         # still hold the previous check's events in its buffer).
@@ -184,6 +192,12 @@ def check_transport(adapter: TargetAdapter, transport: str, count: int = 3, time
     result = CheckResult(transport)
     receiver = _Receiver()
     try:
+        if transport in check_patterns.REQUEST_TRANSPORTS:
+            # Answers to requests, not events: every id answered and successful is the check.
+            result.connect_ms, result.figures = check_patterns.check_requests(adapter, transport, count, timeout,
+                                                                              CheckFailed)
+            result.events, result.ok = count, True
+            return result
         if transport in POLLED and adapter.publish.mode == "http":
             # Some servers give a first poll on an empty channel no cursor to follow (nchan answers 304):
             # one event beforehand gives every viewer a place in the stream, as a live channel would.
@@ -230,7 +244,8 @@ def check_transport(adapter: TargetAdapter, transport: str, count: int = 3, time
     finally:
         receiver.stop.set()
         if receiver.client is not None:
-            receiver.client.close()
+            # A WebSocket's reader thread may be blocked in recv: a handshake close would wait on it forever.
+            getattr(receiver.client, "abort", receiver.client.close)()
     return result
 
 

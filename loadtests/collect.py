@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,17 @@ GENERATOR_SATURATED_PERCENT = 90.0
 GENERATOR_LAG_LIMIT_MS = 100.0
 """A step whose generator woke its timers this late (p99) is not counted: its clients read late."""
 PUSH_TRANSPORTS = {"sse", "ws", "chat"}
+REQUEST_TRANSPORTS = {"rpc", "rest"}
+"""Request/response transports: nothing is pushed, so their latency columns hold the response times."""
+HELD_TRANSPORTS = PUSH_TRANSPORTS | {"longpoll", "signal", "presence", "rpc"}
+"""Transports whose every user holds one connection open: the target must show as many (connections_short)."""
+"""Transports whose every user holds a connection open all along (a long poll is held until news)."""
+PATTERN_COLUMNS = ["not_modified", "bytes_saved", "cache_hits", "cache_misses", "cache_hit_rps", "handler_rps",
+                   "cache_age_mean_s"]
+"""steps.csv columns of conditional polling and of a server-side cache (see step_row and loadtests/answers.py)."""
+WS_PATTERN_COLUMNS = ["round_trips", "round_trips_per_event", "notifications", "unanswered", "in_flight",
+                      "messages_sent", "messages_received", "msgs_in_per_s", "msgs_out_per_s", "room_size", "fanout"]
+"""steps.csv columns of the WebSocket patterns: signalling, request/response (rpc, rest) and presence."""
 GENERATOR = "generator"
 """The timeline's pseudo-transport holding the load generator's own schedule lag."""
 FIVE_MINUTES_S = 300.0
@@ -81,6 +93,8 @@ def step_row(transport: str, window: dict[str, Any], seconds: list[dict[str, Any
     duration = float(max(0, math.floor(t_end + 1e-9) - math.ceil(t_start - 1e-9))) or max(t_end - t_start, 1e-9)
     delivery, connect = _merged(inside, "delivery_hist"), _merged(inside, "connect_hist")
     request = _merged(inside, "request_hist")
+    if transport in REQUEST_TRANSPORTS:
+        delivery = request  # the answer is what a request/response client waits for: its latency is the SLO's
     lag = _merged([s for s in seconds if s["transport"] == GENERATOR and within(s)], "lag_hist")
 
     def total(name: str) -> int:
@@ -112,7 +126,7 @@ def step_row(transport: str, window: dict[str, Any], seconds: list[dict[str, Any
         flags.append("memory_unsettled")
     if not window.get("reached", True):
         flags.append("users_not_reached")
-    if transport in PUSH_TRANSPORTS and connections is not None and connections < 0.95 * window["users"]:
+    if transport in HELD_TRANSPORTS and connections is not None and connections < 0.95 * window["users"]:
         flags.append("connections_short")
     if not target:
         flags.append("no_target_samples")
@@ -132,8 +146,8 @@ def step_row(transport: str, window: dict[str, Any], seconds: list[dict[str, Any
         "latency_p50_ms": _percentile_ms(delivery, 50),
         "latency_p95_ms": _percentile_ms(delivery, 95),
         "latency_p99_ms": _percentile_ms(delivery, 99),
-        "latency_max_ms": delivery.get_max_value() / 1000.0 if delivered else None,
-        "latency_mean_ms": delivery.get_mean_value() / 1000.0 if delivered else None,
+        "latency_max_ms": delivery.get_max_value() / 1000.0 if delivery.get_total_count() else None,
+        "latency_mean_ms": delivery.get_mean_value() / 1000.0 if delivery.get_total_count() else None,
         "connect_p50_ms": _percentile_ms(connect, 50),
         "connect_p99_ms": _percentile_ms(connect, 99),
         "errors": errors,
@@ -149,6 +163,8 @@ def step_row(transport: str, window: dict[str, Any], seconds: list[dict[str, Any
         "payload_per_client_5min": _per_client_5min(payload, clients, duration),
         "overhead_per_client_5min": _per_client_5min(received + sent - payload, clients, duration) if payload else None,
         "missed_ticks": total("missed_ticks"),
+        **_pattern_figures(total, duration),
+        **_ws_pattern_figures(total, duration, delivered),
         "request_p50_ms": _percentile_ms(request, 50),
         "request_p99_ms": _percentile_ms(request, 99),
         "rss_bytes": _median([s["rss_bytes"] for s in target]),
@@ -162,6 +178,47 @@ def step_row(transport: str, window: dict[str, Any], seconds: list[dict[str, Any
         "settled": window.get("settled"),
         "flags": ";".join(flags),
         "valid": not {"generator_saturated", "generator_lagging", "users_not_reached"} & set(flags),
+    }
+
+
+def _pattern_figures(total: Callable[[str], int], duration: float) -> dict[str, Any]:
+    """Conditional polling and cache figures of one window, from its summed counters (`total(name)`).
+
+    Cache figures are None when no answer carried the adapter's `cache_header`: unknown, not zero.
+    """
+    hits, misses = total("cache_hits"), total("cache_misses")
+    cached = hits + misses
+    return {
+        "not_modified": total("not_modified"),
+        "bytes_saved": total("bytes_saved"),
+        "cache_hits": hits if cached else None,
+        "cache_misses": misses if cached else None,
+        "cache_hit_rps": hits / duration if cached else None,
+        "handler_rps": misses / duration if cached else None,
+        "cache_age_mean_s": total("cache_age_s") / cached if cached else None,
+    }
+
+
+def _ws_pattern_figures(total: Callable[[str], int], duration: float, delivered: int) -> dict[str, Any]:
+    """Signalling, request/response and presence figures of one window, from its summed counters.
+
+    Message counts are None for transports whose clients do not count messages (unknown, not zero); room
+    size and fan-out only exist where senders say which room size they send to (presence).
+    """
+    round_trips, sent, received = total("round_trips"), total("messages_sent"), total("messages_received")
+    members = total("sent_room_members")
+    return {
+        "round_trips": round_trips,
+        "round_trips_per_event": round_trips / delivered if delivered else None,
+        "notifications": total("notifications"),
+        "unanswered": total("unanswered"),
+        "in_flight": total("in_flight"),
+        "messages_sent": sent if sent or received else None,
+        "messages_received": received if sent or received else None,
+        "msgs_in_per_s": sent / duration if sent or received else None,
+        "msgs_out_per_s": received / duration if sent or received else None,
+        "room_size": members / sent if members and sent else None,
+        "fanout": delivered / sent if members and sent else None,
     }
 
 

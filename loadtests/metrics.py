@@ -33,9 +33,16 @@ subscriber_closed = EventHook()
 generator_lag = EventHook()
 """Fired with (lag_ms=float) by the load generator's own schedule monitor: how late a timer woke up."""
 
-STREAM_COUNTERS = ("bytes_sent", "bytes_received", "payload_bytes", "lost", "duplicated", "reordered", "missed_ticks")
+STREAM_COUNTERS = ("bytes_sent", "bytes_received", "payload_bytes", "lost", "duplicated", "reordered", "missed_ticks",
+                   "round_trips", "notifications", "unanswered", "in_flight", "messages_sent", "messages_received",
+                   "sent_room_members", "not_modified", "bytes_saved", "cache_hits", "cache_misses", "cache_age_s")
 """Counter names clients use: wire bytes each way, application bytes received (HTTP bodies, SSE data,
-WebSocket messages), sequence anomalies, and polls that could not be sent on their tick."""
+WebSocket messages), sequence anomalies, and polls (or paced requests) that could not be sent on their tick;
+request/response exchanges waited on (signal fetches, answered RPC and REST requests), "changed" notifications
+received, RPC requests never answered (errors) or still in flight when the user stopped, messages a client
+sent and received (presence), and the room size of each message sent (presence: their ratio is the room size);
+polled answers that were 304 Not Modified, the bytes those saved, and answers a cache served (hits) or passed to
+the handler (misses) with the sum of their Age seconds (loadtests/answers.py defines them)."""
 
 open_connections: Counter[str] = Counter()
 """Client connections open right now in this process, per transport."""
@@ -111,6 +118,20 @@ def report_subscriber(transport: str, tracker: SeqTracker) -> None:
 def report_generator_lag(lag_ms: float) -> None:
     """Report how late the generator's event loop ran a timer (its own saturation, not the target's)."""
     generator_lag.fire(lag_ms=lag_ms)
+
+
+class ByteMeter:
+    """Reports the bytes a client moved since its last report, so each second of the timeline gets its share."""
+
+    def __init__(self, transport: str) -> None:
+        self.transport = transport
+        self.reported = (0, 0)
+
+    def flush(self, counts: tuple[int, int]) -> None:
+        """Report (bytes sent, bytes received) so far, as the increase since the last flush."""
+        count(self.transport, "bytes_sent", counts[0] - self.reported[0])
+        count(self.transport, "bytes_received", counts[1] - self.reported[1])
+        self.reported = counts
 
 
 def now() -> float:

@@ -24,6 +24,10 @@ def add_arguments(parser: Any) -> None:
     parser.add_argument("--chat-room", default="", env_var="RTCAP_CHAT_ROOM", help="Room the WebSocket chatters join (default: the adapter's, lobby)")
     parser.add_argument("--chat-rate", type=float, default=0.2, env_var="RTCAP_CHAT_RATE", help="Chat messages per second sent by each chatter (0: listen only)")
     parser.add_argument("--chat-size", type=int, default=64, env_var="RTCAP_CHAT_SIZE", help="Bytes of text in each chat message")
+    parser.add_argument("--request-rate", type=float, default=1.0, env_var="RTCAP_REQUEST_RATE", help="RPC and REST requests per second per user (0: closed loop, the next once the last is answered)")
+    parser.add_argument("--request-timeout", type=float, default=5.0, env_var="RTCAP_REQUEST_TIMEOUT", help="Seconds after which an unanswered RPC request counts as an error")
+    parser.add_argument("--typing-rate", type=float, default=1.0, env_var="RTCAP_TYPING_RATE", help="Typing indicators per second sent by each presence user")
+    parser.add_argument("--room-size", type=int, default=10, env_var="RTCAP_ROOM_SIZE", help="Presence users per room (rooms ROOM-0, ROOM-1...; 0: all in one room)")
     parser.add_argument("--reconnect-max", type=float, default=10.0, env_var="RTCAP_RECONNECT_MAX", help="Ceiling of the reconnect backoff, seconds")
     parser.add_argument("--read-timeout", type=float, default=60.0, env_var="RTCAP_READ_TIMEOUT", help="Seconds of silence before a stream counts as dead")
     parser.add_argument("--steps", default="", env_var="RTCAP_STEPS", help="Step shape: users per step, e.g. '50,100,150' or '50:250:50'")
@@ -47,6 +51,10 @@ class Settings:
     chat_room: str = ""
     chat_rate: float = 0.2
     chat_size: int = 64
+    request_rate: float = 1.0
+    request_timeout: float = 5.0
+    typing_rate: float = 1.0
+    room_size: int = 10
     reconnect_max: float = 10.0
     read_timeout: float = 60.0
     steps: str = ""

@@ -23,6 +23,7 @@ import h11
 from locust import User, task
 
 from loadtests import metrics
+from loadtests.answers import AnswerMeter
 from loadtests.http_client import HTTPConnection, HTTPResponse
 from loadtests.options import Settings
 from loadtests.seqtrack import SeqTracker
@@ -39,6 +40,17 @@ def has_placeholder(template: str, name: str) -> bool:
     return any(field == name for _, field, _, _ in string.Formatter().parse(template))
 
 
+def bind_http_user(user: User) -> None:
+    """Give an HTTP user of `user.transport` its settings, adapter, transport spec, channel, one keep-alive
+    connection (not opened yet) and the request name its events carry (the URL's path)."""
+    user.settings = Settings.of(user.environment)
+    user.adapter = adapter_for(user.environment)
+    user.spec = user.adapter.transport(user.transport)
+    user.channel = user.settings.channel or user.adapter.channel
+    user.http = HTTPConnection(user.adapter.base_url, timeout=user.settings.read_timeout)
+    user.name = urlsplit(user.spec.url).path or "/"
+
+
 class PollingViewer(User):
     """Polls every `--poll-interval` seconds on a fixed schedule; an event's staleness is its delivery latency.
 
@@ -50,15 +62,12 @@ class PollingViewer(User):
 
     abstract = True
     transport = "poll"
+    holds = False
+    """True when the server holds each request until there is news: an outstanding poll is an open connection."""
 
     def on_start(self) -> None:
         """Read the options, wait a random phase so viewers do not poll in lockstep, and sync the cursor."""
-        self.settings = Settings.of(self.environment)
-        self.adapter = adapter_for(self.environment)
-        self.spec = self.adapter.transport(self.transport)
-        self.channel = self.settings.channel or self.adapter.channel
-        self.http = HTTPConnection(self.adapter.base_url, timeout=self.settings.read_timeout)
-        self.name = urlsplit(self.spec.url).path or "/"
+        bind_http_user(self)
         self.tracker = SeqTracker()
         self.cursor: object = None
         self.synced = False
@@ -69,10 +78,16 @@ class PollingViewer(User):
         self.etag: str | None = None
         self.last_modified: str | None = None
         self._reported = (0, 0)
-        interval = self.settings.poll_interval
+        self.meter = AnswerMeter(self.spec.cache_header)
+        self.last_failed = False
+        interval = self.poll_interval()
         # The schedule runs on the monotonic clock: a wall-clock step must not move ticks or response times.
         self.next_poll = time.monotonic() + random.uniform(0, interval)
         time.sleep(max(0.0, self.next_poll - time.monotonic()))
+
+    def poll_interval(self) -> float:
+        """Seconds between two ticks of this viewer's schedule (0: poll again as soon as an answer is in)."""
+        return self.settings.poll_interval
 
     def wait_time(self) -> float:
         """Pace polls on a fixed schedule from the first one, not from the end of the last request.
@@ -80,7 +95,7 @@ class PollingViewer(User):
         If the last poll ended after later ticks had come, the latest of them is polled at once (late, and
         charged from its tick) and the earlier ones are skipped and counted as missed, instead of bursting.
         """
-        interval = self.settings.poll_interval
+        interval = self.poll_interval()
         now = time.monotonic()
         if interval <= 0:
             self.next_poll = now  # no schedule: poll back to back, each charged from when it could go
@@ -108,15 +123,21 @@ class PollingViewer(User):
                 headers["If-Modified-Since"] = self.last_modified
         if self.http.sock is None:
             self._connect()
+        if self.holds:
+            metrics.open_connections[self.transport] += 1
         try:
             response = self.http.get(url, headers)
         except (OSError, h11.ProtocolError) as error:
             self._fire(self._since(tick), 0, error)
             return
         finally:
-            self._flush_bytes()
+            if self.holds:
+                metrics.open_connections[self.transport] -= 1
+            wire_bytes = self._flush_bytes()
         elapsed_ms = self._since(tick)
         received_at = time.time()
+        for name, value in self.meter.measure(response.status, response.headers, wire_bytes).items():
+            metrics.count(self.transport, name, value)
         # Application bytes: what the viewer's code gets to parse (an empty body for a 304).
         metrics.count(self.transport, "payload_bytes", len(response.body))
         error = None if response.status in (200, 304) else PollError(f"HTTP {response.status}")
@@ -140,6 +161,7 @@ class PollingViewer(User):
             raise
 
     def _fire(self, elapsed_ms: float, length: int, exception: BaseException | None) -> None:
+        self.last_failed = exception is not None
         self.environment.events.request.fire(
             request_type="GET", name=self.name, response_time=elapsed_ms, response_length=length,
             exception=exception, context={"transport": self.transport},
@@ -183,11 +205,14 @@ class PollingViewer(User):
                 self._state_seqs |= state_seqs  # events reported before the bad one must not be reported again
             metrics.report_error(self.environment, self.transport, "message", error)
 
-    def _flush_bytes(self) -> None:
+    def _flush_bytes(self) -> int:
+        """Report the bytes moved since the last call; return those received (one poll's whole answer)."""
         sent, received = self.http.byte_counts
         metrics.count(self.transport, "bytes_sent", sent - self._reported[0])
         metrics.count(self.transport, "bytes_received", received - self._reported[1])
+        answer_bytes = received - self._reported[1]
         self._reported = (sent, received)
+        return answer_bytes
 
     def on_stop(self) -> None:
         """Close the connection and report this viewer's sequence accounting."""

@@ -83,20 +83,29 @@ class WebSocketChatter(_WebSocketUser):
     def on_connected(self, client: WebSocketClient) -> None:
         """Subscribe, then start sending chat messages."""
         super().on_connected(client)
-        if self.settings.chat_rate > 0:
+        if self.send_rate() > 0:
             self.sender = gevent.spawn(self._send_loop, client)
+
+    def send_rate(self) -> float:
+        """Messages per second this chatter sends (0: it only listens)."""
+        return self.settings.chat_rate
+
+    def next_message(self) -> str:
+        """The text of the chatter's next message (number `self.sent`)."""
+        spec = self.adapter.transport(self.transport)
+        return spec.render_send(self.sent, self.settings.chat_size, **self.url_values())
 
     def _send_loop(self, client: WebSocketClient) -> None:
         # Random phase, then a steady pace: chatters do not all send in the same instant.
-        period = 1.0 / self.settings.chat_rate
-        spec = self.adapter.transport(self.transport)
+        period = 1.0 / self.send_rate()
         time.sleep(random.uniform(0, period))
         while True:
             self.sent += 1
             try:
-                client.send_text(spec.render_send(self.sent, self.settings.chat_size, **self.url_values()))
+                client.send_text(self.next_message())
             except (OSError, websocket.WebSocketException) as error:
-                metrics.report_error(self.environment, self.transport, "send", error)
+                if self.sender is gevent.getcurrent():  # else the connection is being closed on purpose
+                    metrics.report_error(self.environment, self.transport, "send", error)
                 return
             time.sleep(period)
 

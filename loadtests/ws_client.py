@@ -6,6 +6,7 @@ No Locust import here, so the orchestrating process can use it too.
 from __future__ import annotations
 
 import json
+import socket
 import time
 from typing import Any
 
@@ -64,6 +65,16 @@ class WebSocketClient:
     def byte_counts(self) -> tuple[int, int]:
         """(bytes sent, bytes received) on this connection so far."""
         return (self.sock.bytes_sent, self.sock.bytes_received) if self.sock else (0, 0)
+
+    def abort(self) -> None:
+        """Close at once, without the closing handshake: a thread blocked reading this connection wakes with an
+        error instead of holding the read lock that a handshake's close() would wait on forever."""
+        if self.sock is not None:
+            try:
+                self.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed by the peer
+        self.close()
 
     def close(self) -> None:
         """Close the connection (safe to call twice)."""

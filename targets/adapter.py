@@ -25,7 +25,9 @@ from .adapter_fields import (
     KeyReader,
     MessageSpec,
     base_url_problem,
+    coerce_seq,
     cursor_in,
+    decode,
     events_in,
     flatten,
     join_url,
@@ -33,6 +35,7 @@ from .adapter_fields import (
     path_problem,
     positive,
     render_template,
+    resolve,
     template_problem,
     url_problem,
 )
@@ -42,8 +45,8 @@ __all__ = [
     "TransportSpec", "adapter_from_dict", "load_adapter", "reference_adapter_path", "render_template",
 ]
 
-TRANSPORTS = ("poll", "longpoll", "state", "sse", "ws", "chat")
-WEBSOCKET_TRANSPORTS = ("ws", "chat")
+TRANSPORTS = ("poll", "longpoll", "state", "sse", "ws", "chat", "signal", "rpc", "rest", "presence")
+WEBSOCKET_TRANSPORTS = ("ws", "chat", "signal", "rpc", "presence")
 
 
 class AdapterError(ValueError):
@@ -64,15 +67,70 @@ class TransportSpec:
     events: str = ""
     cursor: str = ""
     conditional: bool = True
+    cache_header: str | None = None
     subscribe: str | None = None
     room: str = "lobby"
     send: str | None = None
     resume_url: str | None = None
+    fetch: str | None = None
+    notify_match: dict[str, Any] = field(default_factory=dict)
+    notify_seq: str = "seq"
+    request: str | None = None
+    response_id: str = "id"
+    response_match: dict[str, Any] = field(default_factory=dict)
+    status: str = ""
+    presence: str | None = None
+    sender: str = ""
 
     @property
     def websocket(self) -> bool:
-        """True for the WebSocket transports (ws, chat)."""
+        """True for the WebSocket transports (ws, chat, signal, rpc, presence)."""
         return self.name in WEBSOCKET_TRANSPORTS
+
+    def render_fetch(self, base_url: str, **values: Any) -> str:
+        """Signal: absolute http(s) URL fetching the events after {cursor}."""
+        if self.fetch is None:
+            raise ValueError(f"transport {self.name!r} has no fetch url")
+        return join_url(base_url, render_template(self.fetch, url=True, **values))
+
+    def render_text(self, key: str, **values: Any) -> str | None:
+        """The text template `key` (request, presence...) filled with `values`, or None if not configured."""
+        template = getattr(self, key)
+        if template is None:
+            return None
+        values.setdefault("room", self.room)
+        return render_template(template, **values)
+
+    def notice_seq(self, message: Any) -> int | str | None:
+        """Signal: the seq a notification announces (None: not a notification, or it names no seq)."""
+        if not self.notify_seq or not self.is_notice(message):
+            return None
+        obj = decode(message, "notification")
+        return coerce_seq(resolve(obj, self.notify_seq, "notify_seq", message), self.message.seq_type,
+                          f"at {self.notify_seq!r}")
+
+    def is_notice(self, message: Any) -> bool:
+        """Signal: True if a WebSocket message is a notification that something changed."""
+        return MessageSpec(match=self.notify_match).is_event(message)
+
+    def response_of(self, message: Any) -> tuple[Any, bool] | None:
+        """RPC: (request id, succeeded) of a response message, or None if the message is not a response."""
+        if not MessageSpec(match=self.response_match).is_event(message):
+            return None
+        obj = decode(message, "response")
+        try:
+            found = resolve(obj, self.response_id, "response_id", message)
+        except FieldError:
+            return None  # no id: an error frame or a push, not the answer to a request
+        if not self.status:
+            return found, True
+        try:
+            status = resolve(obj, self.status, "status", message)
+        except FieldError:
+            return found, False  # a response without its status field cannot be called a success
+        number = status if isinstance(status, int) and not isinstance(status, bool) else (
+            int(status) if isinstance(status, str) and status.isdigit() else 0)
+        return found, 200 <= number < 300
 
     def render_url(self, base_url: str, **values: Any) -> str:
         """Absolute URL (ws(s) for ws/chat); values fill the placeholders, `port` also fills base_url."""
@@ -217,14 +275,30 @@ class TargetAdapter:
 
 _PUBLISH_VALUES = ("channel", "seq", "ts", "ts_ms", "padding")
 _START_VALUES = ("port", "python", "rate", "payload", "channel")
-_URL_VALUES = {"poll": ("channel", "cursor"), "longpoll": ("channel", "cursor"), "chat": ("channel", "room")}
-_EXTRA_KEYS = {"poll": ("events", "cursor", "conditional"), "longpoll": ("events", "cursor", "conditional"),
-               "state": ("events", "conditional"), "sse": (), "ws": ("subscribe", "resume_url"),
-               "chat": ("subscribe", "room", "send")}
+_URL_VALUES = {"poll": ("channel", "cursor"), "longpoll": ("channel", "cursor"), "chat": ("channel", "room"),
+               "presence": ("channel", "room")}
+_EXTRA_KEYS = {"poll": ("events", "cursor", "conditional", "cache_header"),
+               "longpoll": ("events", "cursor", "conditional", "cache_header"),
+               "state": ("events", "conditional", "cache_header"), "sse": (), "ws": ("subscribe", "resume_url"),
+               "chat": ("subscribe", "room", "send"),
+               "signal": ("fetch", "events", "cursor", "subscribe", "notify_match", "notify_seq"),
+               "rpc": ("request", "response_id", "response_match", "status", "subscribe"),
+               "rest": ("conditional",),
+               "presence": ("room", "send", "presence", "sender", "subscribe")}
+_SEND_VALUES = {"chat": ("channel", "room", "n", "padding"), "presence": ("channel", "room", "n", "client")}
+_SUBSCRIBE_VALUES = {"chat": ("channel", "room"), "presence": ("channel", "room", "client")}
 _PROCESS_KINDS = {"pid": "pid", "pidfile": "pidfile", "port": "port", "cgroup": "cgroup", "metrics_url": "metrics",
                   "none": "none"}
 _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _CLASS_REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+
+
+def _header_name_problem(name: str) -> str | None:
+    """Why `name` is not an HTTP header name (an RFC 9110 token), or None."""
+    if _HEADER_NAME.match(name):
+        return None
+    return f"expected an HTTP header name such as X-Cache (letters, digits, - and no spaces), got {name!r}"
 
 
 def _seq_problem(path: str) -> str | None:
@@ -254,9 +328,19 @@ def _transport(name: str, table: KeyReader, inherited: dict[str, tuple[Any, str]
         "events": lambda: table.get("events", "str", "", path=True),
         "cursor": lambda: table.get("cursor", "str", "", path=True),
         "conditional": lambda: table.get("conditional", "bool", True),
-        "subscribe": lambda: table.get("subscribe", "str", template=("channel", "room")[: 2 if name == "chat" else 1]),
+        "cache_header": lambda: table.get("cache_header", "str", check=_header_name_problem),
+        "subscribe": lambda: table.get("subscribe", "str", template=_SUBSCRIBE_VALUES.get(name, ("channel",))),
         "room": lambda: table.get("room", "str", "lobby", check=nonempty),
-        "send": lambda: table.get("send", "str", required=True, template=("channel", "room", "n", "padding")),
+        "send": lambda: table.get("send", "str", required=True, template=_SEND_VALUES.get(name, ())),
+        "fetch": lambda: table.get("fetch", "str", required=True, template=("channel", "cursor"), check=url_problem),
+        "notify_match": lambda: flatten(table.get("notify_match", "table", {})),
+        "notify_seq": lambda: table.get("notify_seq", "str", "seq", path=True),
+        "request": lambda: table.get("request", "str", required=True, template=("channel", "id", "n")),
+        "response_id": lambda: table.get("response_id", "str", "id", check=nonempty, path=True),
+        "response_match": lambda: flatten(table.get("response_match", "table", {})),
+        "status": lambda: table.get("status", "str", "", path=True),
+        "presence": lambda: table.get("presence", "str", template=("channel", "room", "client")),
+        "sender": lambda: table.get("sender", "str", "", path=True),
         "resume_url": lambda: table.get("resume_url", "str", template=("channel", "cursor"),
                                         check=lambda u: url_problem(u, schemes)),
     }

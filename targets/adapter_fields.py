@@ -128,6 +128,13 @@ def values_equal(a: Any, b: Any) -> bool:
     return isinstance(a, bool) == isinstance(b, bool) and a == b
 
 
+def matches(found: Any, wanted: Any) -> bool:
+    """A `match` value test: equal to `wanted`, or to any item of it when it is a list (`["typing", "presence"]`)."""
+    if isinstance(wanted, list):
+        return any(values_equal(found, item) for item in wanted)
+    return values_equal(found, wanted)
+
+
 def flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """Nested tables as dotted paths: {"data": {"kind": "x"}} -> {"data.kind": "x"}."""
     flat: dict[str, Any] = {}
@@ -159,7 +166,7 @@ class MessageSpec:
             obj = decode(message, "message")
         except FieldError:
             return False
-        return all(values_equal(lookup(obj, path), value) for path, value in self.match.items())
+        return all(matches(lookup(obj, path), value) for path, value in self.match.items())
 
     def event(self, message: Any) -> Any:
         """The event inside `message`: the `payload` path (JSON-decoded if it is text), or the message."""
@@ -209,7 +216,9 @@ PLACEHOLDERS = {  # every placeholder, and where it may appear (for error hints)
     "ts": "the publish url, body and headers",
     "ts_ms": "the publish url, body and headers",
     "padding": "the publish url, body and headers, and chat send",
-    "n": "chat send",
+    "n": "chat send, rpc request and presence send",
+    "id": "the rpc request",
+    "client": "presence send and presence",
     "port": "base_url and process.start",
     "python": "process.start",
     "rate": "process.start",

@@ -15,14 +15,17 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_headless_locust_runs_every_user_class_without_failures(reference_url: str, tmp_path: Path) -> None:
-    # No class named: Locust spreads the users over all five classes, as `locust -f locustfile.py -u 60` does.
-    run = start_locust(reference_url, "", 10, 5, tmp_path)
+    # No class named: Locust spreads the users over all ten classes, as `locust -f locustfile.py -u 60` does.
+    run = start_locust(reference_url, "", 20, 6, tmp_path)
     totals = finish(run, tmp_path)
-    assert set(totals) == {"poll", "state", "sse", "ws", "chat", "generator"}  # generator: its own timer lag
+    transports = {"poll", "longpoll", "state", "sse", "ws", "chat", "signal", "rpc", "rest", "presence"}
+    assert set(totals) == transports | {"generator"}  # generator: its own timer lag
     stats = locust_stats(tmp_path)
-    for transport in ("poll", "state", "sse", "ws", "chat"):
+    for transport in transports - {"rpc", "rest"}:  # request/response: answers, not deliveries
         row = stats[(transport, "delivery")]
         assert int(row["Request Count"]) > 0, transport
+    for transport in ("rpc", "rest"):
+        assert sum(int(r["Request Count"]) for (kind, _), r in stats.items() if kind == transport) > 0, transport
     assert int(stats[("", "Aggregated")]["Failure Count"]) == 0
 
 
@@ -51,7 +54,8 @@ def test_options_appear_in_the_web_ui_start_form() -> None:
         for option in ("poll_interval", "chat_rate", "channel", "steps"):
             assert f'"{option}"' in page, option
         assert "rtcap_record" not in page  # an internal option stays out of the form
-        for user in ("PollUser", "StateUser", "SSEUser", "WebSocketUser", "ChatUser"):
+        for user in ("PollUser", "LongPollUser", "StateUser", "SSEUser", "WebSocketUser", "ChatUser", "SignalUser",
+                     "RpcUser", "RestUser", "PresenceUser"):
             assert user in page
     finally:
         locust.terminate()

@@ -7,7 +7,7 @@ import math
 import sys
 from collections.abc import Callable
 
-from .config import LOG_LEVELS, MAX_DELAY_MS, TargetConfig, valid_name
+from .config import LOG_LEVELS, MAX_CACHE_TTL_S, MAX_DELAY_MS, TargetConfig, valid_name
 
 _DEFAULTS = TargetConfig()
 
@@ -75,6 +75,15 @@ def add_target_arguments(parser: argparse.ArgumentParser) -> None:
         default=d.state_bytes,
         help="bytes of unchanging page state GET /state sends besides the buffered events, like a live-scores "
         f"page re-sent whole (default {d.state_bytes})",
+    )
+    parser.add_argument(
+        "--cache-ttl",
+        type=_number(float, 0, MAX_CACHE_TTL_S),
+        default=d.cache_ttl,
+        metavar="S",
+        help="reuse each short-poll (/poll without wait) and /state answer for S seconds per (endpoint, channel, "
+        "since), like a CDN: answers carry X-Cache: HIT|MISS and Age, and /metrics counts handler runs "
+        f"(rtcap_handler_runs_total) against cache hits (rtcap_cache_hits_total); 0 disables (default {d.cache_ttl:g})",
     )
     parser.add_argument(
         "--heartbeat",
@@ -182,6 +191,7 @@ def config_from_args(args: argparse.Namespace) -> TargetConfig:
         idle_timeout=args.idle_timeout,
         log_level=args.log_level,
         queue_size=args.queue_size,
+        cache_ttl=args.cache_ttl,
         ballast=args.ballast,
         ballast_sse=args.ballast_sse,
         ballast_ws=args.ballast_ws,

@@ -14,6 +14,8 @@ LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
 # Calibration knobs (see calibration.py): upper bound of --delay-ms, one hour (rejects inf).
 MAX_DELAY_MS = 3_600_000
+# Upper bound of --cache-ttl, one hour: longer is no longer a cache in front of a live feed.
+MAX_CACHE_TTL_S = 3600.0
 
 
 def valid_name(name: str) -> bool:
@@ -39,6 +41,7 @@ class TargetConfig:
     idle_timeout: float = 60.0
     log_level: str = "warning"
     queue_size: int = 1000
+    cache_ttl: float = 0.0  # seconds a /poll or /state answer is reused (httpcache.py); 0: no cache
     # Calibration knobs (calibration.py); all 0/None leaves the target exactly as without them.
     ballast: int = 0
     ballast_sse: int | None = None  # None: use `ballast`
@@ -82,6 +85,8 @@ class TargetConfig:
                 problems.append(f"{field} must be >= 0 (or None to use ballast), got {value}")
         if not 0 <= self.delay_ms <= MAX_DELAY_MS:  # also rejects NaN
             problems.append(f"delay_ms must be 0..{MAX_DELAY_MS:g}, got {self.delay_ms}")
+        if not 0 <= self.cache_ttl <= MAX_CACHE_TTL_S:  # also rejects NaN
+            problems.append(f"cache_ttl must be 0..{MAX_CACHE_TTL_S:g} seconds (0 disables), got {self.cache_ttl}")
         if self.log_level not in LOG_LEVELS:
             problems.append(f"log_level must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
         if problems:

@@ -22,7 +22,7 @@ def encode(obj: Any) -> str:
 class Event:
     """One published message, serialised once and shared by every subscriber."""
 
-    __slots__ = ("_sse", "_typed", "channel", "data", "kind", "seq", "text", "ts")
+    __slots__ = ("_notice", "_sse", "_typed", "channel", "data", "kind", "seq", "text", "ts")
 
     def __init__(self, seq: int, ts: float, channel: str, kind: str, obj: dict[str, Any]) -> None:
         self.seq = seq
@@ -32,6 +32,7 @@ class Event:
         self.text = encode(obj)
         self.data = self.text.encode()
         self._sse: bytes | None = None
+        self._notice: str | None = None
         # A publisher may post its own "type"; then splicing would produce a duplicate key.
         self._typed: str | None = None
         if "type" in obj:
@@ -42,6 +43,12 @@ class Event:
         if self._sse is None:
             self._sse = b"id: %d\ndata: %s\n\n" % (self.seq, self.data)
         return self._sse
+
+    def notice_text(self) -> str:
+        """The signalling form `{"type":"changed","seq","ts","channel"}`: news without the data, built once."""
+        if self._notice is None:
+            self._notice = encode({"type": "changed", "seq": self.seq, "ts": self.ts, "channel": self.channel})
+        return self._notice
 
     def typed_text(self) -> str:
         """The event JSON with a leading `"type":"event"` (chat feed form), built once on first use."""

@@ -11,8 +11,9 @@ from prometheus_client import (
     generate_latest,
 )
 
-TRANSPORTS = ("poll", "longpoll", "sse", "ws", "chat")
+TRANSPORTS = ("poll", "longpoll", "sse", "ws", "chat", "rpc")
 STREAM_TRANSPORTS = ("sse", "ws", "chat")
+SOCKET_TRANSPORTS = (*STREAM_TRANSPORTS, "rpc")  # held connections that can be rejected or dropped
 # Calibration faults (calibration.py) and the transports they apply to.
 FAULT_KINDS = ("drop", "duplicate", "swap")
 FAULT_TRANSPORTS = ("poll", "longpoll", "sse", "ws")
@@ -62,8 +63,8 @@ class Metrics:
         # the children: labels() does a dict lookup under a lock, too slow for per-event use.
         self.open = {t: self.open_connections.labels(t) for t in TRANSPORTS}
         self.delivered = {t: self.events_delivered.labels(t) for t in TRANSPORTS}
-        self.dropped = {t: self.slow_consumers_dropped.labels(t) for t in STREAM_TRANSPORTS}
-        self.rejected = {t: self.connections_rejected.labels(t) for t in STREAM_TRANSPORTS}
+        self.dropped = {t: self.slow_consumers_dropped.labels(t) for t in SOCKET_TRANSPORTS}
+        self.rejected = {t: self.connections_rejected.labels(t) for t in SOCKET_TRANSPORTS}
         self.injected = {(k, t): self.injected_faults.labels(k, t) for k in FAULT_KINDS for t in FAULT_TRANSPORTS}
         self._published: dict[str, Counter] = {}
 

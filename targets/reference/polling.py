@@ -1,10 +1,16 @@
-"""HTTP endpoints: publish, short/long polling with ETags, and full-state polling."""
+"""HTTP endpoints: publish, short/long polling and full-state polling, with conditional GETs and the answer cache.
+
+A poll's answer is built in full first (`Answer`), then either taken from the --cache-ttl cache or built by
+its handler, and only then checked against the client's validators (conditional.py): the same 304 logic
+serves fresh and cached answers.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import FastAPI, Query, Request
@@ -12,22 +18,17 @@ from fastapi.responses import Response
 
 from .aio import race, wait_disconnect
 from .calibration import Calibration, sleep_until
+from .conditional import JSON, Answer, etag_matches, last_modified, respond
 from .config import NAME_PATTERN, TargetConfig
-from .hub import Channel, Event, Hub
+from .httpcache import AnswerCache, AnswerCounters
+from .hub import Channel, Hub
+
+__all__ = ["MAX_POLL_EVENTS", "MAX_WAIT_S", "add_polling_routes", "etag_matches"]
 
 MAX_WAIT_S = 30.0
 MAX_POLL_EVENTS = 1000
-JSON = "application/json"
 
 ChannelParam = Annotated[str, Query(pattern=NAME_PATTERN, description="Channel name.")]
-
-
-def etag_matches(if_none_match: str | None, etag: str) -> bool:
-    """True if an If-None-Match header value names `etag` (weak prefixes and lists allowed)."""
-    if not if_none_match:
-        return False
-    tags = (tag.strip().removeprefix("W/") for tag in if_none_match.split(","))
-    return any(tag in (etag, "*") for tag in tags)
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
@@ -35,7 +36,7 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
 
 
 async def _wait_visible(ch: Channel, seen: int, timeout: float, delay: float) -> None:
-    """Long poll under --delay-ms: wait for an event after `seen`, then until it is `delay` old."""
+    """Long poll: wait for an event after `seen`, then (under --delay-ms) until it is `delay` old."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     if not await ch.wait_after(seen, timeout) or delay <= 0:
@@ -50,14 +51,43 @@ def _visible(ch: Channel, delay: float) -> int:
     return ch.seq_at(time.time() - delay) if delay > 0 else ch.seq
 
 
+def _published_at(ch: Channel, seq: int) -> float | None:
+    """Publish time of event `seq` if it is still buffered (the newest one an answer shows)."""
+    last = ch.last
+    if last is not None and last.seq == seq:
+        return last.ts
+    found = ch.after(seq - 1, 1) if seq > 0 else []
+    return found[0].ts if found else None
+
+
 def add_polling_routes(app: FastAPI, hub: Hub, config: TargetConfig, calibration: Calibration | None = None) -> None:
     """Register /publish, /poll and /state on `app`."""
     metrics = hub.metrics
+    counters = AnswerCounters(metrics.registry)
+    cache = AnswerCache(config.cache_ttl)
     cal = calibration or Calibration(config, metrics)
     default = config.default_channel
     limit = config.max_message_bytes
     # The part of a full state that does not change between polls (a scoreboard's teams, names, layout).
     board = b'"board":"%s",' % (b"x" * config.state_bytes) if config.state_bytes else b""
+
+    def answer(request: Request, endpoint: str, key: tuple, build: Callable[[], Answer], conditional: bool = True,
+               cacheable: bool = True) -> Response:
+        """Take the answer from the cache or build it, then answer 304 or 200 and count what happened."""
+        extra = None
+        if cache.enabled and cacheable:
+            cached = cache.fetch(key, build)
+            full, extra = cached.answer, cached.headers
+            (counters.hits if cached.hit else counters.runs)[endpoint].inc()
+        else:
+            full = build()
+            counters.runs[endpoint].inc()
+        response = respond(request.headers, full, conditional, extra)
+        if response.status_code == 304:
+            counters.not_modified[endpoint].inc()
+        else:
+            metrics.delivered["poll" if endpoint == "state" else endpoint].inc(full.events)
+        return response
 
     @app.post("/publish")
     async def publish(request: Request, channel: ChannelParam = default) -> Response:
@@ -82,6 +112,24 @@ def add_polling_routes(app: FastAPI, hub: Hub, config: TargetConfig, calibration
         event = hub.publish(channel, fields)
         return Response(b'{"seq":%d,"ts":%r}' % (event.seq, event.ts), media_type=JSON)
 
+    def poll_answer(channel: str, since: int, transport: str) -> Answer:
+        """Events after `since` as polls see the channel now (as it was --delay-ms ago, faults applied)."""
+        ch = hub.channel(channel)
+        top = _visible(ch, cal.delay)
+        events = ch.after(since, MAX_POLL_EVENTS)
+        if top < ch.seq:
+            events = [e for e in events if e.seq <= top]
+        if cal.active:
+            events = cal.shape(events, transport)
+        body = b'{"channel":%s,"seq":%d,%s"events":[%s]}' % (
+            json.dumps(channel).encode(),
+            top,
+            b'"gap":true,' if ch.gap(since) else b"",
+            b",".join(e.data for e in events),
+        )
+        modified = _published_at(ch, top)
+        return Answer(body, ch.etag_at(top), modified, last_modified(modified), len(events))
+
     @app.get("/poll")
     async def poll(
         request: Request,
@@ -94,87 +142,31 @@ def add_polling_routes(app: FastAPI, hub: Hub, config: TargetConfig, calibration
         gauge = metrics.open[transport]
         gauge.inc()
         try:
-            if cal.active:
-                return await _calibrated_poll(request, channel, since, wait, transport)
-            ch = hub.channel(channel)
-            if_none_match = request.headers.get("if-none-match")
-            # A matching ETag means the client already holds everything up to the latest seq.
-            seen = max(since, ch.seq) if etag_matches(if_none_match, ch.etag) else since
-            if wait > 0 and ch.seq <= seen:
-                # Also watch the socket, so an abandoned long poll frees its slot at once
-                # rather than when the wait expires.
-                await race(ch.wait_after(seen, min(wait, MAX_WAIT_S)), wait_disconnect(request.receive))
-            etag = ch.etag
-            if etag_matches(if_none_match, etag):
-                return Response(status_code=304, headers={"ETag": etag})
-            events = ch.after(since, MAX_POLL_EVENTS)
-            metrics.delivered[transport].inc(len(events))
-            body = b'{"channel":%s,"seq":%d,%s"events":[%s]}' % (
-                json.dumps(channel).encode(),
-                ch.seq,
-                b'"gap":true,' if ch.gap(since) else b"",
-                b",".join(e.data for e in events),
-            )
-            return Response(body, media_type=JSON, headers={"ETag": etag})
+            if wait > 0:
+                ch = hub.channel(channel)
+                top = _visible(ch, cal.delay)
+                # A matching ETag means the client already holds everything up to the latest seq.
+                seen = max(since, top) if etag_matches(request.headers.get("if-none-match"), ch.etag_at(top)) else since
+                if top <= seen:
+                    # Also watch the socket, so an abandoned long poll frees its slot at once
+                    # rather than when the wait expires.
+                    waiting = _wait_visible(ch, seen, min(wait, MAX_WAIT_S), cal.delay)
+                    first, _ = await race(waiting, wait_disconnect(request.receive))
+                    if first == 1:
+                        return Response(status_code=204)  # nobody is left to read an answer: build none, count none
+            # Long polls are never cached: they wait for news, and a cached answer would be old news.
+            return answer(request, transport, ("poll", channel, since), lambda: poll_answer(channel, since, transport),
+                          cacheable=wait == 0)
         finally:
             gauge.dec()
 
-    async def _calibrated_poll(request: Request, channel: str, since: int, wait: float, transport: str) -> Response:
-        """/poll under the calibration knobs: the channel as it was delay ago, faults applied."""
+    def state_answer(channel: str) -> Answer:
+        """The whole buffered state of a channel (as it was --delay-ms ago, faults applied)."""
         ch = hub.channel(channel)
-        if_none_match = request.headers.get("if-none-match")
         top = _visible(ch, cal.delay)
-        seen = max(since, top) if etag_matches(if_none_match, ch.etag_at(top)) else since
-        if wait > 0 and top <= seen:
-            waiting = _wait_visible(ch, seen, min(wait, MAX_WAIT_S), cal.delay)
-            await race(waiting, wait_disconnect(request.receive))
-            top = _visible(ch, cal.delay)
-        etag = ch.etag_at(top)
-        if etag_matches(if_none_match, etag):
-            return Response(status_code=304, headers={"ETag": etag})
-        events: list[Event] = ch.after(since, MAX_POLL_EVENTS)
-        if top < ch.seq:
-            events = [e for e in events if e.seq <= top]
-        events = cal.shape(events, transport)
-        metrics.delivered[transport].inc(len(events))
-        body = b'{"channel":%s,"seq":%d,%s"events":[%s]}' % (
-            json.dumps(channel).encode(),
-            top,
-            b'"gap":true,' if ch.gap(since) else b"",
-            b",".join(e.data for e in events),
-        )
-        return Response(body, media_type=JSON, headers={"ETag": etag})
-
-    @app.get("/state")
-    async def state(channel: ChannelParam = default) -> Response:
-        """The whole buffered state of a channel, every time (no conditional requests)."""
-        gauge = metrics.open["poll"]
-        gauge.inc()
-        try:
-            ch = hub.channel(channel)
-            if cal.active:
-                return _calibrated_state(ch, channel)
-            events = list(ch.events)
-            last = ch.last
-            metrics.delivered["poll"].inc(len(events))
-            body = b'{"channel":%s,"seq":%d,"ts":%s,%s"events":[%s]}' % (
-                json.dumps(channel).encode(),
-                ch.seq,
-                json.dumps(last.ts if last else None).encode(),
-                board,
-                b",".join(e.data for e in events),
-            )
-            return Response(body, media_type=JSON)
-        finally:
-            gauge.dec()
-
-    def _calibrated_state(ch: Channel, channel: str) -> Response:
-        """/state under the calibration knobs: the buffer as it was delay ago, faults applied."""
-        top = _visible(ch, cal.delay)
-        visible = [e for e in ch.events if e.seq <= top]
+        visible = [e for e in ch.events if e.seq <= top] if top < ch.seq else list(ch.events)
         last = visible[-1] if visible else None
-        events = cal.shape(visible, "poll")
-        metrics.delivered["poll"].inc(len(events))
+        events = cal.shape(visible, "poll") if cal.active else visible
         body = b'{"channel":%s,"seq":%d,"ts":%s,%s"events":[%s]}' % (
             json.dumps(channel).encode(),
             top,
@@ -182,4 +174,20 @@ def add_polling_routes(app: FastAPI, hub: Hub, config: TargetConfig, calibration
             board,
             b",".join(e.data for e in events),
         )
-        return Response(body, media_type=JSON)
+        modified = last.ts if last else None
+        return Answer(body, ch.etag_at(top), modified, last_modified(modified), len(events))
+
+    @app.get("/state")
+    async def state(
+        request: Request,
+        channel: ChannelParam = default,
+        conditional: Annotated[bool, Query(description="Send ETag/Last-Modified and answer 304 when they "
+                                           "match (default: the whole state every time).")] = False,
+    ) -> Response:
+        """The whole buffered state of a channel, every time unless `conditional` is set."""
+        gauge = metrics.open["poll"]
+        gauge.inc()
+        try:
+            return answer(request, "state", ("state", channel), lambda: state_answer(channel), conditional)
+        finally:
+            gauge.dec()

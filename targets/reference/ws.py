@@ -18,6 +18,8 @@ from .config import NAME_PATTERN, TargetConfig, valid_name
 from .hub import Channel, Event, Hub, Subscriber, encode
 from .seqset import SeqSet
 
+INDICATORS = ("typing", "presence")
+"""Chat message types broadcast to the room as they are (no text needed): typing and presence indicators."""
 CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008  # used for slow consumers: they broke the "keep reading" contract
 CLOSE_TOO_BIG = 1009
@@ -98,25 +100,32 @@ async def run_stream(
         await _close(ws, CLOSE_ERROR)
 
 
-async def _feed_sender(ws: WebSocket, hub: Hub, sub: Subscriber, ch: Channel, replay: list[Event]) -> None:
+def feed_text(event: Event, notify: bool) -> str:
+    """What the feed writes for an event: the event itself, or in signalling mode only the news of it."""
+    return event.notice_text() if notify else event.text
+
+
+async def _feed_sender(
+    ws: WebSocket, hub: Hub, sub: Subscriber, ch: Channel, replay: list[Event], notify: bool = False
+) -> None:
     delivered = hub.metrics.delivered["ws"]
     # Every seq written on this connection: live events and resume replays may overlap.
     sent = SeqSet()
     for event in replay:
-        await ws.send_text(event.text)
+        await ws.send_text(feed_text(event, notify))
         sent.add(event.seq)
     delivered.inc(len(replay))
     while True:
         item = await sub.queue.get()
         if isinstance(item, Event):
             if item.seq not in sent:
-                await ws.send_text(item.text)
+                await ws.send_text(feed_text(item, notify))
                 sent.add(item.seq)
                 delivered.inc()
         elif isinstance(item, Resume):
             for event in ch.after(item.since):
                 if event.seq not in sent:
-                    await ws.send_text(event.text)
+                    await ws.send_text(feed_text(event, notify))
                     sent.add(event.seq)
                     delivered.inc()
         else:
@@ -124,7 +133,8 @@ async def _feed_sender(ws: WebSocket, hub: Hub, sub: Subscriber, ch: Channel, re
 
 
 async def _feed_sender_calibrated(
-    ws: WebSocket, hub: Hub, sub: Subscriber, ch: Channel, replay: list[Event], cal: Calibration
+    ws: WebSocket, hub: Hub, sub: Subscriber, ch: Channel, replay: list[Event], cal: Calibration,
+    notify: bool = False,
 ) -> None:
     """_feed_sender() under the calibration knobs: events written once delay old, faults applied.
 
@@ -143,7 +153,7 @@ async def _feed_sender_calibrated(
         if delay > 0:
             await cal.wait_due(event)
         for item in injector.apply(event) if injector is not None else (event,):
-            await ws.send_text(item.text)
+            await ws.send_text(feed_text(item, notify))
             delivered.inc()
 
     for event in replay:
@@ -183,26 +193,29 @@ async def _chat_sender(ws: WebSocket, hub: Hub, sub: Subscriber) -> None:
             await ws.send_text(item)
 
 
+async def admit(ws: WebSocket, hub: Hub, transport: str) -> Subscriber | None:
+    """Accept a WebSocket and admit it as a `transport` stream, or close it when the hub is full."""
+    await ws.accept()  # accept first so the client sees a proper close code
+    sub = hub.connect(transport)
+    if sub is None:
+        await _close(ws, CLOSE_TRY_LATER, "too many connections")
+    return sub
+
+
 def add_ws_routes(app: FastAPI, hub: Hub, config: TargetConfig, calibration: Calibration | None = None) -> None:
     """Register the /ws feed and /ws/chat endpoints on `app`."""
     limit = config.max_message_bytes
     cal = calibration if calibration is not None and calibration.active else None
-
-    async def admit(ws: WebSocket, transport: str) -> Subscriber | None:
-        await ws.accept()  # accept first so the client sees a proper close code
-        sub = hub.connect(transport)
-        if sub is None:
-            await _close(ws, CLOSE_TRY_LATER, "too many connections")
-        return sub
 
     @app.websocket("/ws")
     async def ws_feed(
         ws: WebSocket,
         channel: ChannelParam = config.default_channel,
         since: Annotated[int | None, Query(description="Replay buffered events after this seq first.")] = None,
+        notify: Annotated[bool, Query(description="Signalling: push only {type: changed, seq, ts}; fetch the data over REST.")] = False,
     ) -> None:
-        """Push every event of a channel as a text frame; clients may resume or ping."""
-        sub = await admit(ws, "ws")
+        """Push every event of a channel as a text frame (or only its notice); clients may resume or ping."""
+        sub = await admit(ws, hub, "ws")
         if sub is None:
             return
         replay = hub.subscribe(sub, channel, since=since)
@@ -224,15 +237,15 @@ def add_ws_routes(app: FastAPI, hub: Hub, config: TargetConfig, calibration: Cal
 
         ch = hub.channel(channel)
         if cal is None:
-            sender = _feed_sender(ws, hub, sub, ch, replay)
+            sender = _feed_sender(ws, hub, sub, ch, replay, notify)
         else:
-            sender = _feed_sender_calibrated(ws, hub, sub, ch, replay, cal)
+            sender = _feed_sender_calibrated(ws, hub, sub, ch, replay, cal, notify)
         await run_stream(ws, hub, sub, sender, handle=handle, limit=limit)
 
     @app.websocket("/ws/chat")
     async def ws_chat(ws: WebSocket, room: RoomParam = "lobby") -> None:
-        """Typed chat: broadcast to the room, optional channel feeds, ping/pong."""
-        sub = await admit(ws, "chat")
+        """Typed chat: chat, typing and presence broadcast to the room, optional channel feeds, ping/pong."""
+        sub = await admit(ws, hub, "chat")
         if sub is None:
             return
         # Join before the welcome: once a client sees it, broadcasts must already reach it.
@@ -256,6 +269,9 @@ def add_ws_routes(app: FastAPI, hub: Hub, config: TargetConfig, calibration: Cal
                     return
                 # Server fields (seq, ts, room, type, from) override anything the client sent.
                 hub.say(room, {**msg, "type": "chat", "from": sub.id})
+            elif kind in INDICATORS:
+                # Typing and presence indicators: tiny, frequent, stamped and fanned out to the room like chat.
+                hub.say(room, {**msg, "type": kind, "from": sub.id})
             elif kind in ("subscribe", "unsubscribe"):
                 name = msg.get("channel")
                 if not isinstance(name, str) or not valid_name(name):

@@ -12,11 +12,14 @@ from loadtests.timeline import read_timeline
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def start_locust(host: str, user_class: str, users: int, seconds: int, record: Path, *extra: str) -> subprocess.Popen:
-    """Start `python -m locust -f locustfile.py --headless` for one user class ("" for all); output goes to record/locust.log."""
+def start_locust(host: str, user_class: str, users: int, seconds: int, record: Path, *extra: str,
+                 locustfile: str = "locustfile.py") -> subprocess.Popen:
+    """Start `python -m locust -f locustfile.py --headless` for one user class ("" for all); output goes to record/locust.log.
+
+    `locustfile` (relative to the repository) may name another file, e.g. loadtests/catalog.py for every user class."""
     record.mkdir(parents=True, exist_ok=True)
     command = [
-        sys.executable, "-m", "locust", "-f", str(ROOT / "locustfile.py"), "--headless", "--host", host,
+        sys.executable, "-m", "locust", "-f", str(ROOT / locustfile), "--headless", "--host", host,
         "-u", str(users), "-r", str(users), "-t", f"{seconds}s", "--only-summary", "--loglevel", "WARNING",
         "--csv", str(record / "locust"), "--rtcap-record", str(record), *extra,
     ]

@@ -110,3 +110,27 @@ def test_check_target_command_exit_codes(impostor_adapter: Path, tmp_path: Path,
     assert main(["check-target", str(broken)]) == 2
     assert "transports.sse.bogus" in capsys.readouterr().err
     assert main(["check-target", str(impostor_adapter), "--transports", "ws"]) == 2
+
+
+@pytest.mark.parametrize("transport", ["signal", "presence"])
+def test_signalling_and_presence_deliver_ordered_events_with_their_publish_time(reference, transport: str) -> None:
+    result = check_transport(reference, transport)
+    assert result.ok, result.why
+    assert result.events == 3 and result.offset_ms is not None and -5 < result.offset_ms < 1000
+
+
+@pytest.mark.parametrize("transport", ["rpc", "rest"])
+def test_request_transports_are_checked_by_their_answers(reference, transport: str) -> None:
+    result = check_transport(reference, transport)
+    assert result.ok, result.why
+    assert "response time" in result.figures and result.offset_ms is None
+    if transport == "rest":
+        assert "304 Not Modified" in result.figures  # the reference's /latest honours If-None-Match
+
+
+def test_an_rpc_endpoint_that_answers_without_ids_fails_the_check(reference) -> None:
+    # The feed socket answers requests with error frames that carry no id: every request stays unanswered.
+    spec = {"url": "/ws?channel=live", "request": '{{"type":"request","id":{id},"op":"get"}}'}
+    adapter = adapter_from_dict({"name": "x", "base_url": reference.base_url, "transports": {"rpc": spec}})
+    result = check_transport(adapter, "rpc", timeout=1.0)
+    assert not result.ok and "unanswered" in result.why

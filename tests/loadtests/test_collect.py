@@ -169,3 +169,41 @@ def test_one_hiccup_in_a_short_window_does_not_void_it() -> None:
     hiccup = [lag_second(t, [0.2] * 20) for t in range(100, 103)] + [lag_second(103, [0.2] * 19 + [500.0])]
     row = step_row("sse", WINDOW, data + hiccup, [])  # 80 wake-ups: judged at p90, not at their maximum
     assert row["generator_lag_max_ms"] == pytest.approx(500.0, rel=0.01) and row["valid"] is True
+
+
+def test_conditional_and_cache_figures_per_step() -> None:
+    # 4 s window: 40 polls, 30 of them 304s; 28 answered by the cache, 12 by the handler.
+    seconds = [second(t, "poll", [1.0], requests=10, not_modified=7 + (t == 100), bytes_saved=700,
+                      cache_hits=7, cache_misses=3, cache_age_s=4) for t in range(100, 104)]
+    row = step_row("poll", WINDOW, seconds, [])
+    assert (row["not_modified"], row["bytes_saved"]) == (29, 2800)
+    assert (row["cache_hits"], row["cache_misses"]) == (28, 12)
+    assert row["cache_hit_rps"] == pytest.approx(7.0) and row["handler_rps"] == pytest.approx(3.0)
+    assert row["cache_age_mean_s"] == pytest.approx(16 / 40)
+    # No answer carried a cache header: the cache figures are unknown, not zero.
+    plain = step_row("poll", WINDOW, [second(101, "poll", [1.0], requests=10)], [])
+    assert plain["not_modified"] == 0 and plain["cache_hits"] is None and plain["handler_rps"] is None
+
+
+def test_long_polls_are_held_connections_flagged_when_short() -> None:
+    held = step_row("longpoll", WINDOW, [{**second(101, "longpoll", [1.0]), "open_connections": 6}], [])
+    assert held["connections"] == 6 and "connections_short" in held["flags"]
+    polled = step_row("poll", WINDOW, [{**second(101, "poll", [1.0]), "open_connections": 6}], [])
+    assert "connections_short" not in polled["flags"]
+
+
+def test_websocket_pattern_figures_per_window() -> None:
+    # Presence: 4 s, 10 indicators sent per second into rooms of 5, each heard by the 4 others.
+    presence = [second(t, "presence", [2.0] * 40, messages_sent=10, messages_received=50, sent_room_members=50)
+                for t in range(100, 104)]
+    row = step_row("presence", WINDOW, presence, [])
+    assert row["room_size"] == 5 and row["fanout"] == 4
+    assert row["msgs_in_per_s"] == 10 and row["msgs_out_per_s"] == 50
+    # Signalling: 20 notices and 10 fetches per second for 20 events: half a round trip per event.
+    signal = [second(t, "signal", [3.0] * 20, round_trips=10, notifications=20) for t in range(100, 104)]
+    row = step_row("signal", WINDOW, signal, [])
+    assert row["round_trips_per_event"] == 0.5 and row["notifications"] == 80
+    assert row["room_size"] is None and row["messages_sent"] is None  # not counted: unknown, not zero
+    rpc = [second(t, "rpc", [], unanswered=1, in_flight=2) for t in range(100, 104)]
+    row = step_row("rpc", WINDOW, rpc, [])
+    assert (row["unanswered"], row["in_flight"], row["round_trips_per_event"]) == (4, 8, None)

@@ -73,6 +73,10 @@ def test_reference_adapter_describes_every_transport(reference: TargetAdapter) -
         "sse": "http://127.0.0.1:8123/sse?channel=live",
         "ws": "ws://127.0.0.1:8123/ws?channel=live",
         "chat": "ws://127.0.0.1:8123/ws/chat?room=lobby",
+        "signal": "ws://127.0.0.1:8123/ws?channel=live&notify=1",
+        "rpc": "ws://127.0.0.1:8123/ws/rpc?channel=live",
+        "rest": "http://127.0.0.1:8123/latest?channel=live",
+        "presence": "ws://127.0.0.1:8123/ws/chat?room=lobby",
     }
     poll, state = reference.transport("poll"), reference.transport("state")
     assert (poll.events, poll.cursor, poll.conditional) == ("events", "seq", True)
@@ -81,6 +85,11 @@ def test_reference_adapter_describes_every_transport(reference: TargetAdapter) -
     assert json.loads(chat.render_subscribe(channel="live")) == {"type": "subscribe", "channel": "live"}
     assert json.loads(chat.render_send(3, 5)) == {"type": "chat", "text": "xxxxx", "id": 3}
     assert chat.message.match == {"type": "chat"}
+
+
+def test_reference_adapter_counts_cache_answers_of_polled_transports(reference: TargetAdapter) -> None:
+    assert reference.transport("poll").cache_header == reference.transport("state").cache_header == "X-Cache"
+    assert reference.transport("longpoll").cache_header is None  # long polls are never cached
 
 
 def test_reference_adapter_publisher_and_process(reference: TargetAdapter) -> None:
@@ -129,7 +138,7 @@ ERROR_CASES = {
     "misspelt key": (MINIMAL.replace("name =", "nmae ="), "nmae", "did you mean 'name'?"),
     "unknown key in a transport": (MINIMAL + "retries = 3\n", "transports.sse.retries", "unknown key"),
     "key of another transport": (MINIMAL + 'events = "items"\n', "transports.sse.events",
-                                 "only used by the poll, longpoll, state transports"),
+                                 "only used by the poll, longpoll, state, signal transports"),
     "missing base_url": (MINIMAL.replace('base_url = "http://127.0.0.1:9000"', ""), "base_url",
                          "required key is missing"),
     "ws base_url": (MINIMAL.replace("http://", "ws://"), "base_url", "expected an http:// or https:// URL"),
@@ -191,6 +200,12 @@ ERROR_CASES = {
                              "cannot import 'no_such_module_rtcap'"),
     "class not a TargetAdapter subclass": ('class = "pathlib:Path"\n' + MINIMAL, "class",
                                            "'pathlib:Path' is not a subclass of targets.adapter.TargetAdapter"),
+    "cache_header not a header name": (MINIMAL + '[transports.poll]\nurl = "/p"\ncache_header = "X Cache"\n',
+                                       "transports.poll.cache_header",
+                                       "expected an HTTP header name such as X-Cache (letters, digits, - and no "
+                                       "spaces), got 'X Cache'"),
+    "cache_header on a stream": (MINIMAL + 'cache_header = "X-Cache"\n', "transports.sse.cache_header",
+                                 "only used by the poll, longpoll, state transports"),
 }
 
 
@@ -491,3 +506,46 @@ def test_ws_resume_url_renders_with_the_last_seq(tmp_path) -> None:
     adapter = load_adapter(reference_adapter_path()).with_port(8123)
     url = adapter.transport("ws").render_resume_url(adapter.base_url, channel="live", cursor=41)
     assert url == "ws://127.0.0.1:8123/ws?channel=live&since=41"
+
+
+# --- the WebSocket patterns: signal, rpc, rest, presence ------------------------------------------
+
+
+def test_reference_adapter_reads_notifications_responses_and_indicators(reference: TargetAdapter) -> None:
+    signal = reference.transport("signal")
+    assert signal.render_fetch(reference.base_url, channel="live", cursor=4) == "http://127.0.0.1:8123/poll?channel=live&since=4"
+    assert signal.notice_seq('{"type":"changed","seq":9,"ts":1.0}') == 9
+    assert signal.notice_seq({"seq": 9, "ts": 1.0}) is None and not signal.is_notice({"type": "pong"})
+    rpc = reference.transport("rpc")
+    assert json.loads(rpc.render_text("request", id=7, channel="live")) == {"type": "request", "id": 7, "op": "get",
+                                                                           "channel": "live"}
+    assert rpc.response_of({"type": "response", "id": 7, "status": 200}) == (7, True)
+    assert rpc.response_of({"type": "response", "id": 8, "status": 400}) == (8, False)
+    assert rpc.response_of({"type": "response", "id": 8}) == (8, False)  # no status: not a success
+    assert rpc.response_of({"type": "error", "error": "no id"}) is None
+    presence = reference.transport("presence")
+    typing = json.loads(presence.render_text("send", n=2, client="c1", room="lobby-0"))
+    assert typing == {"type": "typing", "active": True, "client": "c1", "n": 2}
+    # A list in `match` means any of its values: typing and presence are both indicators, the welcome is not.
+    assert reference.is_event("presence", {"type": "presence", "seq": 1, "ts": 1.0})
+    assert reference.is_event("presence", {"type": "typing", "seq": 2, "ts": 1.0})
+    assert not reference.is_event("presence", {"type": "welcome", "id": "c1"})
+
+
+@pytest.mark.parametrize(("table", "error"), [
+    ('[transports.signal]\nurl = "/ws"\n', "transports.signal.fetch: required key is missing"),
+    ('[transports.signal]\nurl = "/ws"\nfetch = "/poll?since={n}"\n', "transports.signal.fetch: placeholder {n} is not allowed here"),
+    ('[transports.signal]\nurl = "/ws"\nfetch = "ws://h/x"\n', "transports.signal.fetch: expected a path starting with /"),
+    ('[transports.signal]\nurl = "/ws"\nfetch = "/p"\nnotify_match = "changed"\n', "transports.signal.notify_match: expected a table"),
+    ('[transports.rpc]\nurl = "/ws/rpc"\n', "transports.rpc.request: required key is missing"),
+    ('[transports.rpc]\nurl = "/ws/rpc"\nrequest = \'{{"id": {cursor}}}\'\n', "transports.rpc.request: placeholder {cursor} is not allowed here"),
+    ('[transports.rpc]\nurl = "/ws/rpc"\nrequest = "r{id}"\nresponse_id = ""\n', "transports.rpc.response_id: must not be empty"),
+    ('[transports.rest]\nurl = "/latest"\nsend = "x"\n', "transports.rest.send: only used by the chat, presence transports"),
+    ('[transports.rest]\nurl = "ws://h/latest"\n', "transports.rest.url: expected a path starting with /"),
+    ('[transports.presence]\nurl = "/ws/chat?room={room}"\nsend = "{padding}"\n', "transports.presence.send: placeholder {padding} is not allowed here"),
+    ('[transports.presence]\nurl = "/ws/chat"\nsend = "t"\nsender = "a..b"\n', "transports.presence.sender: bad path 'a..b'"),
+    ('[transports.ws]\nurl = "/ws"\nrequest = "r"\n', "transports.ws.request: only used by the rpc transports"),
+])
+def test_pattern_keys_are_validated_with_clear_errors(tmp_path: Path, table: str, error: str) -> None:
+    path, lines = load_errors(tmp_path, f'name = "x"\nbase_url = "http://127.0.0.1:9"\n{table}')
+    assert any(line.startswith(f"{path}: {error}") for line in lines), lines

@@ -183,3 +183,38 @@ def test_chat_oversize_message_closes_with_1009(target: Any, channel: str) -> No
         assert close_code(ws) == 1009
     finally:
         ws.close()
+
+
+def test_ws_notify_mode_sends_only_the_news_and_the_data_stays_behind_rest(target: Any, channel: str) -> None:
+    ws = target.ws(f"/ws?channel={channel}&notify=1")
+    try:
+        ws.send(json.dumps({"type": "ping"}))
+        assert recv_json(ws)["type"] == "pong"  # subscribed
+        pub = target.publish(channel, {"payload": "x" * 500})
+        notice = recv_json(ws)
+        assert notice == {"type": "changed", "seq": pub["seq"], "ts": pub["ts"], "channel": channel}
+        fetched = target.get_json(f"/poll?channel={channel}&since={pub['seq'] - 1}")["events"]
+        assert [e["payload"] for e in fetched] == ["x" * 500]
+    finally:
+        ws.close()
+
+
+def test_typing_and_presence_indicators_are_stamped_and_fanned_out_to_the_room(target: Any, channel: str) -> None:
+    members = [target.ws(f"/ws/chat?room={channel}") for _ in range(3)]
+    outsider = target.ws(f"/ws/chat?room={channel}-other")
+    try:
+        for ws in [*members, outsider]:
+            assert recv_json(ws)["type"] == "welcome"
+        members[0].send(json.dumps({"type": "typing", "active": True, "client": "a"}))
+        members[1].send(json.dumps({"type": "presence", "status": "away", "seq": 999}))
+        for ws in members:  # every member, the sender included, in the room's order
+            typing, presence = recv_json(ws), recv_json(ws)
+            assert (typing["type"], typing["client"], typing["active"]) == ("typing", "a", True)
+            assert (presence["type"], presence["status"]) == ("presence", "away")
+            assert presence["seq"] == typing["seq"] + 1  # the server's seq, not the client's 999
+            assert isinstance(typing["ts"], float) and typing["room"] == channel
+        outsider.send(json.dumps({"type": "ping"}))
+        assert recv_json(outsider)["type"] == "pong"  # nothing from the other room came first
+    finally:
+        for ws in [*members, outsider]:
+            ws.close()
