@@ -80,14 +80,27 @@ def ballast_slopes(work: Path, ballast: int = 65536, transports: str = "sse,ws",
 
 
 def _locust(host: str, user_class: str, users: int, seconds: int, record: Path, *extra: str) -> None:
-    record.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "locust", "-f", str(ROOT / "locustfile.py"), "--headless", "--host", host,
-               "-u", str(users), "-r", str(users), "-t", f"{seconds}s", "--only-summary", "--loglevel", "WARNING",
-               "--rtcap-record", str(record), *extra, user_class]
-    with (record / "locust.log").open("w") as log:
-        code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, timeout=seconds + 120).returncode
-    if code not in (0, 1):
-        raise RuntimeError(f"Locust exited {code}; see {record / 'locust.log'}")
+    _locust_together(host, [(user_class, record, extra)], users, seconds)
+
+
+def _locust_together(host: str, runs: list[tuple[str, Path, tuple[str, ...]]], users: int, seconds: int) -> None:
+    """Run one headless Locust per (user class, record directory, extra options), all at the same time."""
+    started = []
+    for user_class, record, extra in runs:
+        record.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-m", "locust", "-f", str(ROOT / "locustfile.py"), "--headless", "--host", host,
+                   "-u", str(users), "-r", str(users), "-t", f"{seconds}s", "--only-summary", "--loglevel", "WARNING",
+                   "--rtcap-record", str(record), *extra, user_class]
+        with (record / "locust.log").open("w") as log:
+            started.append((record, subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)))
+    for record, proc in started:
+        try:
+            code = proc.wait(timeout=seconds + 120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise RuntimeError(f"Locust did not finish; see {record / 'locust.log'}") from None
+        if code not in (0, 1):
+            raise RuntimeError(f"Locust exited {code}; see {record / 'locust.log'}")
 
 
 def _served(work: Path, *server_args: str, rate: float = 20.0):
@@ -156,10 +169,11 @@ def fault_counts(work: Path, users: int = 5, seconds: int = 6, rate: float = 50.
     for kind, flag, every, field, transports in plans:
         target = _served(work, flag, str(every), rate=rate)
         try:
+            # Counts do not depend on timing: the transports run at once, each with its own subscribers.
+            _locust_together(target.adapter.base_url, [(users_by_transport[t], work / f"fault-{kind}-{t}",
+                                                        ("--poll-interval", "0.2")) for t in transports], users, seconds)
             for transport in transports:
                 record = work / f"fault-{kind}-{transport}"
-                _locust(target.adapter.base_url, users_by_transport[transport], users, seconds, record,
-                        "--poll-interval", "0.2")
                 for path in record.glob("subscribers*.jsonl"):
                     for line in path.read_text().splitlines():
                         sub = json.loads(line)

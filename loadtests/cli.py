@@ -9,8 +9,13 @@ from datetime import datetime
 from pathlib import Path
 
 QUICK = {"steps": "40,80,120,160,200", "hold": 6.0, "settle": 2.0}
+QUICK_STEPS = [40, 80, 120]
+"""--quick with --scenario: three steps, enough for a memory fit."""
 DEFAULT = {"steps": "100,200,300,400,500,600", "hold": 15.0, "settle": 2.0}
-TRANSPORTS = ("poll", "state", "sse", "ws", "chat")
+SCENARIO_NAMES = ("cache-5s", "live-scores", "long-polling", "conditional", "signalling", "rpc-over-ws", "presence")
+"""loadtests/scenarios.py SCENARIOS (kept here so `rtcap --help` imports nothing heavy; a test checks both agree)."""
+TRANSPORTS = ("poll", "longpoll", "state", "sse", "ws", "chat", "signal", "rpc", "rest", "presence")
+"""What --transports accepts: loadtests/run.py USER_CLASSES names the Locust user of each."""
 
 
 def _positive(kind: type) -> callable:
@@ -31,6 +36,15 @@ def _transports(text: str) -> list[str]:
     return names
 
 
+def _server_args(text: str) -> list[str]:
+    import shlex
+
+    try:
+        return shlex.split(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"cannot split {text!r}: {error}") from None
+
+
 def _steps(text: str) -> list[int]:
     from loadtests.staircase import parse_steps
 
@@ -43,7 +57,14 @@ def _steps(text: str) -> list[int]:
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `rtcap run`."""
     parser.add_argument("--quick", action="store_true", help=f"short sweep: steps {QUICK['steps']}, hold {QUICK['hold']:g} s")
-    parser.add_argument("--transports", type=_transports, default=["poll", "sse", "ws"], help="comma list from poll,state,sse,ws,chat (default poll,sse,ws; state = full-state polling)")
+    parser.add_argument("--scenario", choices=sorted(SCENARIO_NAMES),
+                        help="a preset per claim of the articles rtcap started from (its own transports, server and "
+                             "user options, one run per arm, a verdict in scenario.json and summary.md): "
+                             + ", ".join(sorted(SCENARIO_NAMES)))
+    parser.add_argument("--transports", type=_transports, default=None,
+                        help="comma list from " + ",".join(TRANSPORTS) + " (default poll,sse,ws; state = full-state "
+                             "polling, longpoll = long polling, signal = WebSocket notice then REST fetch, rpc/rest = "
+                             "request/response over WebSocket/HTTP, presence = typing indicators in rooms)")
     parser.add_argument("--steps", type=_steps, help=f"users per step, '100,200' or 'start:stop:step' (default {DEFAULT['steps']})")
     parser.add_argument("--hold", type=_positive(float), help=f"seconds each step holds (default {DEFAULT['hold']:g})")
     parser.add_argument("--settle", type=float, help=f"least seconds after a step's users run before measuring (default {DEFAULT['settle']:g})")
@@ -55,6 +76,15 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--payload", type=int, help="payload bytes per event (default: the adapter's publish.payload, 64)")
     parser.add_argument("--poll-interval", type=_positive(float), default=1.0, help="seconds between polls of one viewer (default 1)")
     parser.add_argument("--chat-rate", type=float, default=0.2, help="chat messages per second per chatter (default 0.2)")
+    parser.add_argument("--no-conditional-get", action="store_true",
+                        help="polling viewers send no If-None-Match / If-Modified-Since (every poll gets a full 200)")
+    parser.add_argument("--request-rate", type=float, default=1.0,
+                        help="rpc and rest: requests per second per user (default 1; 0: closed loop)")
+    parser.add_argument("--typing-rate", type=float, default=1.0, help="presence: typing indicators per second per user (default 1)")
+    parser.add_argument("--room-size", type=int, default=10, help="presence: users per room (default 10; 0: one room)")
+    parser.add_argument("--server-args", type=_server_args, default=[], metavar="ARGS",
+                        help="extra options for the server rtcap starts, one quoted string: "
+                             "--server-args '--cache-ttl 5 --state-bytes 8192' (see rtcap target serve --help)")
     parser.add_argument("--channel", default="", help="channel to subscribe to (default: the adapter's, live)")
     parser.add_argument("--host", help="measure an already running server at this base URL instead of starting one")
     parser.add_argument("--target-pid", type=int, help="with --host: pid of the server process to sample")
@@ -103,18 +133,27 @@ def run_command(args: argparse.Namespace) -> int:
     if args.settle_max and args.settle_max < settle:
         print(f"rtcap run: error: --settle-max {args.settle_max:g} must be 0 or at least --settle {settle:g}", file=sys.stderr)
         return 2
+    if args.server_args and args.host:
+        print("rtcap run: error: --server-args is for a server rtcap starts, not one at --host", file=sys.stderr)
+        return 2
+    if args.request_rate < 0 or args.typing_rate <= 0 or args.room_size < 0:
+        print("rtcap run: error: --request-rate must be >= 0, --typing-rate > 0 and --room-size >= 0", file=sys.stderr)
+        return 2
     if args.target_pid and not args.host:
         print("rtcap run: error: --target-pid goes with --host", file=sys.stderr)
         return 2
     options = RunOptions(
         name=args.name or datetime.now().strftime("run-%Y%m%d-%H%M%S"), out_dir=args.out_dir,
-        transports=args.transports, steps=args.steps or parse_steps(preset["steps"]), hold=hold, settle=settle,
+        transports=args.transports or ["poll", "sse", "ws"], steps=args.steps or parse_steps(preset["steps"]), hold=hold,
+        settle=settle,
         settle_max=args.settle_max,
         spawn_rate=args.spawn_rate, target=args.target, rate=args.rate, payload=args.payload, host=args.host.rstrip("/") if args.host else None,
         target_pid=args.target_pid, channel=args.channel, poll_interval=args.poll_interval, chat_rate=args.chat_rate,
         slo_p99_ms=args.slo_p99_ms, slo_error_rate=args.slo_error_rate, report=not args.no_report,
         processes=args.processes, generator_lag_limit_ms=args.generator_lag_limit_ms,
         thresholds=[t.text for t in thresholds], abort_early=args.abort_early,
+        conditional_get=not args.no_conditional_get, request_rate=args.request_rate, typing_rate=args.typing_rate,
+        room_size=args.room_size, server_args=args.server_args,
     )
     if args.abort_early:
         from reports.thresholds import final_once_missed
@@ -122,6 +161,8 @@ def run_command(args: argparse.Namespace) -> int:
         late = [t.text for t in thresholds if not final_once_missed(t, per_step=True)]
         if late:
             print(f"note: judged at the end only (more data can still meet them): {', '.join(late)}", flush=True)
+    if args.scenario:
+        return _run_scenario(args, options)
     try:
         run_dir = run_sweep(options, say=lambda line: print(line, flush=True))
     except RunError as error:
@@ -148,6 +189,30 @@ def run_command(args: argparse.Namespace) -> int:
     except (RunDirError, OSError) as error:
         print(f"rtcap run: warning: no markdown summary: {error}", file=sys.stderr)
     return code
+
+
+def _run_scenario(args: argparse.Namespace, options: object) -> int:
+    """`rtcap run --scenario NAME`: every arm, then the claim against what was measured."""
+    from loadtests.run import RunError
+    from loadtests.scenarios import SCENARIOS, run_scenario
+
+    if args.transports or args.threshold or args.abort_early:
+        print("rtcap run: error: --scenario sets its own transports; --transports, --threshold and --abort-early "
+              "go with a single run", file=sys.stderr)
+        return 2
+    steps = args.steps or (QUICK_STEPS if args.quick else None)
+    hold = args.hold if args.hold is not None else (QUICK["hold"] if args.quick else None)
+    try:
+        root = run_scenario(SCENARIOS[args.scenario], options, steps, hold, args.settle,
+                            say=lambda line: print(line, flush=True))
+    except RunError as error:
+        print(f"rtcap run: error: {error}", file=sys.stderr)
+        return 3
+    print(f"scenario directory: {root}")
+    print(f"summary: {root / 'summary.md'}")
+    if options.report:  # type: ignore[attr-defined]
+        print(f"report: {root / 'report.html'}")
+    return 0
 
 
 def check_command(args: argparse.Namespace) -> int:

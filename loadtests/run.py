@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,10 @@ from targets.adapter import AdapterError, TargetAdapter, load_adapter, reference
 from targets.launch import LaunchError, free_port, launch
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-USER_CLASSES = {"poll": "PollUser", "state": "StateUser", "sse": "SSEUser", "ws": "WebSocketUser", "chat": "ChatUser"}
+USER_CLASSES = {"poll": "PollUser", "longpoll": "LongPollUser", "state": "StateUser", "sse": "SSEUser",
+                "ws": "WebSocketUser", "chat": "ChatUser", "signal": "SignalUser", "rpc": "RpcUser", "rest": "RestUser",
+                "presence": "PresenceUser"}
+"""The Locust user class (loadtests/catalog.py) that measures each transport."""
 STEP_COLUMNS = [
     "transport", "step", "users", "connections", "t_start", "t_end", "duration_s", "requests", "rps", "delivered",
     "msgs_per_s", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "latency_max_ms", "latency_mean_ms",
@@ -40,7 +43,7 @@ STEP_COLUMNS = [
     "bytes_sent", "bytes_per_event", "payload_bytes", "bytes_per_client_5min", "payload_per_client_5min",
     "overhead_per_client_5min", "missed_ticks", "request_p50_ms", "request_p99_ms", "rss_bytes", "uss_bytes",
     "cpu_percent", "sockstat_tcp_mem_bytes", "generator_cpu_percent", "generator_lag_p99_ms", "generator_lag_max_ms",
-    "settle_s", "settled", "flags", "valid",
+    "settle_s", "settled", "flags", "valid", *collect.PATTERN_COLUMNS, *collect.WS_PATTERN_COLUMNS,
 ]
 SAMPLE_COLUMNS = [
     "t", "elapsed_s", "transport", "role", "pid", "rss_bytes", "uss_bytes", "cpu_percent", "num_fds",
@@ -82,6 +85,11 @@ class RunOptions:
     report: bool = True
     thresholds: list[str] = field(default_factory=list)
     abort_early: bool = False
+    conditional_get: bool = True
+    request_rate: float = 1.0
+    typing_rate: float = 1.0
+    room_size: int = 10
+    server_args: list[str] = field(default_factory=list)
 
 
 def _git_sha() -> str | None:
@@ -183,7 +191,11 @@ def locust_command(options: RunOptions, transport: str, adapter: TargetAdapter, 
         "--step-hold", str(options.hold), "--step-settle", str(options.settle),
         "--step-spawn-rate", str(options.spawn_rate), "--step-ramp-timeout", str(options.ramp_timeout),
         "--poll-interval", str(options.poll_interval), "--chat-rate", str(options.chat_rate),
+        "--request-rate", str(options.request_rate), "--typing-rate", str(options.typing_rate),
+        "--room-size", str(options.room_size),
     ]
+    if not options.conditional_get:
+        command.append("--no-conditional-get")
     if options.channel:
         command += ["--channel", options.channel]
     if settle_samples is not None and options.settle_max:
@@ -208,6 +220,9 @@ def live_target(options: RunOptions, adapter: TargetAdapter, record_dir: Path) -
     if adapter.process.start is None:
         yield adapter, None
         return
+    if options.server_args:
+        # Extra options for the server rtcap starts (e.g. the reference target's --cache-ttl 5).
+        adapter = replace(adapter, process=replace(adapter.process, start=[*adapter.process.start, *options.server_args]))
     try:
         launched = launch(adapter, _rate(options, adapter), _payload(options, adapter), record_dir / "target.log")
     except LaunchError as error:

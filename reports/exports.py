@@ -15,6 +15,8 @@ from reports.content import Report
 from reports.figures import fmt_num
 from reports.gate import RESULTS_FILE
 from reports.page import fmt_cpu, fmt_kib, md_table
+from reports.patterns import TITLE as PATTERNS_TITLE
+from reports.patterns import patterns_frame
 from reports.thresholds import show_value
 from reports.wire import TITLE as WIRE_TITLE
 from reports.wire import fmt_bytes, transport_name, wire_numbers, wire_table
@@ -149,6 +151,9 @@ def report_markdown(report: Report) -> str:
     if not frame.empty:
         out += [f"### {WIRE_TITLE}", "", md_table(frame), ""]
         out += [f"_{n}_" for n in notes] + ([""] if notes else [])
+    pattern_frame = patterns_frame({r.name: r.summary or {} for r in report.runs})
+    if not pattern_frame.empty:
+        out += [f"### {PATTERNS_TITLE}", "", md_table(pattern_frame), ""]
     if report.comparison:
         out += [f"### Differences between runs (against {report.runs[0].name})", "",
                 md_table(comparison_frame(report.comparison)), "",

@@ -19,6 +19,8 @@ from reports.wire import transport_name
 KIB = 1024
 MIB = 1024 * 1024
 POLL_TRANSPORTS = ("poll", "longpoll", "state")
+REQUEST_TRANSPORTS = ("rpc", "rest")
+"""Request/response transports: measured in requests/s, their latency is the response time."""
 PUSH_TRANSPORTS = ("sse", "ws", "chat")
 _PALETTE = qualitative.Plotly
 # Fixed colours for known transports so a colour means the same thing in every figure and report.
@@ -170,7 +172,7 @@ def memory_figure(steps: pd.DataFrame, slo: Mapping[str, Any] | None = None) -> 
 
 def throughput_kind(transport: str, rows: pd.DataFrame | None = None) -> str:
     """'poll' if the transport is measured in requests/s, else 'push' (messages/s)."""
-    if transport in POLL_TRANSPORTS:
+    if transport in POLL_TRANSPORTS or transport in REQUEST_TRANSPORTS:
         return "poll"
     if transport in PUSH_TRANSPORTS or rows is None:
         return "push"

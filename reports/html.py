@@ -10,7 +10,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
-from reports import figures, wire
+from reports import figures, patterns, wire
 from reports.content import Report, build_report
 from reports.headline import transport_sentence
 from reports.page import esc as _e
@@ -80,6 +80,15 @@ def _wire_section(steps: pd.DataFrame) -> str:
             f"{_table(frame)}{extra}</section>")
 
 
+def _patterns_section(runs: Sequence[Run]) -> str:
+    """The pattern figures (304s, cache, round trips, fan-out...) of the transports that measured any."""
+    frame = patterns.patterns_frame({r.name: r.summary or {} for r in runs})
+    if frame.empty:
+        return ""
+    return (f'<section id="patterns"><h2>{_e(patterns.TITLE)}</h2><p class="note">{_e(patterns.EXPLANATION)}</p>'
+            f"{_table(frame)}</section>")
+
+
 def build_figures(steps: pd.DataFrame, samples: pd.DataFrame, slo_p99_ms: float | None,
                   slo: Mapping[str, Any] | None = None) -> dict[str, go.Figure]:
     """All report figures keyed by name (timeline only when samples exist); `slo` words the bands."""
@@ -116,6 +125,7 @@ memory per connection is the fitted slope over valid steps whose memory settled;
 connections held at a valid step whose delivery p99 and error rate were within the SLO.</p></section>
 {findings_section(report)}
 {_wire_section(report.steps)}
+{_patterns_section(runs)}
 {tradeoff_section(report)}
 {comparison_section(report)}
 {planner_section(runs)}

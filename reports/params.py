@@ -22,7 +22,8 @@ from reports.summary import build_summary
 from reports.wire import finite, transport_name
 
 # Transports that compete for the same job: a feed many viewers watch. Chat clients also send.
-FEED_EXCLUDED = ("chat",)
+FEED_EXCLUDED = ("chat", "presence", "rpc", "rest")
+"""Transports that are not a feed of the channel's events, so not weighed in connections vs requests."""
 DELTA_POLLING = ("poll",)
 UNIT_WORDS = {"message": ("delivered event", "messages/s", "msgs_per_s", "delivered"),
               "request": ("request", "requests/s", "rps", "requests")}

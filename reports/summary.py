@@ -44,6 +44,43 @@ def check_slo(meta: Mapping[str, Any], path: Path) -> dict[str, Any]:
     return dict(slo)
 
 
+POLLED_FIGURES = ("not_modified", "bytes_saved", "cache_hits", "cache_misses", "cache_hit_rps", "handler_rps",
+                  "cache_age_mean_s")
+PATTERN_FIGURES = {
+    "poll": POLLED_FIGURES, "state": POLLED_FIGURES, "longpoll": POLLED_FIGURES,
+    "signal": ("round_trips", "notifications", "round_trips_per_event"),
+    "rpc": ("round_trips", "unanswered", "in_flight", "request_p50_ms", "request_p99_ms"),
+    "rest": ("round_trips", "not_modified", "request_p50_ms", "request_p99_ms"),
+    "presence": ("messages_sent", "messages_received", "msgs_in_per_s", "msgs_out_per_s", "room_size", "fanout"),
+}
+"""Which pattern figures each transport measures (steps.csv columns; loadtests/collect.py)."""
+PATTERN_TOTALS = ("not_modified", "bytes_saved", "cache_hits", "cache_misses", "round_trips", "notifications",
+                  "unanswered", "in_flight", "messages_sent", "messages_received")
+"""Pattern counts summed over every step (errors such as unanswered requests count wherever they happened);
+the other figures are rates and sizes read at the highest-load valid step, like rps and msgs_per_s."""
+
+
+def pattern_figures(transport: str, steps: pd.DataFrame, valid: pd.DataFrame,
+                    top_row: pd.Series | None) -> dict[str, Any]:
+    """The figures of the patterns between polling and WebSockets that this transport measures and recorded.
+
+    Round trips per event are weighted over the valid steps: sum(round_trips) / sum(delivered).
+    """
+    out: dict[str, Any] = {}
+    for name in PATTERN_FIGURES.get(transport, ()):
+        if name == "round_trips_per_event":
+            known = valid[valid["round_trips"].notna()] if "round_trips" in valid else valid.iloc[0:0]
+            delivered = float(known["delivered"].sum())
+            out[name] = _num(known["round_trips"].sum() / delivered) if delivered else None
+        elif name not in steps or not steps[name].notna().any():
+            continue  # not recorded (e.g. no cache header on the answers): unknown, not zero
+        elif name in PATTERN_TOTALS:
+            out[name] = _sum(steps[name])
+        elif top_row is not None and pd.notna(top_row.get(name)):
+            out[name] = _num(top_row[name])
+    return out
+
+
 def _step_warnings(steps: pd.DataFrame, slo: Mapping[str, Any]) -> list[str]:
     """Warnings about invalid or flagged steps."""
     out: list[str] = []
@@ -133,6 +170,7 @@ def summarize_transport(steps: pd.DataFrame, slo: Mapping[str, Any]) -> dict[str
         "missed_ticks": _optional_sum(steps["missed_ticks"]) if "missed_ticks" in steps else None,
         "generator_lag_p99_ms": _num(steps["generator_lag_p99_ms"].max())
         if "generator_lag_p99_ms" in steps else None,
+        "patterns": pattern_figures(str(steps["transport"].iloc[0]) if len(steps) else "", steps, valid, top_row),
     }
 
     warnings = (model.fit_warnings(rss, usable) + model.settle_warnings(selection)

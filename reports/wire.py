@@ -16,7 +16,8 @@ WINDOW_S = 300.0
 TRANSPORT_ORDER = ("state", "poll", "longpoll", "sse", "ws", "chat")
 TRANSPORT_NAMES = {
     "state": "Full-state polling", "poll": "Delta polling", "longpoll": "Long polling",
-    "sse": "SSE", "ws": "WebSocket", "chat": "WebSocket chat",
+    "sse": "SSE", "ws": "WebSocket", "chat": "WebSocket chat", "signal": "Signalling (WebSocket notice + REST fetch)",
+    "rpc": "Request/response over WebSocket", "rest": "Request/response over REST", "presence": "Typing indicators",
 }
 TITLE = "Bytes on the wire per client, per 5 minutes"
 COLUMNS = ("Total overhead (5 min)", "Average latency", "Data from server (5 min)",

@@ -24,7 +24,7 @@ def small_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small sweep of poll, sse and ws: 3 steps of 20-60 users, 4 s holds."""
     out = tmp_path_factory.mktemp("runs")
     command = [sys.executable, "-m", "loadtests.cli", "run", "--steps", "20,40,60", "--hold", "4", "--settle", "1",
-               "--rate", "5", "--out-dir", str(out), "--name", "small"]
+               "--settle-max", "4", "--rate", "5", "--out-dir", str(out), "--name", "small"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"run directory: {out / 'small'}" in done.stdout

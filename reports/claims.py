@@ -1,0 +1,256 @@
+"""A scenario's claim against what its runs measured (`rtcap run --scenario NAME`; loadtests/scenarios.py).
+
+Each judge reads the arms' run directories (summary.json and the highest-load valid step of steps.csv, the
+step the headline figures come from) and returns the figures and sentences that answer the claim: the
+number the article gave next to the number this machine measured. Pure: run directories in, JSON out.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from reports.page import md_table
+from reports.rundir import Run, load_run
+from reports.summary import build_summary
+from reports.wire import finite, fmt_bytes, transport_name, wire_numbers
+
+
+def _summary(run: Run) -> dict[str, Any]:
+    if run.summary is None:
+        run.summary = build_summary(run.meta, run.steps, run.path / "meta.json")
+    return run.summary
+
+
+def top(run: Run, transport: str) -> pd.Series | None:
+    """The highest-load valid step of `transport` in `run` (None when it has none)."""
+    rows = run.steps[(run.steps["transport"] == transport) & run.steps["valid"]]
+    return None if rows.empty else rows.sort_values(["users", "step"]).iloc[-1]
+
+
+def figure(run: Run, transport: str, name: str) -> float | None:
+    """A summary figure, or a pattern figure, of one transport (None when not measured)."""
+    s = (_summary(run).get("transports") or {}).get(transport) or {}
+    return finite(s.get(name, (s.get("patterns") or {}).get(name)))
+
+
+def at_top(run: Run, transport: str, column: str) -> float | None:
+    """A steps.csv column at the highest-load valid step."""
+    row = top(run, transport)
+    return None if row is None or column not in row else finite(row[column])
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None or b <= 0 else a / b
+
+
+def _x(value: float | None) -> str:
+    return "–" if value is None else (f"{value:,.0f}x" if value >= 10 else f"{value:.2g}x")
+
+
+def _n(value: float | None, unit: str = "", digits: int = 1) -> str:
+    if value is None:
+        return "–"
+    return f"{value:,.{digits}f}{unit}"
+
+
+def _bytes_per(run: Run, transport: str, per: str) -> float | None:
+    """Wire bytes (both directions) per request or per delivered event at the highest-load valid step."""
+    row = top(run, transport)
+    if row is None:
+        return None
+    count = finite(row["requests" if per == "request" else "delivered"])
+    return _ratio(finite(row["bytes_received"] + row["bytes_sent"]), count)
+
+
+def judge_cache(arms: Mapping[str, Run]) -> dict[str, Any]:
+    """cache-5s: how far handler work, requests and CPU fell with the cache, and the staleness it added."""
+    plain, cached = arms["no-cache"], arms["cache-5s"]
+    t = "state"
+    # Without the cache every request runs the handler (the server sends no X-Cache then).
+    handler_plain = figure(plain, t, "handler_rps") or at_top(plain, t, "rps")
+    handler_cached = figure(cached, t, "handler_rps")
+    rps = (at_top(plain, t, "rps"), at_top(cached, t, "rps"))
+    cpu = (at_top(plain, t, "cpu_percent"), at_top(cached, t, "cpu_percent"))
+    p50 = (at_top(plain, t, "latency_p50_ms"), at_top(cached, t, "latency_p50_ms"))
+    p99 = (at_top(plain, t, "latency_p99_ms"), at_top(cached, t, "latency_p99_ms"))
+    fell = _ratio(handler_plain, handler_cached)
+    added = None if None in p50 else p50[1] - p50[0]
+    return {
+        "figures": {"handler_rps": [handler_plain, handler_cached], "rps": list(rps), "cpu_percent": list(cpu),
+                    "latency_p50_ms": list(p50), "latency_p99_ms": list(p99), "handler_reduction": fell},
+        "measured": [
+            f"handler runs/s: {_n(handler_plain)} without the cache, {_n(handler_cached, digits=2)} with it "
+            + (f"({_x(fell)} fewer; the claim says 5x)" if fell is not None else
+               "(the handler did not run inside the measured window: hold each step longer than the TTL)"),
+            f"requests/s the server answered: {_n(rps[0])} and {_n(rps[1])}; target CPU {_n(cpu[0], '%')} and "
+            f"{_n(cpu[1], '%')} (an in-process cache saves the handler, not the HTTP work)",
+            f"staleness (delivery latency) p50 / p99: {_n(p50[0], ' ms', 0)} / {_n(p99[0], ' ms', 0)} without, "
+            f"{_n(p50[1], ' ms', 0)} / {_n(p99[1], ' ms', 0)} with the cache ({_n(added, ' ms', 0)} more at p50)",
+        ],
+    }
+
+
+def judge_live_scores(arms: Mapping[str, Run]) -> dict[str, Any]:
+    """live-scores: Ably's table measured: overhead, latency and data per client per 5 minutes."""
+    run = next(iter(arms.values()))
+    numbers = wire_numbers(run.steps).set_index("transport")
+
+    def value(transport: str, column: str) -> float | None:
+        return finite(numbers[column].get(transport)) if transport in numbers.index else None
+
+    over = {t: value(t, "overhead_per_client_5min") for t in ("state", "poll", "sse", "ws")}
+    lat = {t: value(t, "latency_mean_ms") for t in ("state", "poll", "sse", "ws")}
+    data = {t: value(t, "payload_per_client_5min") for t in ("state", "poll", "ws")}
+    return {
+        "figures": {"overhead_per_client_5min": over, "latency_mean_ms": lat, "payload_per_client_5min": data},
+        "measured": [
+            f"overhead per client per 5 minutes: full-state polling {fmt_bytes(over['state'])}, delta polling "
+            f"{fmt_bytes(over['poll'])}, SSE {fmt_bytes(over['sse'])}, WebSocket {fmt_bytes(over['ws'])} "
+            f"(full-state polling / WebSocket = {_x(_ratio(over['state'], over['ws']))}; Ably: 80x)",
+            f"mean latency: full-state polling {_n(lat['state'], ' ms', 0)}, WebSocket {_n(lat['ws'], ' ms', 1)} "
+            f"({_x(_ratio(lat['state'], lat['ws']))}; Ably: ~25x)",
+            f"data from the server per client per 5 minutes: whole state {fmt_bytes(data['state'])}, deltas "
+            f"{fmt_bytes(data['poll'])} polled and {fmt_bytes(data['ws'])} pushed "
+            f"({_x(_ratio(data['state'], data['ws']))}; Ably: 282 KiB vs 426 B)",
+        ],
+    }
+
+
+def judge_long_polling(arms: Mapping[str, Run]) -> dict[str, Any]:
+    """long-polling: latency and requests of interval polling against held polls."""
+    run = next(iter(arms.values()))
+    out = {t: {c: at_top(run, t, c) for c in ("rps", "latency_p50_ms", "latency_p99_ms", "cpu_percent", "users")}
+           for t in ("poll", "longpoll")}
+    interval = finite((run.meta.get("options") or {}).get("poll_interval"))
+    return {
+        "figures": out,
+        "measured": [
+            f"delivery p50 / p99: polling every {_n(interval, ' s', 0)} {_n(out['poll']['latency_p50_ms'], ' ms', 0)} / "
+            f"{_n(out['poll']['latency_p99_ms'], ' ms', 0)} (half the interval on average, as claimed), long polling "
+            f"{_n(out['longpoll']['latency_p50_ms'], ' ms', 1)} / {_n(out['longpoll']['latency_p99_ms'], ' ms', 1)}",
+            f"requests/s at {_n(out['poll']['users'], '', 0)} viewers: polling {_n(out['poll']['rps'])}, long polling "
+            f"{_n(out['longpoll']['rps'])} (one per update); target CPU {_n(out['poll']['cpu_percent'], '%')} and "
+            f"{_n(out['longpoll']['cpu_percent'], '%')}",
+        ],
+    }
+
+
+def judge_conditional(arms: Mapping[str, Run]) -> dict[str, Any]:
+    """conditional: the share of polls a 304 answers and the bytes per poll with and without validators."""
+    on, off = arms["validators"], arms["no-validators"]
+    share = _ratio(figure(on, "poll", "not_modified"), on.steps.loc[on.steps["transport"] == "poll", "requests"].sum())
+    per = (_bytes_per(on, "poll", "request"), _bytes_per(off, "poll", "request"))
+    cpu = (at_top(on, "poll", "cpu_percent"), at_top(off, "poll", "cpu_percent"))
+    return {
+        "figures": {"not_modified_share": share, "bytes_per_request": list(per), "cpu_percent": list(cpu)},
+        "measured": [
+            f"{_n(None if share is None else share * 100, '%', 0)} of the polls were answered 304 Not Modified",
+            f"wire bytes per poll: {_n(per[0], ' B', 0)} with validators, {_n(per[1], ' B', 0)} without "
+            f"({_x(_ratio(per[1], per[0]))}); target CPU {_n(cpu[0], '%')} and {_n(cpu[1], '%')}; the headers still "
+            "go both ways on every poll, news or not",
+        ],
+    }
+
+
+def judge_signalling(arms: Mapping[str, Run]) -> dict[str, Any]:
+    """signalling: round trips, latency and bytes per update of notice-then-fetch against plain push."""
+    run = next(iter(arms.values()))
+    trips = figure(run, "signal", "round_trips_per_event")
+    lat = {t: (at_top(run, t, "latency_p50_ms"), at_top(run, t, "latency_p99_ms")) for t in ("ws", "signal")}
+    per = {t: _bytes_per(run, t, "event") for t in ("ws", "signal")}
+    cpu = {t: at_top(run, t, "cpu_percent") for t in ("ws", "signal")}
+    return {
+        "figures": {"round_trips_per_event": trips, "latency_ms": lat, "bytes_per_event": per, "cpu_percent": cpu},
+        "measured": [
+            f"exchanges per update: WebSocket push 1 message, signalling 1 notice + {_n(trips, '', 2)} fetch "
+            "round trip(s)",
+            f"delivery p50 / p99: WebSocket {_n(lat['ws'][0], ' ms')} / {_n(lat['ws'][1], ' ms')}, signalling "
+            f"{_n(lat['signal'][0], ' ms')} / {_n(lat['signal'][1], ' ms')} (every client fetches at once)",
+            f"wire bytes per update: WebSocket {_n(per['ws'], ' B', 0)}, signalling {_n(per['signal'], ' B', 0)} "
+            f"({_x(_ratio(per['signal'], per['ws']))}); target CPU {_n(cpu['ws'], '%')} and {_n(cpu['signal'], '%')}",
+        ],
+    }
+
+
+def judge_rpc(arms: Mapping[str, Run]) -> dict[str, Any]:
+    """rpc-over-ws: response times, bytes and CPU of the same request over a WebSocket and over REST."""
+    run = next(iter(arms.values()))
+    out = {t: {c: at_top(run, t, c) for c in ("rps", "latency_p50_ms", "latency_p99_ms", "cpu_percent")}
+           for t in ("rpc", "rest")}
+    per = {t: _bytes_per(run, t, "request") for t in ("rpc", "rest")}
+    return {
+        "figures": {**out, "bytes_per_request": per},
+        "measured": [
+            f"response p50 / p99 at {_n(out['rpc']['rps'], '', 0)} requests/s: over WebSocket "
+            f"{_n(out['rpc']['latency_p50_ms'], ' ms', 2)} / {_n(out['rpc']['latency_p99_ms'], ' ms', 2)}, over REST "
+            f"keep-alive {_n(out['rest']['latency_p50_ms'], ' ms', 2)} / {_n(out['rest']['latency_p99_ms'], ' ms', 2)}",
+            f"wire bytes per request: WebSocket {_n(per['rpc'], ' B', 0)}, REST {_n(per['rest'], ' B', 0)}; target CPU "
+            f"{_n(out['rpc']['cpu_percent'], '%')} and {_n(out['rest']['cpu_percent'], '%')}",
+            "what the WebSocket version gives up is not a number: status codes, ETag/304 revalidation, caching by "
+            "browsers and CDNs, per-request handling in proxies; the REST side answers 304 when nothing changed",
+        ],
+    }
+
+
+def judge_presence(arms: Mapping[str, Run]) -> dict[str, Any]:
+    """presence: fan-out latency and messages out against room size."""
+    rows = {}
+    for name, run in arms.items():
+        rows[name] = {"room_size": figure(run, "presence", "room_size"), "fanout": figure(run, "presence", "fanout"),
+                      "latency_p50_ms": at_top(run, "presence", "latency_p50_ms"),
+                      "latency_p99_ms": at_top(run, "presence", "latency_p99_ms"),
+                      "msgs_in_per_s": figure(run, "presence", "msgs_in_per_s"),
+                      "msgs_out_per_s": figure(run, "presence", "msgs_out_per_s"),
+                      "cpu_percent": at_top(run, "presence", "cpu_percent")}
+    return {
+        "figures": rows,
+        "measured": [f"room of {_n(r['room_size'], '', 0)}: each indicator reached {_n(r['fanout'], '', 1)} others "
+                     f"with p50 / p99 {_n(r['latency_p50_ms'], ' ms')} / {_n(r['latency_p99_ms'], ' ms')}; "
+                     f"{_n(r['msgs_in_per_s'], '', 0)} messages/s in became {_n(r['msgs_out_per_s'], '', 0)} out; "
+                     f"target CPU {_n(r['cpu_percent'], '%')}" for r in rows.values()],
+    }
+
+
+JUDGES: dict[str, Callable[[Mapping[str, Run]], dict[str, Any]]] = {
+    "cache-5s": judge_cache, "live-scores": judge_live_scores, "long-polling": judge_long_polling,
+    "conditional": judge_conditional, "signalling": judge_signalling, "rpc-over-ws": judge_rpc,
+    "presence": judge_presence,
+}
+"""The judge of each scenario (loadtests/scenarios.py SCENARIOS), by name."""
+
+
+def _clean(value: Any) -> Any:
+    """JSON-ready: NaN and infinities become null."""
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def judge(scenario: Any, arm_dirs: Sequence[Path]) -> dict[str, Any]:
+    """The scenario's claim, source and command, and what its arms measured."""
+    arms = {arm.name: load_run(path) for arm, path in zip(scenario.arms, arm_dirs)}
+    verdict = JUDGES[scenario.name](arms)
+    return _clean({"scenario": scenario.name, "claim": scenario.claim, "source": scenario.source,
+                   "arms": {a.name: {"transports": list(a.transports), "server_args": list(a.server_args),
+                                     "options": a.options, "run_dir": str(p)}
+                            for a, p in zip(scenario.arms, arm_dirs)},
+                   **verdict})
+
+
+def scenario_markdown(verdict: Mapping[str, Any], arm_dirs: Sequence[Path]) -> str:
+    """The claim and the measured lines, then each arm's transports, as markdown (a CI job summary)."""
+    arms = pd.DataFrame([{"arm": name, "transports": ", ".join(transport_name(t) for t in a["transports"]),
+                          "server options": " ".join(a["server_args"]) or "–",
+                          "run directory": a["run_dir"]} for name, a in verdict["arms"].items()])
+    return "\n".join([f"## rtcap scenario: {verdict['scenario']}", "", f"> {verdict['claim']}", "",
+                      f"Source: {verdict['source']}", "", "Measured on this machine:", "",
+                      *[f"- {line}" for line in verdict["measured"]], "", md_table(arms), ""])
