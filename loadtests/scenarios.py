@@ -62,7 +62,9 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
         "conditional", "Every poll sends full HTTP headers whether or not anything changed; HTTP's own caching "
         "(ETag / If-None-Match, 304 Not Modified) is what REST has and push does not.",
         "seeds/ably-websocket-vs-rest.txt, seeds/websocket-vs-rest-saas.txt",
-        (Arm("validators", ("poll",)), Arm("no-validators", ("poll",), options={"conditional_get": False})),
+        (Arm("validators", ("poll", "state"), ("--state-validators", "--state-bytes", "8192")),
+         Arm("no-validators", ("poll", "state"), ("--state-validators", "--state-bytes", "8192"),
+             options={"conditional_get": False})),
         options={"poll_interval": 1.0, "rate": 0.2}),
     Scenario(
         "signalling", "Signalling (a WebSocket says 'changed', REST fetches) removes polling latency but doubles the "

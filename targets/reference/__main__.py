@@ -77,6 +77,12 @@ def add_target_arguments(parser: argparse.ArgumentParser) -> None:
         f"page re-sent whole (default {d.state_bytes})",
     )
     parser.add_argument(
+        "--state-validators",
+        action="store_true",
+        help="GET /state sends ETag and Last-Modified and answers 304 while the state is unchanged, for every "
+        "request (as ?conditional=1 does for one); off by default: the whole state every time",
+    )
+    parser.add_argument(
         "--cache-ttl",
         type=_number(float, 0, MAX_CACHE_TTL_S),
         default=d.cache_ttl,
@@ -192,6 +198,7 @@ def config_from_args(args: argparse.Namespace) -> TargetConfig:
         log_level=args.log_level,
         queue_size=args.queue_size,
         cache_ttl=args.cache_ttl,
+        state_validators=args.state_validators,
         ballast=args.ballast,
         ballast_sse=args.ballast_sse,
         ballast_ws=args.ballast_ws,

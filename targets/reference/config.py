@@ -42,6 +42,7 @@ class TargetConfig:
     log_level: str = "warning"
     queue_size: int = 1000
     cache_ttl: float = 0.0  # seconds a /poll or /state answer is reused (httpcache.py); 0: no cache
+    state_validators: bool = False  # /state sends ETag/Last-Modified and answers 304, as with ?conditional=1
     # Calibration knobs (calibration.py); all 0/None leaves the target exactly as without them.
     ballast: int = 0
     ballast_sse: int | None = None  # None: use `ballast`

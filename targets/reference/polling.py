@@ -188,6 +188,7 @@ def add_polling_routes(app: FastAPI, hub: Hub, config: TargetConfig, calibration
         gauge = metrics.open["poll"]
         gauge.inc()
         try:
-            return answer(request, "state", ("state", channel), lambda: state_answer(channel), conditional)
+            return answer(request, "state", ("state", channel), lambda: state_answer(channel),
+                          conditional or config.state_validators)
         finally:
             gauge.dec()

@@ -50,3 +50,11 @@ def test_state_is_conditional_only_when_asked(target: Any, channel: str) -> None
     target.publish(channel)
     status, headers, body = target.request("GET", f"/state?channel={channel}&conditional=1", headers=etag)
     assert status == 200 and headers["etag"] == f'"{channel}:2"' and len(json.loads(body)["events"]) == 2
+
+
+def test_state_validators_make_every_state_request_conditional(start_target: Any) -> None:
+    target = start_target("--rate", "0", "--state-validators")
+    target.publish("live")
+    status, headers, _ = target.request("GET", "/state?channel=live")
+    assert status == 200 and headers["etag"] == '"live:1"' and "last-modified" in headers
+    assert target.request("GET", "/state?channel=live", headers={"If-None-Match": headers["etag"]})[0] == 304
