@@ -200,6 +200,11 @@ def _run_scenario(args: argparse.Namespace, options: object) -> int:
         print("rtcap run: error: --scenario sets its own transports; --transports, --threshold and --abort-early "
               "go with a single run", file=sys.stderr)
         return 2
+    started = [arm.name for arm in SCENARIOS[args.scenario].arms if arm.server_args]
+    if args.host and started:
+        print(f"rtcap run: error: scenario {args.scenario} starts its own servers with options (arms "
+              f"{', '.join(started)}); it cannot run against --host", file=sys.stderr)
+        return 2
     steps = args.steps or (QUICK_STEPS if args.quick else None)
     hold = args.hold if args.hold is not None else (QUICK["hold"] if args.quick else None)
     try:

@@ -43,6 +43,11 @@ class StepLoadShape(LoadTestShape):
             spawn_rate=settings.step_spawn_rate, ramp_timeout=settings.step_ramp_timeout, settle_max=settle_max,
         )
 
+    def reset_time(self) -> None:
+        """Locust calls this as each test starts: a second test from the web UI climbs the staircase afresh."""
+        super().reset_time()
+        self.staircase = None
+
     def _settled(self, now: float, since: float) -> bool:
         assert self.live is not None
         return self.rule.settled(self.live.read(), now, since)

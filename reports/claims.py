@@ -86,6 +86,7 @@ def judge_cache(arms: Mapping[str, Run]) -> dict[str, Any]:
         "measured": [
             f"handler runs/s: {_n(handler_plain)} without the cache, {_n(handler_cached, digits=2)} with it "
             + (f"({_x(fell)} fewer; the claim says 5x)" if fell is not None else
+               "(no valid step to compare)" if handler_plain is None or handler_cached is None else
                "(the handler did not run inside the measured window: hold each step longer than the TTL)"),
             f"requests/s the server answered: {_n(rps[0])} and {_n(rps[1])}; target CPU {_n(cpu[0], '%')} and "
             f"{_n(cpu[1], '%')} (an in-process cache saves the handler, not the HTTP work)",

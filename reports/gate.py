@@ -74,11 +74,20 @@ def check_thresholds_rows(thresholds: list[Threshold], summary: Mapping[str, obj
 
 def check_run(run_dir: Path, thresholds: list[Threshold], say: object = print,
               verdicts: Iterable[Outcome] = ()) -> list[Outcome]:
-    """Evaluate thresholds against a finished run directory; the results go next to its files."""
+    """Evaluate thresholds against a finished run directory; the results go next to its files.
+
+    A miss found while the run was aborted stands only if the finished run misses it too: the step that
+    tripped it may have been judged invalid afterwards (its generator saturated), and then it does not count.
+    """
     summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
     steps_path = run_dir / "steps.csv"
     steps = pd.read_csv(steps_path) if steps_path.exists() and steps_path.stat().st_size else pd.DataFrame()
-    return check_thresholds_rows(thresholds, summary, steps, run_dir, say, verdicts)
+    missed = {o.threshold.text for o in evaluate(thresholds, summary, steps) if not o.ok}
+    confirmed = [v for v in verdicts if v.threshold.text in missed]
+    for dropped in (v for v in verdicts if v.threshold.text not in missed):
+        say(f"note: {dropped.threshold.text} aborted the run on a step the finished run does not count "  # type: ignore[operator]
+            "(invalid); the sweep was still cut short")
+    return check_thresholds_rows(thresholds, summary, steps, run_dir, say, confirmed)
 
 
 def early_verdicts(aborted: Mapping[str, object]) -> list[Outcome]:

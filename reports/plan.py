@@ -13,7 +13,10 @@ server process as measured in the run. Per transport the run gives (see `transpo
   SLO and delivery p99 <= f (push, long polling) or <= the run's SLO p99 (interval polling, whose
   measured staleness depends on the run's own poll interval);
 - wire bytes per message (push) or per request (polling): sum(bytes_received + bytes_sent) /
-  sum(delivered or requests) over valid steps; the range is the per-step min..max.
+  sum(delivered or requests) over valid steps; the range is the per-step min..max;
+- connections per viewer: the median of connections / users over valid steps, rounded (1 for most
+  transports, 2 for signalling's WebSocket plus HTTP keep-alive); the memory slope and the connections at SLO
+  are turned into per-viewer figures with it, since the plan counts viewers.
 
 The plan:
 
@@ -235,15 +238,31 @@ def transport_model(run_name: str, transport: str, steps: pd.DataFrame, summary:
     err_ok = pd.to_numeric(valid["error_rate"], errors="coerce") <= float(slo["error_rate"])
     rows = valid[err_ok & valid["connections"].notna() & valid["latency_p99_ms"].notna()]
     top = pd.to_numeric(valid["users"], errors="coerce").max()
+    per_viewer = connections_per_viewer(valid)
+    memory = _memory(summary, valid)
+    if per_viewer > 1 and "why" not in memory:
+        # The planner counts viewers: a viewer holding two connections (signalling: a WebSocket and an HTTP
+        # keep-alive) costs two connections' memory.
+        memory = {**memory, **{k: memory[k] * per_viewer for k in ("slope", "slope_lo", "slope_hi")}}
     return {
         "run": run_name, "transport": transport, "unit": unit, "work": work,
-        "memory": _memory(summary, valid), "cpu": _cpu(valid, unit), "bandwidth": _bandwidth(valid, unit),
+        "memory": memory, "cpu": _cpu(valid, unit), "bandwidth": _bandwidth(valid, unit),
         "slo": {"delivery_p99_ms": float(slo["delivery_p99_ms"]), "error_rate": float(slo["error_rate"])},
-        # Valid steps within the error SLO: [connections, delivery p99 ms, users], by connections.
-        "slo_steps": sorted([int(round(c)), float(p), int(u) if pd.notna(u) else 0] for c, p, u in
+        "connections_per_viewer": per_viewer,
+        # Valid steps within the error SLO: [viewers held (connections / connections per viewer), delivery p99
+        # ms, users], by viewers.
+        "slo_steps": sorted([int(round(c / per_viewer)), float(p), int(u) if pd.notna(u) else 0] for c, p, u in
                             zip(rows["connections"], rows["latency_p99_ms"], rows["users"])),
         "top_users": None if pd.isna(top) else int(top),
     }
+
+
+def connections_per_viewer(valid: pd.DataFrame) -> float:
+    """Connections each viewer holds: the median of connections / users over valid steps, rounded to a whole
+    number (1 unless clearly more, so ordinary runs whose counts differ by a few are left as they are)."""
+    ratio = (pd.to_numeric(valid["connections"], errors="coerce") / pd.to_numeric(valid["users"], errors="coerce"))
+    ratio = ratio[ratio.notna() & (ratio > 0)]
+    return float(max(1, round(float(ratio.median())))) if len(ratio) else 1.0
 
 
 def run_models(run: Run, transports: Sequence[str] | None = None) -> list[dict[str, Any]]:

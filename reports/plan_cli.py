@@ -146,7 +146,9 @@ def model_line(m: Mapping[str, Any]) -> str:
     parts = []
     mem, cpu, bw = m["memory"], m["cpu"], m["bandwidth"]
     if "why" not in mem:
-        parts.append(f"memory {fmt_size(mem['slope'])}/conn (95% CI {fmt_size(mem['slope_lo'])}–"
+        per = m.get("connections_per_viewer") or 1
+        unit_word = "/conn" if per == 1 else f"/viewer ({per:g} connections each)"
+        parts.append(f"memory {fmt_size(mem['slope'])}{unit_word} (95% CI {fmt_size(mem['slope_lo'])}–"
                      f"{fmt_size(mem['slope_hi'])}) + {fmt_size(mem['baseline'])} baseline")
     if "why" not in cpu:
         parts.append(f"CPU {cpu['per_unit'] * 1e6:,.1f} µs per {unit} (95% CI {cpu['per_unit_lo'] * 1e6:,.1f}–"

@@ -171,7 +171,9 @@ function notes(p) {  // plan_cli.notes
 function modelLine(m) {  // plan_cli.model_line
   var u = UNIT[m.unit][1], mem = m.memory, cpu = m.cpu, bw = m.bandwidth, parts = [];
   var us = function (k) { return sep(k * 1e6, 1); };
-  if (!("why" in mem)) parts.push("memory " + fSize(mem.slope) + "/conn (95% CI " + fSize(mem.slope_lo) + "–" +
+  var per = m.connections_per_viewer || 1;
+  var unitWord = per === 1 ? "/conn" : "/viewer (" + per + " connections each)";
+  if (!("why" in mem)) parts.push("memory " + fSize(mem.slope) + unitWord + " (95% CI " + fSize(mem.slope_lo) + "–" +
     fSize(mem.slope_hi) + ") + " + fSize(mem.baseline) + " baseline");
   if (!("why" in cpu)) parts.push("CPU " + us(cpu.per_unit) + " µs per " + u + " (95% CI " + us(cpu.per_unit_lo) + "–" +
     us(cpu.per_unit_hi) + ") + " + cpu.idle_cores.toFixed(3) + " cores idle");

@@ -117,6 +117,11 @@ def tradeoff(run: str, params: Mapping[str, Mapping[str, Any]], interval: tuple[
     X = float(interval[0])  # type: ignore[arg-type]
     V = _viewers(params, polls + pushes)
     out["viewers"] = V
+    if V is None:
+        # e.g. a sweep aborted before any step finished: no viewer count to weigh the costs for.
+        out["missing"].append("no polling or push transport has a valid step with its viewers counted")
+        out["sentence"] = tradeoff_sentence(out, params)
+        return out
     if V is not None and rate[0] is not None:
         out["costs"] = [costs(params[t], V, X, float(rate[0])) for t in polls + pushes]
     for a in polls:

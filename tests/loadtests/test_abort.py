@@ -67,3 +67,18 @@ def _env() -> dict[str, str]:
 
     # No thresholds from the environment of whoever runs the tests.
     return {k: v for k, v in os.environ.items() if k not in ("RTCAP_THRESHOLDS", "RTCAP_ABORT_EARLY")}
+
+
+def test_a_sweep_aborted_before_any_step_still_writes_its_report_and_verdicts(tmp_path: Path) -> None:
+    # errors < 0 can never hold: the first check aborts, before the first step has finished.
+    done = subprocess.run(
+        [sys.executable, "-m", "loadtests.cli", "run", "--transports", "poll,ws", "--steps", "20,40", "--hold", "4",
+         "--settle", "1", "--settle-max", "0", "--threshold", "poll.errors<0", "--abort-early",
+         "--out-dir", str(tmp_path), "--name", "early"],
+        capture_output=True, text=True, cwd=ROOT, timeout=180, env=_env())
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stdout + done.stderr
+    run = tmp_path / "early"
+    for name in ("report.html", "summary.md", "thresholds.json", "junit.xml"):
+        assert (run / name).is_file(), name
+    assert "transports not run: ws" in " ".join(json.loads((run / "meta.json").read_text())["notes"])
+    assert "WebSocket: not measured" in (run / "summary.md").read_text()

@@ -46,3 +46,8 @@ def test_the_five_second_cache_claim_is_measured(tmp_path: Path) -> None:
 def test_a_scenario_refuses_options_of_a_single_run(tmp_path: Path) -> None:
     assert main(["run", "--scenario", "signalling", "--transports", "ws", "--out-dir", str(tmp_path)]) == 2
     assert not any(tmp_path.iterdir())
+
+
+def test_a_scenario_that_starts_its_own_servers_refuses_host(tmp_path: Path) -> None:
+    code = main(["run", "--scenario", "cache-5s", "--host", "http://127.0.0.1:9", "--out-dir", str(tmp_path)])
+    assert code == 2 and not any(tmp_path.iterdir())

@@ -11,11 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from loadtests.cli import main as rtcap_main
 from reports import plan
-from reports.plan import PlanInputError, PlanInputs, connections_at_slo, plan_transport, run_models
+from reports.plan import (PlanInputError, PlanInputs, connections_at_slo, plan_transport, run_models,
+                          transport_model)
 from reports.plan_cli import fmt_int, fmt_range, main
 from reports.rundir import load_run
 from tests.reports.conftest import MIB, TRUTH, truth_steps
@@ -270,3 +272,17 @@ def test_planner_json_cannot_close_its_script(make_run: Any, tmp_path: Path) -> 
     page = render_report([run], tmp_path / "r.html").read_text(encoding="utf-8")
     planner = page[page.index('<section id="planner">'):page.index('id="fig-memory"')]
     assert "alert(1)</script>" not in planner and "\\u003c/script\\u003e\\u003cscript\\u003ealert(1)" in planner
+
+
+def test_a_viewer_holding_two_connections_costs_two_in_the_plan() -> None:
+    steps = pd.DataFrame([{"transport": "signal", "step": i, "users": u, "connections": 2.0 * u, "valid": True,
+                           "error_rate": 0.0, "latency_p99_ms": 50.0, "msgs_per_s": float(u), "rps": 0.0,
+                           "cpu_percent": 1.0 + u / 100, "delivered": u * 10, "requests": u * 10,
+                           "bytes_received": u * 5000.0, "bytes_sent": u * 100.0}
+                          for i, u in enumerate((50, 100, 200))])
+    summary = {"mem_per_conn_bytes": 28_000.0, "mem_per_conn_ci95": [27_000.0, 29_000.0],
+               "baseline_rss_bytes": 50e6, "mem_per_conn_r2": 1.0, "fit_points": 3}
+    m = transport_model("r", "signal", steps, summary, {"delivery_p99_ms": 1000, "error_rate": 0.01})
+    assert m["connections_per_viewer"] == 2
+    assert (m["memory"]["slope"], m["memory"]["slope_lo"]) == (56_000.0, 54_000.0)  # per viewer
+    assert [s[0] for s in m["slo_steps"]] == [50, 100, 200]  # viewers held, not connections
