@@ -57,7 +57,9 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
         "long-polling", "Polling every N seconds delays each update by N/2 on average and asks whether or not anything "
         "changed; a held (long) poll answers when the update happens, one request per update.",
         "seeds/ably-websocket-vs-rest.txt (why polling costs bandwidth and latency)",
-        (Arm("long-polling", ("poll", "longpoll")),), options={"poll_interval": 1.0}),
+        # One update per 2 s against a poll per second: half the polls find nothing new, a long poll waits for
+        # it; 15 s holds give each step several updates.
+        (Arm("long-polling", ("poll", "longpoll")),), hold=15.0, options={"poll_interval": 1.0, "rate": 0.5}),
     Scenario(
         "conditional", "Every poll sends full HTTP headers whether or not anything changed; HTTP's own caching "
         "(ETag / If-None-Match, 304 Not Modified) is what REST has and push does not.",

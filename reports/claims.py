@@ -125,8 +125,11 @@ def judge_live_scores(arms: Mapping[str, Run]) -> dict[str, Any]:
 def judge_long_polling(arms: Mapping[str, Run]) -> dict[str, Any]:
     """long-polling: latency and requests of interval polling against held polls."""
     run = next(iter(arms.values()))
-    out = {t: {c: at_top(run, t, c) for c in ("rps", "latency_p50_ms", "latency_p99_ms", "cpu_percent", "users")}
+    out = {t: {c: at_top(run, t, c) for c in ("rps", "msgs_per_s", "latency_p50_ms", "latency_p99_ms", "cpu_percent",
+                                              "users")}
            for t in ("poll", "longpoll")}
+    # Each poll brings at most the news since the last one: deliveries per request bound the useful polls.
+    useful = _ratio(out["poll"]["msgs_per_s"], out["poll"]["rps"])
     interval = finite((run.meta.get("options") or {}).get("poll_interval"))
     share = _ratio(out["poll"]["latency_p50_ms"], 1000 * interval) if interval else None
     return {
@@ -138,7 +141,8 @@ def judge_long_polling(arms: Mapping[str, Run]) -> dict[str, Any]:
             "half), long polling "
             f"{_n(out['longpoll']['latency_p50_ms'], ' ms', 1)} / {_n(out['longpoll']['latency_p99_ms'], ' ms', 1)}",
             f"requests/s at {_n(out['poll']['users'], '', 0)} viewers: polling {_n(out['poll']['rps'])}, long polling "
-            f"{_n(out['longpoll']['rps'])} (one per update); target CPU {_n(out['poll']['cpu_percent'], '%')} and "
+            f"{_n(out['longpoll']['rps'])} (one per update); at most {_n(None if useful is None else useful * 100, '%', 0)} "
+            f"of the interval polls brought news; target CPU {_n(out['poll']['cpu_percent'], '%')} and "
             f"{_n(out['longpoll']['cpu_percent'], '%')}",
         ],
     }
