@@ -26,7 +26,7 @@ from locust.runners import WORKER_REPORT_INTERVAL, WorkerRunner
 from loadtests import gate_hooks, hooks
 from loadtests.collect import GENERATOR, step_row
 from reports.gate import ABORTED_FILE
-from reports.thresholds import Outcome, Threshold, doomed
+from reports.thresholds import COUNTS, Outcome, Threshold, doomed
 
 logger = logging.getLogger(__name__)
 CHECK_INTERVAL_S = 1.0
@@ -60,16 +60,26 @@ def finished_windows(environment: Any, before: float) -> list[dict[str, Any]]:
     return [w for w in windows if w["t_end"] <= before]
 
 
-def misses(thresholds: list[Threshold], rows: list[dict[str, Any]],
-           windows: list[dict[str, Any]]) -> list[Outcome]:
-    """The thresholds that cannot be met any more, from the rows and finished step windows so far."""
-    if not any(r["transport"] != GENERATOR for r in rows):
+def misses(thresholds: list[Threshold], rows: list[dict[str, Any]], windows: list[dict[str, Any]],
+           judged: dict[tuple[str, int], dict[str, Any]] | None = None) -> list[Outcome]:
+    """The thresholds that cannot be met any more, from the rows and finished step windows so far.
+
+    This runs every second on the load generator, so it merges no histogram twice: the counts come from plain
+    sums, and a finished step's row (its histograms merged once) is kept in `judged`, since it never changes.
+    """
+    transports = sorted({r["transport"] for r in rows} - {GENERATOR})
+    if not transports:
         return []
-    summary, steps = gate_hooks.whole_test_figures(rows)
+    summary = {"transports": {t: {k: sum(r.get(k, 0) for r in rows if r["transport"] == t) for k in COUNTS}
+                              for t in transports}}
     if not windows:
-        return doomed(thresholds, summary, steps, per_step=False)
-    transports = sorted(summary["transports"])
-    per_step = pd.DataFrame([step_row(t, w, rows, []) for t in transports for w in windows])
+        return doomed(thresholds, summary, pd.DataFrame(columns=["transport", "valid"]), per_step=False)
+    judged = {} if judged is None else judged
+    for t in transports:
+        for w in windows:
+            if (t, w["step"]) not in judged:
+                judged[(t, w["step"])] = step_row(t, w, rows, [])
+    per_step = pd.DataFrame([judged[(t, w["step"])] for t in transports for w in windows])
     return doomed(thresholds, summary, per_step, per_step=True)
 
 
@@ -94,12 +104,13 @@ def _stop(environment: Any, found: list[Outcome]) -> None:
 
 
 def _watch(environment: Any, thresholds: list[Threshold], delay: float) -> None:
+    judged: dict[tuple[str, int], dict[str, Any]] = {}
     while True:
         gevent.sleep(CHECK_INTERVAL_S)
         recorder = hooks.recorder_of(environment)
         if recorder is None:
             continue
-        found = misses(thresholds, recorder.rows(), finished_windows(environment, time.time() - delay))
+        found = misses(thresholds, recorder.rows(), finished_windows(environment, time.time() - delay), judged)
         if found:
             _stop(environment, found)
             return
