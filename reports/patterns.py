@@ -17,8 +17,9 @@ from reports.wire import finite, fmt_bytes, transport_name
 TITLE = "Patterns between polling and WebSockets"
 EXPLANATION = (
     "What each pattern costs beyond the common figures, per transport. 304s and bytes saved: answers the "
-    "viewer's validators (ETag, Last-Modified) turned into 304 Not Modified, and the wire bytes the full 200 "
-    "would have moved. Cache: answers a server-side cache served (HIT) against those that ran the handler, per "
+    "viewer's validators (ETag, Last-Modified) turned into 304 Not Modified, and the wire bytes the viewer's last full "
+    "200 moved, less the 304's: exact for full-state polling, an upper bound for cursor polling, whose 200 "
+    "would have been a short empty list (`rtcap run --scenario conditional` measures the real difference). Cache: answers a server-side cache served (HIT) against those that ran the handler, per "
     "second at the highest valid step, and their mean Age (the staleness the cache adds). Round trips per "
     "update: request/response exchanges a client waited on for each delivered update (signalling fetches after "
     "each notice). Response p50 / p99: request/response latency. Fan-out: messages each sent message became "
