@@ -10,12 +10,14 @@ import json
 import math
 import statistics
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
 from loadtests.timeline import decode_histogram, encode_histogram, new_histogram, read_timeline
+from reports import flags as F
 
 GENERATOR_SATURATED_PERCENT = 90.0
 GENERATOR_LAG_LIMIT_MS = 100.0
@@ -25,7 +27,27 @@ REQUEST_TRANSPORTS = {"rpc", "rest"}
 """Request/response transports: nothing is pushed, so their latency columns hold the response times."""
 HELD_TRANSPORTS = PUSH_TRANSPORTS | {"longpoll", "signal", "presence", "rpc"}
 """Transports whose every user holds one connection open: the target must show as many (connections_short)."""
-"""Transports whose every user holds a connection open all along (a long poll is held until news)."""
+FEED_TRANSPORTS = {"poll", "longpoll", "state", "sse", "ws", "signal"}
+"""Transports whose clients receive the channel's published events: a step that published and delivered
+none of them measured nothing (no_deliveries)."""
+EXCEPTION_PREFIX = "exception:"
+"""Timeline counters of exceptions raised inside users, by class name (loadtests/recorder.py)."""
+LIVENESS_COLUMNS = ["published", "publish_errors", "publish_p99_ms", "publish_error", "health_failures",
+                    "seq_resets", "generator_errors", "exceptions", "exception_names", "tcp_outgoing"]
+"""steps.csv columns of what was seen of the target's liveness, the publisher and the generator's own errors."""
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What the orchestrating process saw beside the clients while one transport ran: when the target's
+    process was found gone, its health probes (loadtests/liveness.py), every publish (loadtests/publisher.py),
+    the rate at which the target publishes by itself, and the SLO's error-rate limit."""
+
+    gone_at: float | None = None
+    health: list[dict[str, Any]] = field(default_factory=list)
+    publishes: list[dict[str, Any]] = field(default_factory=list)
+    self_publish_rate: float | None = None
+    error_rate_limit: float | None = None
 PATTERN_COLUMNS = ["not_modified", "bytes_saved", "cache_hits", "cache_misses", "cache_hit_rps", "handler_rps",
                    "cache_age_mean_s"]
 """steps.csv columns of conditional polling and of a server-side cache (see step_row and loadtests/answers.py)."""
@@ -37,8 +59,8 @@ GENERATOR = "generator"
 FIVE_MINUTES_S = 300.0
 
 
-def read_windows(path: Path) -> list[dict[str, Any]]:
-    """Read the step windows a step-shaped Locust run wrote (empty when it wrote none)."""
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Read a JSON-lines record (step windows, health probes, publishes); [] when it was never written."""
     if not path.exists():
         return []
     rows = []
@@ -46,7 +68,7 @@ def read_windows(path: Path) -> list[dict[str, Any]]:
         try:
             rows.append(json.loads(line))
         except json.JSONDecodeError:
-            continue  # a torn last line after a crash: the finished windows before it still count
+            continue  # a torn last line after a crash: the finished lines before it still count
     return rows
 
 
@@ -80,8 +102,9 @@ def _per_client_5min(total: int, clients: int, duration: float) -> float | None:
 
 def step_row(transport: str, window: dict[str, Any], seconds: list[dict[str, Any]], samples: list[dict[str, Any]],
              saturated_percent: float = GENERATOR_SATURATED_PERCENT,
-             lag_limit_ms: float = GENERATOR_LAG_LIMIT_MS) -> dict[str, Any]:
+             lag_limit_ms: float = GENERATOR_LAG_LIMIT_MS, evidence: Evidence | None = None) -> dict[str, Any]:
     """One steps.csv row from a window, the timeline seconds inside it and the samples taken during it."""
+    evidence = evidence or Evidence()
     t_start, t_end = float(window["t_start"]), float(window["t_end"])
 
     def within(second: dict[str, Any]) -> bool:
@@ -114,6 +137,9 @@ def step_row(transport: str, window: dict[str, Any], seconds: list[dict[str, Any
     generator_cpu = max((cpu for cpu in per_process if cpu is not None), default=None)
 
     lag_p99 = _percentile_ms(lag, 99)
+    raised = sorted({name for second in inside for name in second if name.startswith(EXCEPTION_PREFIX)})
+    exceptions = {name[len(EXCEPTION_PREFIX):]: total(name) for name in raised}
+    liveness = _liveness(window, evidence, target, t_start, t_end, duration)
     flags = []
     if generator_cpu is not None and generator_cpu >= saturated_percent:
         flags.append("generator_saturated")
@@ -127,10 +153,22 @@ def step_row(transport: str, window: dict[str, Any], seconds: list[dict[str, Any
     if not window.get("reached", True):
         flags.append("users_not_reached")
     if transport in HELD_TRANSPORTS and connections is not None and connections < 0.95 * window["users"]:
-        flags.append("connections_short")
+        flags.append(F.CONNECTIONS_SHORT)
     if not target:
-        flags.append("no_target_samples")
+        flags.append(F.NO_TARGET_SAMPLES)
     operations = requests + connects + delivered
+    error_rate = errors / operations if operations else 0.0
+    flags += liveness.pop("flags")
+    if liveness.pop("events_expected") and transport in FEED_TRANSPORTS and delivered == 0:
+        flags.append(F.NO_DELIVERIES)
+    if evidence.error_rate_limit is not None and error_rate > evidence.error_rate_limit:
+        flags.append(F.ERRORS_OVER_SLO)
+    if total("seq_resets"):
+        flags.append(F.TARGET_RESTARTED)
+    if total("generator_errors"):
+        flags.append(F.GENERATOR_LIMIT)
+    if exceptions:
+        flags.append(F.GENERATOR_EXCEPTION)
     return {
         "transport": transport,
         "step": int(window["step"]),
@@ -151,7 +189,7 @@ def step_row(transport: str, window: dict[str, Any], seconds: list[dict[str, Any
         "connect_p50_ms": _percentile_ms(connect, 50),
         "connect_p99_ms": _percentile_ms(connect, 99),
         "errors": errors,
-        "error_rate": errors / operations if operations else 0.0,
+        "error_rate": error_rate,
         "lost": total("lost"),
         "duplicated": total("duplicated"),
         "reordered": total("reordered"),
@@ -176,8 +214,46 @@ def step_row(transport: str, window: dict[str, Any], seconds: list[dict[str, Any
         "generator_lag_max_ms": lag.get_max_value() / 1000.0 if lag.get_total_count() else None,
         "settle_s": window.get("settle_s"),
         "settled": window.get("settled"),
+        **liveness,
+        "seq_resets": total("seq_resets"),
+        "generator_errors": total("generator_errors"),
+        "exceptions": sum(exceptions.values()),
+        "exception_names": ";".join(f"{name} x{count}" for name, count in exceptions.items()) or None,
+        "tcp_outgoing": _median([s.get("tcp_outgoing") for s in target]),
         "flags": ";".join(flags),
-        "valid": not {"generator_saturated", "generator_lagging", "users_not_reached"} & set(flags),
+        "valid": F.is_valid(flags),
+    }
+
+
+def _liveness(window: dict[str, Any], evidence: Evidence, target: list[dict[str, Any]], t_start: float,
+              t_end: float, duration: float) -> dict[str, Any]:
+    """The target's liveness and the publisher's record inside one window: columns, flags, and whether
+    events were published (so that deliveries were due)."""
+    flags = []
+    if evidence.gone_at is not None and evidence.gone_at <= t_end:
+        flags.append(F.TARGET_DOWN)
+    probes = [h for h in evidence.health if t_start <= h["t"] <= t_end]
+    failed = [h for h in probes if not h.get("ok")]
+    if failed or any(s.get("state") == "stopped" for s in target):
+        flags.append(F.TARGET_UNRESPONSIVE)
+    published = [p for p in evidence.publishes if t_start <= p["t"] <= t_end]
+    publish_errors = [p for p in published if not p.get("ok")]
+    if publish_errors:
+        flags.append(F.PUBLISH_FAILED)
+    publish_ms = sorted(float(p["ms"]) for p in published if p.get("ms") is not None)
+    if evidence.publishes or not evidence.self_publish_rate:
+        expected = len(published) - len(publish_errors) > 0
+    else:
+        expected = evidence.self_publish_rate * duration >= 1.0
+    return {
+        "published": len(published) if evidence.publishes else None,
+        "publish_errors": len(publish_errors) if evidence.publishes else None,
+        "publish_p99_ms": publish_ms[min(len(publish_ms) - 1, math.ceil(0.99 * len(publish_ms)) - 1)]
+        if publish_ms else None,
+        "publish_error": publish_errors[0].get("error") if publish_errors else None,
+        "health_failures": len(failed) if evidence.health else None,
+        "flags": flags,
+        "events_expected": expected,
     }
 
 
@@ -245,14 +321,35 @@ def merge_seconds(seconds: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [merged[key] for key in sorted(merged)]
 
 
+HEALTH_FILE = "health.jsonl"
+PUBLISHES_FILE = "publishes.jsonl"
+"""Written beside Locust's record by the orchestrating process (loadtests/liveness.py, loadtests/publisher.py)."""
+
+
 def collect_transport(transport: str, record_dir: Path, samples: list[dict[str, Any]],
                       saturated_percent: float = GENERATOR_SATURATED_PERCENT,
-                      lag_limit_ms: float = GENERATOR_LAG_LIMIT_MS) -> list[dict[str, Any]]:
+                      lag_limit_ms: float = GENERATOR_LAG_LIMIT_MS, evidence: Evidence | None = None,
+                      planned: list[int] | None = None) -> list[dict[str, Any]]:
     """All step rows of one transport from its Locust record directory (one timeline file per recording
-    process) and its samples."""
-    windows = read_windows(record_dir / "windows.jsonl")
+    process), its samples, and the health probes and publishes recorded there.
+
+    When the target's process was found gone (`evidence.gone_at`) before every `planned` step finished, the
+    step it died in gets a row too, from the end of the last finished window to the death: it did not
+    measure the target, and saying so keeps a report from reading "the SLO held at every step".
+    """
+    windows = read_jsonl(record_dir / "windows.jsonl")
+    if evidence is not None and evidence.gone_at is not None and planned and len(windows) < len(planned):
+        t_start = float(windows[-1]["t_end"]) if windows else evidence.gone_at - 1.0
+        windows.append({"step": len(windows), "users": planned[len(windows)], "t_start": t_start,
+                        "t_end": max(evidence.gone_at, t_start + 1.0), "unfinished": True})
     seconds = merge_seconds([row for path in sorted(record_dir.glob("timeline*.jsonl")) for row in read_timeline(path)])
-    return [step_row(transport, window, seconds, samples, saturated_percent, lag_limit_ms) for window in windows]
+    evidence = evidence or Evidence()
+    if not evidence.health and not evidence.publishes:
+        evidence = Evidence(evidence.gone_at, read_jsonl(record_dir / HEALTH_FILE),
+                            read_jsonl(record_dir / PUBLISHES_FILE), evidence.self_publish_rate,
+                            evidence.error_rate_limit)
+    return [step_row(transport, window, seconds, samples, saturated_percent, lag_limit_ms, evidence)
+            for window in windows]
 
 
 def label_samples(samples: list[dict[str, Any]], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

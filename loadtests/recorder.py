@@ -33,6 +33,7 @@ A recorder has one of three roles, after the Locust runner it serves (loadtests/
 
 from __future__ import annotations
 
+import errno
 import json
 import time
 from dataclasses import dataclass, field
@@ -55,6 +56,26 @@ ROLES = (LOCAL, WORKER, MASTER)
 
 MASTER_HOLD_SECONDS = 5 * WORKER_REPORT_INTERVAL
 """How long the master keeps a second before writing it: workers ship finished seconds every report."""
+
+
+GENERATOR_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.EADDRNOTAVAIL, errno.ENOBUFS, errno.EADDRINUSE})
+"""Errors of the load generator's own limits (file descriptors, ephemeral ports, buffers), not the target's."""
+GENERATOR_ERROR_WORDS = ("too many open files", "cannot assign requested address", "no buffer space")
+EXCEPTION_PREFIX = "exception:"
+"""Timeline counter name prefix of an exception raised inside a user: "exception:MemoryError" -> count."""
+
+
+def is_generator_limit(exception: Any) -> bool:
+    """True when a failed request or connection hit a limit of the load generator's machine."""
+    seen = 0
+    while exception is not None and seen < 5:  # the OSError may be wrapped (e.g. as a request's cause)
+        if getattr(exception, "errno", None) in GENERATOR_ERRNOS:
+            return True
+        if any(words in str(exception).lower() for words in GENERATOR_ERROR_WORDS):
+            return True
+        exception = exception.__cause__ or exception.__context__
+        seen += 1
+    return False
 
 
 def _micros(milliseconds: float | None) -> int:
@@ -131,6 +152,7 @@ class TimelineRecorder:
         self._sampler: gevent.Greenlet | None = None
         if role != MASTER:
             environment.events.request.add_listener(self.on_request)
+            environment.events.user_error.add_listener(self.on_user_error)
             metrics.stream_counters.add_listener(self.on_counter)
             metrics.subscriber_closed.add_listener(self.on_subscriber)
             metrics.generator_lag.add_listener(self.on_lag)
@@ -157,6 +179,10 @@ class TimelineRecorder:
         if name == metrics.SEQUENCE:
             return  # counted through stream counters; not an error of the transport itself
         micros = _micros(response_time)
+        if exception is not None and is_generator_limit(exception):
+            # The generator ran out of its own fds or ports: charged to it, never to the target.
+            bucket.counters["generator_errors"] = bucket.counters.get("generator_errors", 0) + 1
+            return
         if exception is not None:
             bucket.errors += 1
         if name == metrics.DELIVERY:
@@ -172,6 +198,14 @@ class TimelineRecorder:
             bucket.requests += 1
             if exception is None:
                 bucket.request.record_value(micros)
+
+    def on_user_error(self, user_instance: Any, exception: BaseException, **_kwargs: Any) -> None:
+        """Count an exception raised inside a user's task (Locust logs it and goes on): never silent, it
+        invalidates its step as a generator-side error, by name."""
+        user = getattr(user_instance, "user", user_instance)  # a TaskSet's user, or the user itself
+        transport = getattr(user, "transport", None) or type(user).__name__
+        name = "generator_errors" if is_generator_limit(exception) else EXCEPTION_PREFIX + type(exception).__name__
+        self.on_counter(transport, name, 1)
 
     def on_counter(self, transport: str, name: str, value: int, **_kwargs: Any) -> None:
         """Account for a stream counter increment."""
@@ -301,6 +335,7 @@ class TimelineRecorder:
             return {"rows": [], "subscribers": []}
         if self.role != MASTER:
             self.environment.events.request.remove_listener(self.on_request)
+            self.environment.events.user_error.remove_listener(self.on_user_error)
             metrics.stream_counters.remove_listener(self.on_counter)
             metrics.subscriber_closed.remove_listener(self.on_subscriber)
             metrics.generator_lag.remove_listener(self.on_lag)

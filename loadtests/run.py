@@ -22,12 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from loadtests import collect
+from loadtests.liveness import HealthProber
 from loadtests.check import check_transport
 from loadtests.observe import ObserveError, describe, probe_for
 from loadtests.publisher import Publisher
 from loadtests.sampler import ProcessProbe, Sampler, sample_rows
 from loadtests.settle import SettleRule
 from loadtests.staircase import Staircase
+from reports import slo as slo_rule
 from targets.adapter import AdapterError, TargetAdapter, load_adapter, reference_adapter_path
 from targets.launch import LaunchError, free_port, launch
 
@@ -44,15 +46,22 @@ STEP_COLUMNS = [
     "overhead_per_client_5min", "missed_ticks", "request_p50_ms", "request_p99_ms", "rss_bytes", "uss_bytes",
     "cpu_percent", "sockstat_tcp_mem_bytes", "generator_cpu_percent", "generator_lag_p99_ms", "generator_lag_max_ms",
     "settle_s", "settled", "flags", "valid", *collect.PATTERN_COLUMNS, *collect.WS_PATTERN_COLUMNS,
+    *collect.LIVENESS_COLUMNS,
 ]
 SAMPLE_COLUMNS = [
     "t", "elapsed_s", "transport", "role", "pid", "rss_bytes", "uss_bytes", "cpu_percent", "num_fds",
-    "tcp_established", "sockstat_tcp_inuse", "sockstat_tcp_mem_bytes", "step", "phase",
+    "tcp_established", "sockstat_tcp_inuse", "sockstat_tcp_mem_bytes", "step", "phase", "tcp_outgoing", "state",
 ]
+LOCUST_STOP_GRACE_S = 20.0
+"""How long Locust may take to stop cleanly (write its last rows) when rtcap stops it early."""
 
 
 class RunError(RuntimeError):
     """The run could not be carried out (target unreachable, Locust failed...)."""
+
+
+class TargetDied(RunError):
+    """The target's process ended during the run: what was measured before is kept, the run failed."""
 
 
 @dataclass
@@ -79,6 +88,7 @@ class RunOptions:
     sample_interval: float = 0.5
     slo_p99_ms: float = 1000.0
     slo_error_rate: float = 0.01
+    slo_poll_slack_ms: float = slo_rule.POLL_SLACK_MS
     generator_cpu_limit: float = 90.0
     generator_lag_limit_ms: float = 100.0
     processes: int = 1
@@ -144,6 +154,9 @@ def _meta(options: RunOptions, adapter: TargetAdapter, started: str, ended: str 
                    "criterion": SettleRule().describe() if options.settle_max else "fixed"},
         "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()},
         "slo": {"delivery_p99_ms": options.slo_p99_ms, "error_rate": options.slo_error_rate,
+                "poll_slack_ms": options.slo_poll_slack_ms,
+                slo_rule.BY_TRANSPORT: slo_rule.limits(options.slo_p99_ms, options.poll_interval,
+                                                       options.slo_poll_slack_ms, options.transports),
                 "generator_cpu_percent": options.generator_cpu_limit,
                 "generator_lag_p99_ms": options.generator_lag_limit_ms},
         "start": started, "end": ended, "notes": notes,
@@ -254,7 +267,11 @@ def _target_probe(options: RunOptions, adapter: TargetAdapter, pid: int | None) 
 
 def run_transport(options: RunOptions, adapter: TargetAdapter, transport: str, run_dir: Path, clock0: float,
                   say: Any, checks: dict[str, Any] | None = None) -> tuple[list[dict], list[dict]]:
-    """Measure one transport; return its step rows and its samples (the pre-load check goes into `checks`)."""
+    """Measure one transport; return its step rows and its samples (the pre-load check goes into `checks`).
+
+    Raises TargetDied (after collecting what was measured, available as the exception's `rows` and
+    `samples`) when the target's process ended during the run.
+    """
     record_dir = run_dir / "locust" / transport
     record_dir.mkdir(parents=True, exist_ok=True)
     with live_target(options, adapter, record_dir) as (live, pid):
@@ -271,9 +288,15 @@ def run_transport(options: RunOptions, adapter: TargetAdapter, transport: str, r
         limit = (staircase.planned_seconds() + min(options.ramp_timeout * len(options.steps), 120) + 60
                  + max(0.0, options.settle_max - options.settle) * len(options.steps))
         target_probe = _target_probe(options, live, pid)
-        publisher = None
+        evidence = collect.Evidence(self_publish_rate=_rate(options, live) if live.publish.mode == "self" else None,
+                                    error_rate_limit=options.slo_error_rate)
+        publisher = health = None
         if live.publish.mode == "http":
-            publisher = Publisher(live.publish, options.channel or live.channel, _rate(options, live), limit).start()
+            publisher = Publisher(live.publish, options.channel or live.channel, _rate(options, live), limit,
+                                  record=record_dir / collect.PUBLISHES_FILE).start()
+        if live.process.ready_url:
+            # Alive is not serving: a frozen process keeps its pid, only an answer proves it serves.
+            health = HealthProber(f"{live.base_url}{live.process.ready_url}", record_dir / collect.HEALTH_FILE).start()
         try:
             with (record_dir / "locust.log").open("w", encoding="utf-8") as log:
                 # The step shape reads the target's samples as they are taken to decide when memory settled.
@@ -290,24 +313,89 @@ def run_transport(options: RunOptions, adapter: TargetAdapter, transport: str, r
                     probes.insert(0, target_probe)
                 sampler = Sampler(probes, options.sample_interval, live_path=live_samples).start()
                 try:
-                    code = locust.wait(timeout=limit)
-                except subprocess.TimeoutExpired:
-                    locust.kill()
-                    locust.wait()
-                    raise RunError(f"[{transport}] Locust did not finish within {limit:.0f} s; see {record_dir / 'locust.log'}")
+                    code = _watch(locust, sampler, limit, transport, record_dir, evidence, options, clock0, say)
                 finally:
                     samples = sampler.stop()
         finally:
             if publisher is not None:
                 publisher.stop()
+            if health is not None:
+                health.stop()
+        gone_at = sampler.gone.get("target")
         rows = collect.collect_transport(transport, record_dir, [])
-        if code not in (0, 1) or (not rows and _aborted(record_dir) is None):
+        if gone_at is None and (code not in (0, 1) or (not rows and _aborted(record_dir) is None)):
             # Locust exits 1 when any request failed; that is a measurement. Anything else is a crash.
             raise RunError(f"[{transport}] Locust exited {code} after {len(rows)} step(s); see {record_dir / 'locust.log'}")
     sampled = [{**row, "transport": transport, "elapsed_s": row["t"] - clock0} for row in sample_rows(samples)]
+    evidence = replace(evidence, gone_at=gone_at)
     rows = collect.collect_transport(transport, record_dir, sampled, options.generator_cpu_limit,
-                                     options.generator_lag_limit_ms)
-    return rows, collect.label_samples(sampled, rows)
+                                     options.generator_lag_limit_ms, evidence, planned=options.steps)
+    labelled = collect.label_samples(sampled, rows)
+    if gone_at is not None:
+        down = [str(row["step"]) for row in rows if "target_down" in row["flags"].split(";")]
+        died = TargetDied(f"[{transport}] the target process ended {gone_at - clock0:.1f} s into the run "
+                          f"({sampler.errors[0] if sampler.errors else 'gone'}); step(s) {', '.join(down) or 'none'} "
+                          "marked target_down, the steps before kept")
+        died.rows, died.samples = rows, labelled  # type: ignore[attr-defined]
+        raise died
+    return rows, labelled
+
+
+def _watch(locust: subprocess.Popen, sampler: Sampler, limit: float, transport: str, record_dir: Path,
+           evidence: collect.Evidence, options: RunOptions, clock0: float, say: Any) -> int:
+    """Wait for Locust, printing one line per finished step; stop it early when the target's process is gone."""
+    deadline = time.monotonic() + limit
+    shown = 0
+    while True:
+        try:
+            return locust.wait(timeout=1.0)
+        except subprocess.TimeoutExpired:
+            pass
+        shown = _progress(transport, record_dir, sampler, evidence, options, clock0, shown, say)
+        if "target" in sampler.gone:
+            # Nothing more can be measured: let Locust write what it has, then report the death.
+            say(f"[{transport}] the target process is gone ({sampler.errors[0] if sampler.errors else 'exited'}); "
+                "stopping the load")
+            return _stop_locust(locust)
+        if time.monotonic() > deadline:
+            _stop_locust(locust)
+            raise RunError(f"[{transport}] Locust did not finish within {limit:.0f} s; see {record_dir / 'locust.log'}")
+
+
+def _stop_locust(locust: subprocess.Popen) -> int:
+    """Ask Locust to stop (SIGTERM: it writes its last rows), kill it after LOCUST_STOP_GRACE_S."""
+    if locust.poll() is None:
+        locust.terminate()
+        try:
+            return locust.wait(timeout=LOCUST_STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            locust.kill()
+    return locust.wait()
+
+
+def _progress(transport: str, record_dir: Path, sampler: Sampler, evidence: collect.Evidence, options: RunOptions,
+              clock0: float, shown: int, say: Any) -> int:
+    """Say one line for each step finished since `shown` steps were shown; return how many are shown now."""
+    windows = collect.read_jsonl(record_dir / "windows.jsonl")
+    if len(windows) <= shown:
+        return shown
+    sampled = [{**row, "transport": transport} for row in sample_rows(list(sampler.samples))]
+    for row in collect.collect_transport(transport, record_dir, sampled, options.generator_cpu_limit,
+                                         options.generator_lag_limit_ms, evidence)[shown:]:
+        say(f"[{transport}] step {row['step']}: " + step_line(row))
+    return len(windows)
+
+
+def step_line(row: dict[str, Any]) -> str:
+    """One step in a line: connections, throughput, p99, errors, target RSS, and whether it counts."""
+    def num(value: Any, unit: str = "", digits: int = 0) -> str:
+        return "-" if value is None else f"{value:,.{digits}f}{unit}"
+
+    rss = row.get("rss_bytes")
+    verdict = "valid" if row["valid"] else "INVALID: " + row["flags"].replace(";", ", ")
+    return (f"{row['users']} users, {num(row['connections'])} connections, {num(row['msgs_per_s'], ' msgs/s', 1)}, "
+            f"{num(row['rps'], ' req/s', 1)}, p99 {num(row['latency_p99_ms'], ' ms', 1)}, errors {row['errors']}, "
+            f"target RSS {num(rss / 2**20 if rss else None, ' MiB', 1)}; {verdict}")
 
 
 def _aborted(record_dir: Path) -> dict[str, Any] | None:
@@ -335,9 +423,13 @@ def run_sweep(options: RunOptions, say: Any = print) -> Path:
     checks: dict[str, Any] = {}
     aborted: dict[str, Any] | None = None
     clock0 = time.time()
+    failure: RunError | None = None
     try:
         for transport in options.transports:
-            rows, samples = run_transport(options, adapter, transport, run_dir, clock0, say, checks)
+            try:
+                rows, samples = run_transport(options, adapter, transport, run_dir, clock0, say, checks)
+            except TargetDied as died:
+                rows, samples, failure = died.rows, died.samples, died  # type: ignore[attr-defined]
             offset = checks.get(transport, {}).get("receive_minus_ts_ms")
             started_here = not options.host and adapter.process.start is not None
             if adapter.publish.mode == "self" and offset is not None and not started_here:
@@ -351,12 +443,19 @@ def run_sweep(options: RunOptions, say: Any = print) -> Path:
                 notes.append(f"{transport}: the load generator could not keep up at {', '.join(map(str, busy))} users "
                              f"(steps not counted); rerun with --processes {max(2, options.processes * 2)}")
                 say(f"note: {notes[-1]}")
+            for note in invalid_step_notes(transport, rows):
+                notes.append(note)
+                say(f"note: {note}")
             all_rows += rows
             all_samples += samples
             # Written after every transport, so an interrupted sweep keeps what it measured.
             write_csv(run_dir / "steps.csv", STEP_COLUMNS, all_rows)
             write_csv(run_dir / "samples.csv", SAMPLE_COLUMNS, all_samples)
             say(f"[{transport}] {len(rows)} step(s) measured")
+            if failure is not None:
+                rest = options.transports[options.transports.index(transport) + 1:]
+                notes.append(f"run failed: {failure}" + (f"; transports not run: {', '.join(rest)}" if rest else ""))
+                break
             abort = _aborted(run_dir / "locust" / transport)
             if abort is not None:
                 aborted = {"transport": transport, **abort}
@@ -373,6 +472,8 @@ def run_sweep(options: RunOptions, say: Any = print) -> Path:
         meta = _meta(options, adapter, started, ended, notes, checks)
         if aborted is not None:
             meta["aborted"] = aborted
+        if failure is not None:
+            meta["failed"] = str(failure)
         (run_dir / "meta.json").write_text(json.dumps(meta, indent=2))
     from reports.summary import write_summary
 
@@ -381,4 +482,29 @@ def run_sweep(options: RunOptions, say: Any = print) -> Path:
         from reports.html import render_report
 
         render_report([run_dir], run_dir / "report.html")
+    if failure is not None:
+        failure.run_dir = run_dir  # type: ignore[attr-defined]
+        raise failure
     return run_dir
+
+
+def invalid_step_notes(transport: str, rows: list[dict[str, Any]]) -> list[str]:
+    """One note per reason that made steps invalid other than the generator's speed (said apart), with the
+    steps it hit and what was seen: a failed publish's answer, the exceptions raised in users."""
+    from reports.flags import GENERATOR_LAGGING, GENERATOR_SATURATED, words
+
+    hit: dict[str, list[int]] = {}
+    for row in rows:
+        for flag in filter(None, row["flags"].split(";")):
+            if not row["valid"] and flag not in (GENERATOR_SATURATED, GENERATOR_LAGGING):
+                hit.setdefault(flag, []).append(row["users"])
+    notes = []
+    for flag, users in hit.items():
+        detail = ""
+        if flag == "publish_failed":
+            first = next(r for r in rows if r.get("publish_errors"))
+            detail = f": {first['publish_errors']} of {first['published']} publishes failed, e.g. {first['publish_error']}"
+        elif flag == "generator_exception":
+            detail = ": " + "; ".join(sorted({r["exception_names"] for r in rows if r.get("exception_names")}))
+        notes.append(f"{transport}: {words(flag)} at {', '.join(map(str, users))} users (steps invalid){detail}")
+    return notes

@@ -29,6 +29,11 @@ class Sample:
     tcp_established: int | None
     sockstat_tcp_inuse: int | None
     sockstat_tcp_mem_bytes: int | None
+    tcp_outgoing: int | None = None
+    """Established sockets whose local port is not one the process listens on: its own client connections
+    (to a backend, a broker), which are not the inbound connections whose cost is measured."""
+    state: str | None = None
+    """psutil's status of the (main) process: "stopped" means it is frozen (SIGSTOP) and serves nothing."""
 
 
 def read_sockstat(path: Path = Path("/proc/net/sockstat")) -> tuple[int | None, int | None]:
@@ -46,9 +51,18 @@ def read_sockstat(path: Path = Path("/proc/net/sockstat")) -> tuple[int | None, 
     return None, None
 
 
+class TargetGone(psutil.NoSuchProcess):
+    """The probed process exited or is a zombie (killed, not yet reaped by its parent)."""
+
+
 class ProcessProbe:
     """Reads one process, or it and all its descendants summed (servers that fork a worker or a process per
-    connection); CPU percent is measured between two consecutive reads (100 = one core)."""
+    connection); CPU percent is measured between two consecutive reads (100 = one core).
+
+    Connections are the established TCP sockets whose local port is one the process (or a descendant)
+    listens on: what clients opened to it. Its outgoing sockets are counted apart (`tcp_outgoing`), and a
+    socket shared by several processes (a forked worker inheriting it) counts once.
+    """
 
     def __init__(self, pid: int, role: str, count_connections: bool = True, include_children: bool = False,
                  per_process: bool = False) -> None:
@@ -80,12 +94,15 @@ class ProcessProbe:
         samples = []
         for index, process in enumerate(self._members()):
             try:
-                rss, uss, cpu, fds, established = _read_one(process, self.count_connections)
+                state = _alive(process)
+                rss, uss, cpu, fds, conns = _read_one(process, self.count_connections)
             except psutil.NoSuchProcess:
                 if index == 0:
                     raise
                 continue
-            samples.append(Sample(time.time(), self.role, process.pid, rss, uss, cpu, fds, established, *sockstat))
+            inbound, outgoing = _split_connections(conns)
+            samples.append(Sample(time.time(), self.role, process.pid, rss, uss, cpu, fds, inbound, *sockstat,
+                                  tcp_outgoing=outgoing, state=state))
         return samples
 
     def read(self, sockstat: tuple[int | None, int | None]) -> Sample:
@@ -93,9 +110,12 @@ class ProcessProbe:
         rss = cpu = 0.0
         uss: float | None = 0.0
         fds: int | None = 0
-        established: int | None = 0 if self.count_connections else None
+        conns: list[Any] | None = [] if self.count_connections else None
+        state = None
         for index, process in enumerate(self._members()):
             try:
+                if index == 0:
+                    state = _alive(process)
                 one = _read_one(process, self.count_connections)
             except psutil.NoSuchProcess:
                 if index == 0:
@@ -105,13 +125,32 @@ class ProcessProbe:
             cpu += one[2]
             uss = None if uss is None or one[1] is None else uss + one[1]
             fds = None if fds is None or one[3] is None else fds + one[3]
-            if established is not None:
-                established = None if one[4] is None else established + one[4]
+            if conns is not None:
+                conns = None if one[4] is None else conns + one[4]
+        inbound, outgoing = _split_connections(conns)
         return Sample(time.time(), self.role, self.process.pid, int(rss), None if uss is None else int(uss), cpu, fds,
-                      established, *sockstat)
+                      inbound, *sockstat, tcp_outgoing=outgoing, state=state)
 
 
-def _read_one(process: psutil.Process, count_connections: bool) -> tuple[int, int | None, float, int | None, int | None]:
+def _alive(process: psutil.Process) -> str:
+    """The process's status; raises TargetGone for a zombie (killed, its parent has not reaped it yet)."""
+    state = process.status()
+    if state in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
+        raise TargetGone(process.pid, msg=f"process {process.pid} is a zombie: it exited")
+    return state
+
+
+def _split_connections(conns: list[Any] | None) -> tuple[int | None, int | None]:
+    """(inbound, outgoing) established sockets: inbound ones have a local port some member listens on."""
+    if conns is None:
+        return None, None
+    listening = {c.laddr.port for c in conns if c.status == psutil.CONN_LISTEN and c.laddr}
+    established = {(c.laddr, c.raddr) for c in conns if c.status == psutil.CONN_ESTABLISHED and c.laddr}
+    inbound = sum(1 for laddr, _ in established if laddr.port in listening)
+    return inbound, len(established) - inbound
+
+
+def _read_one(process: psutil.Process, count_connections: bool) -> tuple[int, int | None, float, int | None, list[Any] | None]:
     with process.oneshot():
         cpu = process.cpu_percent(None)
         try:
@@ -123,13 +162,13 @@ def _read_one(process: psutil.Process, count_connections: bool) -> tuple[int, in
             fds = process.num_fds()
         except (psutil.AccessDenied, AttributeError):
             fds = None
-    established = None
+    conns = None
     if count_connections:
         try:
-            established = sum(1 for c in process.net_connections(kind="tcp") if c.status == psutil.CONN_ESTABLISHED)
+            conns = process.net_connections(kind="tcp")
         except psutil.AccessDenied:
-            established = None
-    return rss, uss, cpu, fds, established
+            conns = None
+    return rss, uss, cpu, fds, conns
 
 
 class Sampler:
@@ -146,6 +185,8 @@ class Sampler:
         self.interval = interval
         self.samples: list[Sample] = []
         self.errors: list[str] = []
+        self.gone: dict[str, float] = {}
+        """When each role's probe last failed for good (its process exited): role -> unix time."""
         self.live_path = live_path
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rtcap-sampler", daemon=True)
@@ -170,6 +211,7 @@ class Sampler:
                     except (psutil.Error, OSError, RuntimeError) as error:
                         # The process ended: stop probing it but keep what was sampled.
                         self.errors.append(f"{probe.role}: {error.__class__.__name__}: {error}")
+                        self.gone.setdefault(probe.role, time.time())
                         self.probes.remove(probe)
                         continue
                     self.samples.extend(taken)

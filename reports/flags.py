@@ -1,30 +1,72 @@
-"""Step flags from steps.csv (`;`-joined tags) and the plain words the report uses for them."""
+"""Step flags from steps.csv (`;`-joined tags), which of them make a step invalid and whose fault that is,
+and the plain words the report uses for them. The one home of flag names: the collect stage writes them,
+the report, the summary and the gates read them. (Imports no pandas at load: the generator imports it.)
+
+A step is invalid when it carries a flag of either set below:
+- GENERATOR_FLAGS: the load generator could not do what the step asked (saturated, lagging, users not
+  started, out of file descriptors or ports, an exception in a user). The step measured the generator,
+  so it is left out of capacity and of the gates (they are judged on the steps that measured the target).
+- TARGET_FLAGS: the target did not serve what the step claims to measure (it died, froze, restarted,
+  delivered nothing while events were published, failed publishes, errors or a connection shortfall
+  beyond the SLO). The step is never capacity, and a gate judged over the run fails on it.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
-
-import pandas as pd
 
 GENERATOR_SATURATED = "generator_saturated"
 GENERATOR_LAGGING = "generator_lagging"
 USERS_NOT_REACHED = "users_not_reached"
+GENERATOR_LIMIT = "generator_limit"
+GENERATOR_EXCEPTION = "generator_exception"
 MEMORY_UNSETTLED = "memory_unsettled"
+NO_TARGET_SAMPLES = "no_target_samples"
+TARGET_DOWN = "target_down"
+TARGET_UNRESPONSIVE = "target_unresponsive"
+TARGET_RESTARTED = "target_restarted"
+NO_DELIVERIES = "no_deliveries"
+PUBLISH_FAILED = "publish_failed"
+ERRORS_OVER_SLO = "errors_over_slo"
+CONNECTIONS_SHORT = "connections_short"
+
+GENERATOR_FLAGS = frozenset({GENERATOR_SATURATED, GENERATOR_LAGGING, USERS_NOT_REACHED, GENERATOR_LIMIT,
+                             GENERATOR_EXCEPTION})
+TARGET_FLAGS = frozenset({TARGET_DOWN, TARGET_UNRESPONSIVE, TARGET_RESTARTED, NO_DELIVERIES, PUBLISH_FAILED,
+                          ERRORS_OVER_SLO, CONNECTIONS_SHORT})
+INVALID_FLAGS = GENERATOR_FLAGS | TARGET_FLAGS
+UNMEASURED_FLAGS = TARGET_FLAGS - {ERRORS_OVER_SLO, CONNECTIONS_SHORT}
+"""Target failures after which the step's figures describe nothing: a gate judged on such a step fails.
+(An error rate or a connection shortfall beyond the SLO is a measurement: the gates read its figures.)"""
 
 FLAG_WORDS = {
     GENERATOR_SATURATED: "load generator saturated (CPU >= 90% of a core)",
     GENERATOR_LAGGING: "load generator lagging (its timers fired late)",
     USERS_NOT_REACHED: "users not reached (not every user could be started)",
-    "connections_short": "target held fewer connections than users",
-    "no_target_samples": "no samples of the target in the window",
+    GENERATOR_LIMIT: "load generator out of file descriptors or ports (its limit, not the target's)",
+    GENERATOR_EXCEPTION: "an exception inside the load generator's users",
+    CONNECTIONS_SHORT: "target held fewer connections than users (below 95%)",
+    NO_TARGET_SAMPLES: "no samples of the target in the window",
     MEMORY_UNSETTLED: "memory not settled; left out of the memory fit",
+    TARGET_DOWN: "target process gone (exited or killed)",
+    TARGET_UNRESPONSIVE: "target stopped answering (health probe failed or process frozen)",
+    TARGET_RESTARTED: "target restarted (its sequence numbers started again)",
+    NO_DELIVERIES: "events were published but none was delivered",
+    PUBLISH_FAILED: "publishing events failed",
+    ERRORS_OVER_SLO: "error rate above the SLO",
 }
+
+
+def is_valid(flags: Iterable[str]) -> bool:
+    """True when none of `flags` makes a step invalid."""
+    return not INVALID_FLAGS.intersection(flags)
 
 
 def split_flags(cell: object) -> list[str]:
     """The tags in one `flags` cell (empty or NaN cells have none)."""
-    if cell is None or (isinstance(cell, float) and pd.isna(cell)):
+    if cell is None or (isinstance(cell, float) and math.isnan(cell)):
         return []
     return [f.strip() for f in str(cell).split(";") if f.strip()]
 
@@ -67,8 +109,10 @@ def distinct(cells: Iterable[object]) -> list[str]:
     return list(seen)
 
 
-def has_flag(steps: pd.DataFrame, flag: str) -> pd.Series:
-    """Boolean mask of the steps carrying `flag` (all False when there is no flags column)."""
+def has_flag(steps: Any, flag: str) -> Any:
+    """Boolean mask of the steps (a DataFrame) carrying `flag` (all False when there is no flags column)."""
+    import pandas as pd
+
     if "flags" not in steps:
         return pd.Series(False, index=steps.index)
     return steps["flags"].map(lambda cell: flag in split_flags(cell)).astype(bool)

@@ -15,7 +15,9 @@ from typing import Any
 
 import pandas as pd
 
+from reports import slo as slo_rule
 from reports.figures import POLL_TRANSPORTS, fmt_num
+from reports.flags import reasons
 from reports.page import fmt_cpu, fmt_kib, fmt_pct, fmt_seconds
 from reports.params import step_list
 from reports.wire import finite, fmt_bytes, transport_name
@@ -84,6 +86,13 @@ def capacity_parts(s: Mapping[str, Any], slo: Mapping[str, Any], steps: pd.DataF
     parts: list[str | Fact] = [Fact(what, f"{rule}: {where}"),
                                f" at {limit} on one process"]
     above = valid[valid["users"] > users]
+    failed = steps[~steps["valid"].astype(bool) & (steps["users"] > users)].sort_values(["users", "step"])
+    if not s.get("capacity_is_lower_bound") and above.empty and len(failed):
+        # The target failed above this step (died, froze, erred): the SLO did not hold at every step.
+        bad = failed.iloc[0]
+        return parts + [" (the next step, ", Fact(f"{fmt_num(bad['users'])} users, did not measure the target: "
+                                                  f"{reasons(bad.get('flags'), 'invalid')}",
+                                                  f"step {int(bad['step'])} in steps.csv"), ")"]
     if s.get("capacity_is_lower_bound") or above.empty:
         parts += [" (", Fact("a lower bound: the SLO held at every step",
                              "the highest valid step met the SLO, so the limit lies beyond this sweep "
@@ -155,7 +164,7 @@ def sentence(run: str, transport: str, s: Mapping[str, Any], slo: Mapping[str, A
         # e.g. a sweep aborted early before this transport's turn, or stopped by a failure.
         out.parts.append("not measured (no step of it in steps.csv; the run's notes say why).")
         return out
-    out.parts += capacity_parts(s, slo, steps)
+    out.parts += capacity_parts(s, slo_rule.for_transport(slo, transport), steps)
     for extra in (memory_parts(s, p), cpu_parts(p), bytes_parts(p)):
         if extra:
             out.parts += [", ", *extra]

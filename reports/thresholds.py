@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from reports.flags import GENERATOR_FLAGS, TARGET_FLAGS, UNMEASURED_FLAGS, reasons, split_flags
 from reports.wire import finite, fmt_bytes
 
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
@@ -134,17 +135,36 @@ def parse_thresholds(texts: Iterable[str]) -> list[Threshold]:
     return parsed
 
 
+def _judged_steps(steps: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the steps a gate judges, those of them that did not measure the target): the valid steps plus the
+    steps invalid through the target's fault alone."""
+    if not len(steps):
+        return steps, steps
+    tags = steps.get("flags", pd.Series("", index=steps.index)).map(lambda cell: set(split_flags(cell)))
+    target_fault = tags.map(lambda t: bool(t & TARGET_FLAGS) and not t & GENERATOR_FLAGS)
+    judged = steps[steps["valid"].astype(bool) | target_fault]
+    return judged, judged[tags[judged.index].map(lambda t: bool(t & UNMEASURED_FLAGS))]
+
+
 def observe(threshold: Threshold, figures: Mapping[str, Any], steps: pd.DataFrame) -> tuple[float | None, str]:
     """The value a threshold compares, from one transport's summary figures and its steps; (None, why)."""
     metric = threshold.metric
-    valid = steps[steps["valid"].astype(bool)] if len(steps) else steps
-    if metric.startswith("delivery."):
-        column = f"latency_{metric.split('.')[1]}_ms"
-        values = pd.to_numeric(valid.get(column, pd.Series(dtype=float)), errors="coerce").dropna()
-        return (float(values.max()), "") if len(values) else (None, "no valid step measured delivery latency")
-    if metric == "errors" and threshold.percent:
-        values = pd.to_numeric(valid.get("error_rate", pd.Series(dtype=float)), errors="coerce").dropna()
-        return (float(values.max()), "") if len(values) else (None, "no valid step")
+    # Every step that ran is judged, except those that measured the load generator instead of the target
+    # (saturated, lagging, out of fds...). A step where the target died, froze or delivered nothing is
+    # judged too, and it has no figure to pass with: a gate never passes on missing data.
+    judged, unmeasured = _judged_steps(steps)
+    if metric.startswith("delivery.") or (metric == "errors" and threshold.percent):
+        if len(unmeasured):
+            first = unmeasured.iloc[0]
+            return None, (f"step {int(first['step'])} ({int(first['users'])} users) did not measure the target: "
+                          f"{reasons(first['flags'])}")
+        column = f"latency_{metric.split('.')[1]}_ms" if metric.startswith("delivery.") else "error_rate"
+        values = pd.to_numeric(judged.get(column, pd.Series(dtype=float)), errors="coerce")
+        if len(values) and values.isna().any() and metric.startswith("delivery."):
+            first = judged[values.isna()].iloc[0]
+            return None, f"step {int(first['step'])} ({int(first['users'])} users) measured no delivery latency"
+        values = values.dropna()
+        return (float(values.max()), "") if len(values) else (None, "no step measured the target")
     if metric in ("lost", "duplicated", "reordered") and threshold.percent:
         delivered = pd.to_numeric(steps.get("delivered", pd.Series(dtype=float)), errors="coerce").sum()
         count = finite(figures.get(metric))
