@@ -7,9 +7,11 @@ rows (the master's, in a distributed run) over the last WINDOW_S seconds. With `
 process serving the target is sampled every second (psutil) and the tab shows its RSS and the running
 least-squares slope of RSS against the connections it holds.
 
-The web UI and the master bind to loopback unless told otherwise; bound elsewhere without --web-login,
-a warning says that anyone who can reach the port can start load from this machine. When a test stops, its
-HTML report is linked from the "Download Data" tab (loadtests/webui_report.py).
+The web UI and the master bind to loopback unless told otherwise. A web UI bound elsewhere without
+--web-login gets a warning that anyone who can reach the port can start load from this machine; a master bound
+elsewhere always gets one, since its worker port has no authentication at all. With --web-login, rtcap's
+routes are behind the same login as Locust's. When a test stops, its HTML report is linked from the
+"Download Data" tab (loadtests/webui_report.py).
 """
 
 from __future__ import annotations
@@ -23,16 +25,16 @@ from typing import Any
 import gevent
 import numpy as np
 from locust import events
-from locust.runners import WorkerRunner
+from locust.runners import MasterRunner, WorkerRunner
 
 from loadtests import hooks, webui_report
 from loadtests.collect import GENERATOR, step_row
 from loadtests.sampler import ProcessProbe, Sample, read_sockstat
+from targets.reference.access import is_loopback
 
 logger = logging.getLogger(__name__)
 TAB_KEY = "rtcap-capacity"
 WINDOW_S = 10
-LOOPBACK = ("127.0.0.1", "::1", "localhost")
 COLUMNS = [
     ("transport", "Transport"), ("connections", "Connections"), ("msgs_per_s", "Messages/s"),
     ("rps", "Requests/s"), ("p50", "Delivery p50 (ms)"), ("p95", "Delivery p95 (ms)"), ("p99", "Delivery p99 (ms)"),
@@ -86,6 +88,26 @@ class TargetWatch:
 _watches: dict[int, TargetWatch] = {}
 
 
+def _shown(host: str) -> str:
+    return "all interfaces" if host in ("", "*", "0.0.0.0", "::") else repr(host)
+
+
+def exposure_warnings(options: Any, web_ui: bool, master: bool) -> list[str]:
+    """Why this process can be driven from another machine: a web UI without login, a master's worker port."""
+    out = []
+    web_host = getattr(options, "web_host", "127.0.0.1")
+    if web_ui and not is_loopback(web_host) and not getattr(options, "web_login", False):
+        out.append(f"rtcap: the web UI listens on {_shown(web_host)} without --web-login: anyone who can reach it "
+                   "can start load from this machine")
+    bind = getattr(options, "master_bind_host", "127.0.0.1")
+    if master and not is_loopback(bind):
+        port = getattr(options, "master_bind_port", 5557)
+        out.append(f"rtcap: the master listens for workers on {_shown(bind)} port {port} (--master-bind-host), "
+                   "which has no authentication: anyone who can reach it can join as a worker, receive the "
+                   "test's options and corrupt its results")
+    return out
+
+
 def capacity_rows(environment: Any, now: float | None = None) -> list[dict[str, Any]]:
     """The tab's rows: one per transport, over the last WINDOW_S whole seconds."""
     from loadtests import gate_hooks
@@ -118,15 +140,13 @@ def capacity_rows(environment: Any, now: float | None = None) -> list[dict[str, 
 
 @events.init.add_listener
 def on_init(environment: Any, **_kwargs: Any) -> None:
-    """Add the Capacity tab (where a web UI runs) and warn about a web UI reachable from elsewhere."""
+    """Add the Capacity tab (where a web UI runs) and warn about a web UI or master reachable from elsewhere."""
     options = getattr(environment, "parsed_options", None)
     web_ui = getattr(environment, "web_ui", None)
     if options is None or isinstance(environment.runner, WorkerRunner):
         return
-    host = getattr(options, "web_host", "127.0.0.1")
-    if web_ui is not None and host not in LOOPBACK and not getattr(options, "web_login", False):
-        logger.warning("rtcap: the web UI listens on %r without --web-login: anyone who can reach it can start "
-                       "load from this machine", host or "all interfaces")
+    for warning in exposure_warnings(options, web_ui is not None, isinstance(environment.runner, MasterRunner)):
+        logger.warning(warning)
     if web_ui is None:
         return
     if not getattr(options, "rtcap_record", ""):
@@ -145,6 +165,9 @@ def on_init(environment: Any, **_kwargs: Any) -> None:
 
         if request.path != "/stats/requests" or response.status_code != 200:
             return response
+        stats = response.get_json(silent=True)
+        if not isinstance(stats, dict):  # e.g. --web-login's login page or error text: not ours to extend
+            return response
         extended = [{"key": TAB_KEY, "data": capacity_rows(environment)}]
-        response.set_data(json.dumps({**response.json, "extended_stats": extended}))
+        response.set_data(json.dumps({**stats, "extended_stats": extended}))
         return response

@@ -111,6 +111,7 @@ def install(environment: Any, web_ui: Any, target_samples: Any) -> None:
     links.append({"href": "." + REPORT_PATH, "title": LINK_TITLE})
 
     @web_ui.app.route(REPORT_PATH)
+    @web_ui.auth_required_if_enabled  # with --web-login the report is as private as Locust's own pages
     def rtcap_report() -> Any:
         from flask import Response, send_file
 

@@ -1,4 +1,8 @@
-"""The report as JSON (for tools) and as short markdown (for a CI job summary or a PR comment)."""
+"""The report as JSON (for tools) and as short markdown (for a CI job summary or a PR comment).
+
+Every piece of text in the markdown passes reports.summary.md_text on its way in: names, notes, warnings and
+threshold details can carry what a server or an adapter said, and CI renders the file with its inline HTML.
+"""
 
 from __future__ import annotations
 
@@ -14,9 +18,10 @@ from reports.compare import comparison_frame
 from reports.content import Report
 from reports.figures import fmt_num
 from reports.gate import RESULTS_FILE
-from reports.page import fmt_cpu, fmt_kib, md_table
+from reports.page import fmt_cpu, fmt_kib
 from reports.patterns import TITLE as PATTERNS_TITLE
 from reports.patterns import patterns_frame
+from reports.summary import Markdown, md_code, md_text
 from reports.thresholds import show_value
 from reports.wire import TITLE as WIRE_TITLE
 from reports.wire import fmt_bytes, transport_name, wire_numbers, wire_table
@@ -109,6 +114,14 @@ def compact_frame(report: Report) -> pd.DataFrame:
     return frame.drop(columns="run") if len(report.runs) == 1 and not frame.empty else frame
 
 
+def md_table(frame: pd.DataFrame) -> str:
+    """A GitHub-flavoured markdown table; every header and cell goes through md_text (Markdown cells as they are)."""
+    lines = ["| " + " | ".join(md_text(c) for c in frame.columns) + " |",
+             "| " + " | ".join("---" for _ in frame.columns) + " |"]
+    lines += ["| " + " | ".join(md_text(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines)
+
+
 def thresholds_markdown(report: Report) -> list[str]:
     """Lines of a "Thresholds" section from each run's thresholds.json (none when no run was gated)."""
     rows = []
@@ -118,9 +131,9 @@ def thresholds_markdown(report: Report) -> list[str]:
             continue
         for item in json.loads(path.read_text(encoding="utf-8")):
             percent = item["threshold"].rstrip().endswith("%")
-            rows.append({"run": r.name, "threshold": f"`{item['threshold']}`",
+            rows.append({"run": r.name, "threshold": md_code(item["threshold"]),
                          "observed": show_value(item.get("metric", ""), item.get("observed"), percent),
-                         "verdict": "met" if item.get("ok") else "**FAILED**", "why": item.get("detail", "")})
+                         "verdict": "met" if item.get("ok") else Markdown("**FAILED**"), "why": item.get("detail", "")})
     if not rows:
         return []
     frame = pd.DataFrame(rows)
@@ -131,36 +144,36 @@ def thresholds_markdown(report: Report) -> list[str]:
     aborted = [r.meta["aborted"] for r in report.runs if r.meta.get("aborted")]
     if aborted:
         lead += f"; the run was aborted early during {', '.join(a.get('transport', '?') for a in aborted)}"
-    return ["### Thresholds", "", lead + ".", "",
-            md_table(frame), ""]
+    return ["### Thresholds", "", md_text(lead + "."), "", md_table(frame), ""]
 
 
 def report_markdown(report: Report) -> str:
     """A short markdown summary: sentences, a compact table, the wire table, trade-off, differences, warnings."""
     several = len(report.runs) > 1
-    out = [f"## rtcap report: {', '.join(r.name for r in report.runs)}", ""]
+    names = {r.name: md_text(r.name) for r in report.runs}
+    out = [f"## rtcap report: {', '.join(names.values())}", ""]
     for r in report.runs:
-        prefix = f"**{r.name}** · " if several else ""
-        out += [f"- {prefix}{s.text()}" for s in report.sentences[r.name]]
+        prefix = f"**{names[r.name]}** · " if several else ""
+        out += [f"- {prefix}{md_text(s.text())}" for s in report.sentences[r.name]]
     out += ["", md_table(compact_frame(report)), ""]
     for r in report.runs:
-        label = f"Connections vs requests{f' ({r.name})' if several else ''}"
-        out += [f"**{label}.** {report.tradeoffs[r.name]['sentence']}", ""]
+        label = f"Connections vs requests{f' ({names[r.name]})' if several else ''}"
+        out += [f"**{label}.** {md_text(report.tradeoffs[r.name]['sentence'])}", ""]
     out += thresholds_markdown(report)
     frame, notes = wire_table(report.steps)
     if not frame.empty:
         out += [f"### {WIRE_TITLE}", "", md_table(frame), ""]
-        out += [f"_{n}_" for n in notes] + ([""] if notes else [])
+        out += [f"_{md_text(n)}_" for n in notes] + ([""] if notes else [])
     pattern_frame = patterns_frame({r.name: r.summary or {} for r in report.runs})
     if not pattern_frame.empty:
         out += [f"### {PATTERNS_TITLE}", "", md_table(pattern_frame), ""]
     if report.comparison:
-        out += [f"### Differences between runs (against {report.runs[0].name})", "",
+        out += [f"### Differences between runs (against {names[report.runs[0].name]})", "",
                 md_table(comparison_frame(report.comparison)), "",
                 WITHIN_NOISE, ""]
-    warnings = [f"- {r.name + ' · ' if several else ''}{t}: {w}" for r in report.runs
+    warnings = [f"- {names[r.name] + ' · ' if several else ''}{md_text(t)}: {md_text(w)}" for r in report.runs
                 for t, s in ((r.summary or {}).get("transports") or {}).items() for w in s.get("warnings") or []]
-    warnings += [f"- {r.name + ' · ' if several else ''}note: {n}"
+    warnings += [f"- {names[r.name] + ' · ' if several else ''}note: {md_text(n)}"
                  for r in report.runs for n in r.meta.get("notes") or []]
     if warnings:
         out += ["### Warnings", "", *warnings, ""]

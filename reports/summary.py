@@ -1,9 +1,10 @@
-"""Build summary.json (per-transport headline numbers) from steps.csv and meta.json."""
+"""Build summary.json (per-transport headline numbers) from steps.csv and meta.json; write its text as markdown."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -11,15 +12,57 @@ from typing import Any
 import pandas as pd
 
 from reports import model, wire
-from reports.flags import FLAG_WORDS, GENERATOR_LAGGING, MEMORY_UNSETTLED, distinct, has_flag, words
+from reports import slo as slo_rule
+from reports.flags import (FLAG_WORDS, GENERATOR_LAGGING, MEMORY_UNSETTLED, TARGET_FLAGS, distinct, has_flag,
+                           split_flags, words)
 from reports.rundir import META_FILE, STEPS_FILE, SUMMARY_FILE, RunDirError, read_json, read_steps
 
 SLO_KEYS = ("delivery_p99_ms", "error_rate")
-__all__ = ["FLAG_WORDS", "build_summary", "check_slo", "summarize_transport", "transport_order",
-           "write_summary"]
+__all__ = ["FLAG_WORDS", "Markdown", "build_summary", "check_slo", "md_code", "md_text", "summarize_transport",
+           "transport_order", "write_summary"]
 
 
 _num = wire.finite
+
+
+class Markdown(str):
+    """Text already written as markdown (emphasis, code spans we add ourselves): md_text() keeps it as it is."""
+
+
+# What markdown, or the HTML it may hold, could read as markup rather than text. `<` and `>` stay literal only
+# in `<=` and `>=` before a space ("p99 <= 1,000 ms", "CPU >= 90%"), which open and close nothing whatever
+# follows, and not at the start, where `>` begins a block quote; `&` only before a space. Pipes would split
+# table cells, backticks open code, `[` links and images, line breaks start new blocks, and a backslash would
+# escape what follows it.
+_MD_SPECIAL = re.compile(r"^\s*>|[<>](?!=\s)|&(?!\s)|[|`\\\[]|\r\n?|\n")
+_MD_ENTITIES = {"<": "&lt;", ">": "&gt;", "&": "&amp;"}
+
+
+def _md_escape(match: re.Match[str]) -> str:
+    text = match.group()
+    if text[-1] in _MD_ENTITIES:  # a leading "  >" keeps its spaces
+        return text[:-1] + _MD_ENTITIES[text[-1]]
+    return " " if text in ("\r\n", "\r", "\n") else "\\" + text
+
+
+def md_text(value: Any) -> str:
+    """`value` as markdown text that renders as itself and nothing more.
+
+    Transport names, notes, warnings, run names and threshold details can carry what a server or an adapter
+    said; summary.md and CI job summaries are rendered as markdown with inline HTML, so that text must reach
+    them as text. Every markdown writer goes through this one function (Markdown values pass unchanged).
+    """
+    if isinstance(value, Markdown):
+        return value
+    return _MD_SPECIAL.sub(_md_escape, str(value))
+
+
+def md_code(value: Any) -> Markdown:
+    """`value` as a code span for a table cell: literal inside, fenced past any backticks it holds."""
+    text = re.sub(r"\r\n?|\n", " ", str(value)).replace("|", "\\|")
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return Markdown(f"{fence}{pad}{text}{pad}{fence}")
 
 
 def _int(value: Any) -> int | None:
@@ -117,6 +160,13 @@ def _optional_sum(col: pd.Series) -> int | None:
     return None if values.notna().sum() == 0 else _sum(values)
 
 
+def _target_failed_above(steps: pd.DataFrame, users: int) -> bool:
+    """True when a step above `users` was invalid through the target's fault (it died, froze, erred...):
+    then the SLO did not hold at every step, whatever the valid steps say."""
+    above = steps[pd.to_numeric(steps["users"], errors="coerce") > users]
+    return any(set(split_flags(cell)) & TARGET_FLAGS for cell in above.get("flags", []))
+
+
 def summarize_transport(steps: pd.DataFrame, slo: Mapping[str, Any]) -> dict[str, Any]:
     """Headline numbers and warnings for one transport's steps."""
     valid = steps[steps["valid"]]
@@ -161,7 +211,8 @@ def summarize_transport(steps: pd.DataFrame, slo: Mapping[str, Any]) -> dict[str
         "capacity_at_slo_users": cap_users,
         # True when the SLO held at the highest valid step: the real limit lies beyond the sweep.
         "capacity_is_lower_bound": bool(cap_users is not None and top_row is not None
-                                        and cap_users >= int(top_row["users"])),
+                                        and cap_users >= int(top_row["users"])
+                                        and not _target_failed_above(steps, cap_users)),
         "steps": int(len(steps)),
         "valid_steps": int(len(valid)),
         # Medians over valid steps, per client (Locust user) over 5 minutes: see reports/wire.py.
@@ -192,6 +243,10 @@ def transport_order(meta: Mapping[str, Any], steps: pd.DataFrame) -> list[str]:
     return listed + [t for t in dict.fromkeys(steps["transport"]) if t not in listed]
 
 
+def _poll_interval(meta: Mapping[str, Any]) -> float | None:
+    return _num((meta.get("options") or {}).get("poll_interval"))
+
+
 def build_summary(meta: Mapping[str, Any], steps: pd.DataFrame, meta_path: Path = Path(META_FILE)
                   ) -> dict[str, Any]:
     """Compose the summary dict for one run from its meta and steps."""
@@ -199,7 +254,9 @@ def build_summary(meta: Mapping[str, Any], steps: pd.DataFrame, meta_path: Path 
     return {
         "name": meta.get("name") or meta_path.parent.name,
         "slo": slo,
-        "transports": {t: summarize_transport(steps[steps["transport"] == t], slo)
+        "transports": {t: {**summarize_transport(steps[steps["transport"] == t], slo_rule.for_transport(slo, t)),
+                           "slo_delivery_p99_ms": slo_rule.delivery_limit_ms(slo, t),
+                           "slo_basis": slo_rule.basis(slo, t, _poll_interval(meta))}
                        for t in transport_order(meta, steps)},
     }
 

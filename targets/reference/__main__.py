@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from collections.abc import Callable
 
+from .access import normalise_origin
 from .config import LOG_LEVELS, MAX_CACHE_TTL_S, MAX_DELAY_MS, TargetConfig, valid_name
+
+TOKEN_ENV = "RTCAP_PUBLISH_TOKEN"
 
 _DEFAULTS = TargetConfig()
 
@@ -36,10 +40,21 @@ def _channel(text: str) -> str:
     return text
 
 
+def _origin(text: str) -> str:
+    try:
+        return normalise_origin(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def add_target_arguments(parser: argparse.ArgumentParser) -> None:
     """Add every reference-target option to `parser` (also used by the rtcap CLI)."""
     d = _DEFAULTS
-    parser.add_argument("--host", default=d.host, help=f"interface to bind (default {d.host}, loopback only)")
+    parser.add_argument(
+        "--host",
+        default=d.host,
+        help=f"interface to bind (default {d.host}, loopback only); any other address needs --publish-token",
+    )
     parser.add_argument(
         "--port", type=_number(int, 0, 65535), default=d.port, help=f"TCP port, 0 picks a free one (default {d.port})"
     )
@@ -130,7 +145,49 @@ def add_target_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--log-level", choices=LOG_LEVELS, default=d.log_level, help=f"uvicorn log level (default {d.log_level})"
     )
+    add_safety_arguments(parser)
     add_calibration_arguments(parser)
+
+
+def add_safety_arguments(parser: argparse.ArgumentParser) -> None:
+    """Who may publish, which web pages may talk to the server, and how many channels and rooms it keeps."""
+    d = _DEFAULTS
+    group = parser.add_argument_group("limits and safety")
+    group.add_argument(
+        "--publish-token",
+        default=os.environ.get(TOKEN_ENV) or None,
+        metavar="TOKEN",
+        help="POST /publish then needs 'Authorization: Bearer TOKEN' or '?token=TOKEN' (else 401); required when "
+        f"--host is not loopback; reading stays open (default: ${TOKEN_ENV}, else none: anyone on loopback may "
+        "publish; prefer the variable, a command line is visible to other local users)",
+    )
+    group.add_argument(
+        "--allow-origin",
+        dest="allowed_origins",
+        action="append",
+        type=_origin,
+        metavar="ORIGIN",
+        help="a web origin (https://host[:port]) besides the server's own whose pages may publish and open "
+        "WebSockets, repeatable; requests from browser pages on any other origin get 403, requests without an "
+        "Origin header (curl, rtcap, Locust) are unaffected (default: none)",
+    )
+    group.add_argument(
+        "--max-channels",
+        type=_number(int, 1),
+        default=d.max_channels,
+        metavar="N",
+        help="feed channels kept, ticker channels included; channels are never freed, so a publish, poll or stream "
+        "naming a new channel beyond it gets 429 (HTTP) or a close with code 1008 (/ws), an error message (chat "
+        f"subscribe) or status 429 (/ws/rpc) (default {d.max_channels})",
+    )
+    group.add_argument(
+        "--max-rooms",
+        type=_number(int, 1),
+        default=d.max_rooms,
+        metavar="N",
+        help="chat rooms with members; joining a new room beyond it closes the WebSocket with code 1008; an "
+        f"empty room is freed (default {d.max_rooms})",
+    )
 
 
 def add_calibration_arguments(parser: argparse.ArgumentParser) -> None:
@@ -207,6 +264,10 @@ def config_from_args(args: argparse.Namespace) -> TargetConfig:
         drop_every=args.drop_every,
         duplicate_every=args.duplicate_every,
         swap_every=args.swap_every,
+        publish_token=args.publish_token,
+        allowed_origins=tuple(args.allowed_origins or ()),
+        max_channels=args.max_channels,
+        max_rooms=args.max_rooms,
     )
 
 
@@ -228,6 +289,14 @@ def main(argv: list[str] | None = None) -> int:
         config = config_from_args(args)
     except ValueError as exc:
         parser.error(str(exc))
+    if not config.loopback:
+        shown = config.host or "every interface"
+        if config.publish_token is None:
+            print(f"rtcap reference target: error: --host {shown} is not loopback: give --publish-token TOKEN "
+                  f"(or set {TOKEN_ENV}) so that strangers cannot publish", file=sys.stderr)
+            return 2
+        print(f"rtcap reference target: warning: listening on {shown}, beyond this machine: anyone who can reach "
+              "the port can read every channel and open connections; publishing needs the token", file=sys.stderr)
     from .server import ListenError, serve  # deferred: --help and argument errors need no uvicorn import
 
     try:

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 from fastapi.responses import Response
 
+from .access import AccessGuard, OriginPolicy
 from .calibration import Calibration
 from .config import TargetConfig
 from .hub import Hub
@@ -34,6 +35,8 @@ def create_app(config: TargetConfig | None = None) -> FastAPI:
         max_streams=config.max_connections,
         metrics=metrics,
         ballast=calibration.ballast,
+        max_channels=config.max_channels,
+        max_rooms=config.max_rooms,
     )
     for name in config.channels:
         hub.channel(name)
@@ -51,6 +54,11 @@ def create_app(config: TargetConfig | None = None) -> FastAPI:
             hub.shutdown()
 
     app = FastAPI(title="rtcap reference target", lifespan=lifespan)
+    app.add_middleware(
+        AccessGuard,
+        token=config.publish_token,
+        origins=OriginPolicy(config.allowed_origins, loopback=config.loopback),
+    )
     app.state.config = config
     app.state.hub = hub
     app.state.metrics = metrics

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from .access import is_loopback, normalise_origin
 
 # Channel and room names end up in ETag headers and Prometheus label values, so keep them
 # to characters that need no quoting in either place.
@@ -16,6 +18,10 @@ LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 MAX_DELAY_MS = 3_600_000
 # Upper bound of --cache-ttl, one hour: longer is no longer a cache in front of a live feed.
 MAX_CACHE_TTL_S = 3600.0
+# Feed channels are never freed, so anyone who can name one could grow the server without bound.
+DEFAULT_MAX_CHANNELS = 1000
+# A room lives while it has members, so rooms never outnumber streams: the default matches --max-connections.
+DEFAULT_MAX_ROOMS = 10000
 
 
 def valid_name(name: str) -> bool:
@@ -52,11 +58,25 @@ class TargetConfig:
     drop_every: int = 0
     duplicate_every: int = 0
     swap_every: int = 0
+    # Access (access.py). The token is kept out of repr() so it never lands in a log or a traceback.
+    publish_token: str | None = field(default=None, repr=False)  # None: anyone may publish (loopback only)
+    allowed_origins: tuple[str, ...] = ()  # browser origins besides the server's own (normalised)
+    max_channels: int = DEFAULT_MAX_CHANNELS
+    max_rooms: int = DEFAULT_MAX_ROOMS
 
     def __post_init__(self) -> None:
         # Accept any iterable of names (argparse hands over a list) but store an immutable tuple.
         object.__setattr__(self, "channels", tuple(dict.fromkeys(self.channels)))
+        if not self.publish_token:  # an empty token (e.g. an empty environment variable) is no token
+            object.__setattr__(self, "publish_token", None)
         problems = []
+        origins = []
+        for origin in self.allowed_origins:
+            try:
+                origins.append(normalise_origin(origin))
+            except ValueError as exc:
+                problems.append(str(exc))
+        object.__setattr__(self, "allowed_origins", tuple(dict.fromkeys(origins)))
         if not 0 <= self.port <= 65535:
             problems.append(f"port must be 0..65535, got {self.port}")
         if self.rate < 0:
@@ -66,9 +86,11 @@ class TargetConfig:
         if not self.channels:
             problems.append("at least one channel is required")
         problems += [f"invalid channel name {c!r}" for c in self.channels if not valid_name(c)]
-        for field in ("buffer", "max_message_bytes", "max_connections", "queue_size"):
-            if getattr(self, field) < 1:
-                problems.append(f"{field} must be >= 1, got {getattr(self, field)}")
+        for name in ("buffer", "max_message_bytes", "max_connections", "queue_size", "max_channels", "max_rooms"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        if len(self.channels) > self.max_channels:
+            problems.append(f"max_channels ({self.max_channels}) is below the {len(self.channels)} ticker channels")
         if self.state_bytes < 0:
             problems.append(f"state_bytes must be >= 0, got {self.state_bytes}")
         if self.heartbeat < 0:
@@ -77,13 +99,13 @@ class TargetConfig:
             problems.append(f"retry_ms must be >= 0, got {self.retry_ms}")
         if self.idle_timeout <= 0:
             problems.append(f"idle_timeout must be > 0, got {self.idle_timeout}")
-        for field in ("ballast", "drop_every", "duplicate_every", "swap_every"):
-            if getattr(self, field) < 0:
-                problems.append(f"{field} must be >= 0 (0 disables), got {getattr(self, field)}")
-        for field in ("ballast_sse", "ballast_ws", "ballast_chat"):
-            value = getattr(self, field)
+        for name in ("ballast", "drop_every", "duplicate_every", "swap_every"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name} must be >= 0 (0 disables), got {getattr(self, name)}")
+        for name in ("ballast_sse", "ballast_ws", "ballast_chat"):
+            value = getattr(self, name)
             if value is not None and value < 0:
-                problems.append(f"{field} must be >= 0 (or None to use ballast), got {value}")
+                problems.append(f"{name} must be >= 0 (or None to use ballast), got {value}")
         if not 0 <= self.delay_ms <= MAX_DELAY_MS:  # also rejects NaN
             problems.append(f"delay_ms must be 0..{MAX_DELAY_MS:g}, got {self.delay_ms}")
         if not 0 <= self.cache_ttl <= MAX_CACHE_TTL_S:  # also rejects NaN
@@ -105,6 +127,11 @@ class TargetConfig:
     def calibrated(self) -> bool:
         """True if delay or fault injection is on (ballast alone changes no delivery path)."""
         return self.delay_ms > 0 or self.drop_every > 0 or self.duplicate_every > 0 or self.swap_every > 0
+
+    @property
+    def loopback(self) -> bool:
+        """True if the server listens on loopback only: only then may publishing stay open without a token."""
+        return is_loopback(self.host)
 
     @property
     def default_channel(self) -> str:

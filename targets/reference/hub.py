@@ -178,6 +178,15 @@ class Channel:
         self._changed.set()
 
 
+class LimitReached(Exception):
+    """A new channel or room would pass its limit; the message says which and how to raise it."""
+
+    def __init__(self, kind: str, limit: int) -> None:
+        # Short enough for a WebSocket close reason (at most 123 bytes).
+        super().__init__(f"too many {kind}s: the limit is {limit} (--max-{kind}s)")
+        self.kind = kind
+
+
 class Hub:
     """All channels, chat rooms and streaming subscribers of one app."""
 
@@ -188,10 +197,14 @@ class Hub:
         max_streams: int = 10000,
         metrics: Metrics | None = None,
         ballast: Mapping[str, int] | None = None,
+        max_channels: int = 1000,
+        max_rooms: int = 10000,
     ) -> None:
         self.buffer = buffer
         self.queue_size = queue_size
         self.max_streams = max_streams
+        self.max_channels = max_channels
+        self.max_rooms = max_rooms
         self.metrics = metrics or Metrics()
         self.channels: dict[str, Channel] = {}
         self.rooms: dict[str, Channel] = {}
@@ -200,12 +213,30 @@ class Hub:
         self._ids = itertools.count(1)
         # Calibration: bytes of resident memory each open stream holds, per transport.
         self.ballast = {t: n for t, n in (ballast or {}).items() if n > 0}
+        self.metrics.watch_channels(lambda: len(self.channels), lambda: len(self.rooms))
 
     def channel(self, name: str) -> Channel:
-        """The feed channel `name`, created empty on first use (a poller may come first)."""
+        """The feed channel `name`, created empty on first use (a poller may come first).
+
+        Channels are never freed, so creating one past max_channels raises LimitReached: otherwise
+        requests naming ever new channels would grow the server without bound.
+        """
         ch = self.channels.get(name)
         if ch is None:
+            if len(self.channels) >= self.max_channels:
+                self.metrics.refused["channel"].inc()
+                raise LimitReached("channel", self.max_channels)
             ch = self.channels[name] = Channel(name, self.buffer)
+        return ch
+
+    def room(self, name: str) -> Channel:
+        """The chat room `name`, created on first use; LimitReached past max_rooms. Empty rooms are freed."""
+        ch = self.rooms.get(name)
+        if ch is None:
+            if len(self.rooms) >= self.max_rooms:
+                self.metrics.refused["room"].inc()
+                raise LimitReached("room", self.max_rooms)
+            ch = self.rooms[name] = Channel(name, 1, kind="room")  # chat has no replay
         return ch
 
     def publish(self, name: str, fields: Mapping[str, Any]) -> Event:
@@ -218,9 +249,7 @@ class Hub:
 
     def say(self, room: str, fields: Mapping[str, Any]) -> Event:
         """Broadcast one chat message to every member of `room` (per-room seq)."""
-        ch = self.rooms.get(room)
-        if ch is None:
-            ch = self.rooms[room] = Channel(room, 1, kind="room")  # chat has no replay
+        ch = self.room(room)
         event = ch.append(fields)
         self._fan_out(ch, event)
         return event
@@ -301,10 +330,8 @@ class Hub:
             sub.channels.discard(ch)
 
     def join(self, sub: Subscriber, room: str) -> None:
-        """Make `sub` a member of chat room `room`."""
-        ch = self.rooms.get(room)
-        if ch is None:
-            ch = self.rooms[room] = Channel(room, 1, kind="room")
+        """Make `sub` a member of chat room `room` (LimitReached if that would create one room too many)."""
+        ch = self.room(room)
         ch.subscribers.add(sub)
         sub.channels.add(ch)
 

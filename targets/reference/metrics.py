@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -53,6 +55,18 @@ class Metrics:
             ["transport"],
             registry=self.registry,
         )
+        self.limit_refusals = Counter(
+            "rtcap_limit_refused",
+            "New channels or rooms refused because --max-channels or --max-rooms was reached.",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.channels_held = Gauge(
+            "rtcap_channels_held",
+            "Feed channels (kind=channel, never freed) and chat rooms (kind=room, freed when empty) held.",
+            ["kind"],
+            registry=self.registry,
+        )
         self.injected_faults = Counter(
             "rtcap_injected",
             "Faults injected by the calibration knobs (--drop-every, --duplicate-every, --swap-every).",
@@ -65,8 +79,14 @@ class Metrics:
         self.delivered = {t: self.events_delivered.labels(t) for t in TRANSPORTS}
         self.dropped = {t: self.slow_consumers_dropped.labels(t) for t in SOCKET_TRANSPORTS}
         self.rejected = {t: self.connections_rejected.labels(t) for t in SOCKET_TRANSPORTS}
+        self.refused = {k: self.limit_refusals.labels(k) for k in ("channel", "room")}
         self.injected = {(k, t): self.injected_faults.labels(k, t) for k in FAULT_KINDS for t in FAULT_TRANSPORTS}
         self._published: dict[str, Counter] = {}
+
+    def watch_channels(self, channels: Callable[[], int], rooms: Callable[[], int]) -> None:
+        """Report how many channels and rooms exist, read at scrape time (nothing to update per request)."""
+        self.channels_held.labels("channel").set_function(channels)
+        self.channels_held.labels("room").set_function(rooms)
 
     def published(self, channel: str) -> Counter:
         """The published-events counter child of `channel` (cached)."""

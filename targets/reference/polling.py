@@ -21,7 +21,7 @@ from .calibration import Calibration, sleep_until
 from .conditional import JSON, Answer, etag_matches, last_modified, respond
 from .config import NAME_PATTERN, TargetConfig
 from .httpcache import AnswerCache, AnswerCounters
-from .hub import Channel, Hub
+from .hub import Channel, Hub, LimitReached
 
 __all__ = ["MAX_POLL_EVENTS", "MAX_WAIT_S", "add_polling_routes", "etag_matches"]
 
@@ -33,6 +33,15 @@ ChannelParam = Annotated[str, Query(pattern=NAME_PATTERN, description="Channel n
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
     return Response(json.dumps({"error": message}), status_code=status, media_type=JSON, headers=headers)
+
+
+def too_many(hub: Hub, channel: str) -> Response | None:
+    """A 429 answer if `channel` is new and the hub holds --max-channels already; None when it may be used."""
+    try:
+        hub.channel(channel)
+    except LimitReached as exc:
+        return _error(429, str(exc))
+    return None
 
 
 async def _wait_visible(ch: Channel, seen: int, timeout: float, delay: float) -> None:
@@ -109,6 +118,9 @@ def add_polling_routes(app: FastAPI, hub: Hub, config: TargetConfig, calibration
                 return _error(400, f"body is not valid JSON: {exc}")
             if not isinstance(fields, dict):
                 return _error(400, "body must be a JSON object")
+        refused = too_many(hub, channel)
+        if refused is not None:
+            return refused
         event = hub.publish(channel, fields)
         return Response(b'{"seq":%d,"ts":%r}' % (event.seq, event.ts), media_type=JSON)
 
@@ -138,6 +150,9 @@ def add_polling_routes(app: FastAPI, hub: Hub, config: TargetConfig, calibration
         wait: Annotated[float, Query(ge=0, description="Long-poll: hold up to this many seconds (max 30).")] = 0.0,
     ) -> Response:
         """Events after `since` (short poll), or held until one arrives (long poll, `wait` > 0)."""
+        refused = too_many(hub, channel)
+        if refused is not None:
+            return refused
         transport = "longpoll" if wait > 0 else "poll"
         gauge = metrics.open[transport]
         gauge.inc()
@@ -185,6 +200,9 @@ def add_polling_routes(app: FastAPI, hub: Hub, config: TargetConfig, calibration
                                            "match (default: the whole state every time).")] = False,
     ) -> Response:
         """The whole buffered state of a channel, every time unless `conditional` is set."""
+        refused = too_many(hub, channel)
+        if refused is not None:
+            return refused
         gauge = metrics.open["poll"]
         gauge.inc()
         try:

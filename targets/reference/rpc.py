@@ -15,8 +15,8 @@ from fastapi import FastAPI, Query, Request, WebSocket
 from fastapi.responses import Response
 
 from .config import NAME_PATTERN, TargetConfig, valid_name
-from .hub import Hub, Subscriber, encode
-from .polling import etag_matches
+from .hub import Hub, LimitReached, Subscriber, encode
+from .polling import etag_matches, too_many
 from .ws import admit, error, parse, run_stream
 
 ChannelParam = Annotated[str, Query(pattern=NAME_PATTERN, description="Channel name.")]
@@ -37,8 +37,11 @@ def answer(hub: Hub, msg: dict[str, Any], channel: str) -> str:
     op = msg.get("op")
     target = msg.get("channel", channel)
     if op == "get" and isinstance(target, str) and valid_name(target):
-        # Spliced, not re-serialised: the event's JSON is built once when it is published.
-        return f'{head},"status":200,"result":{latest_json(hub, target)}}}'
+        try:
+            # Spliced, not re-serialised: the event's JSON is built once when it is published.
+            return f'{head},"status":200,"result":{latest_json(hub, target)}}}'
+        except LimitReached as exc:
+            return f'{head},"status":429,"error":{encode(str(exc))}}}'
     if op == "echo":
         return f'{head},"status":200,"result":{encode(msg.get("data"))}}}'
     problem = f"unknown op {op!r}" if op not in ("get", "echo") else "get needs a valid 'channel'"
@@ -58,6 +61,9 @@ def add_rpc_routes(app: FastAPI, hub: Hub, config: TargetConfig) -> None:
     @app.get("/latest")
     async def latest(request: Request, channel: ChannelParam = default) -> Response:
         """The channel's latest event; `If-None-Match` with the current ETag gives 304 with no body."""
+        refused = too_many(hub, channel)
+        if refused is not None:
+            return refused
         ch = hub.channel(channel)
         headers = {"ETag": ch.etag, "Cache-Control": "no-cache"}  # intermediaries may keep it, but must revalidate
         if etag_matches(request.headers.get("if-none-match"), ch.etag):

@@ -16,6 +16,7 @@ from .aio import race, wait_disconnect
 from .calibration import Calibration
 from .config import NAME_PATTERN, TargetConfig
 from .hub import Event, Hub, Subscriber
+from .polling import too_many
 
 # Events coalesced into one write when a subscriber has a backlog: fewer syscalls per event.
 MAX_BATCH = 256
@@ -161,6 +162,9 @@ def add_sse_route(app: FastAPI, hub: Hub, config: TargetConfig, calibration: Cal
         """Stream a channel as Server-Sent Events, replaying after Last-Event-ID if given."""
         # The header is what EventSource sends on reconnect, so it wins over the query parameter.
         since = _parse_seq(request.headers.get("last-event-id", last_event_id))
+        refused = too_many(hub, channel)  # before a stream slot is taken; channels are never freed
+        if refused is not None:
+            return refused
         sub = hub.connect("sse")
         if sub is None:
             return Response(

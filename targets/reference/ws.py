@@ -15,13 +15,13 @@ from fastapi import FastAPI, Query, WebSocket, WebSocketDisconnect
 from .aio import race
 from .calibration import Calibration
 from .config import NAME_PATTERN, TargetConfig, valid_name
-from .hub import Channel, Event, Hub, Subscriber, encode
+from .hub import Channel, Event, Hub, LimitReached, Subscriber, encode
 from .seqset import SeqSet
 
 INDICATORS = ("typing", "presence")
 """Chat message types broadcast to the room as they are (no text needed): typing and presence indicators."""
 CLOSE_GOING_AWAY = 1001
-CLOSE_POLICY = 1008  # used for slow consumers: they broke the "keep reading" contract
+CLOSE_POLICY = 1008  # slow consumers (they broke the "keep reading" contract) and channel/room limits
 CLOSE_TOO_BIG = 1009
 CLOSE_ERROR = 1011
 CLOSE_TRY_LATER = 1013
@@ -202,6 +202,12 @@ async def admit(ws: WebSocket, hub: Hub, transport: str) -> Subscriber | None:
     return sub
 
 
+async def refuse(ws: WebSocket, code: int, reason: str) -> None:
+    """Accept, then close at once with `code` and `reason`: a refused handshake (HTTP 403) would say neither."""
+    await ws.accept()
+    await _close(ws, code, reason)
+
+
 def add_ws_routes(app: FastAPI, hub: Hub, config: TargetConfig, calibration: Calibration | None = None) -> None:
     """Register the /ws feed and /ws/chat endpoints on `app`."""
     limit = config.max_message_bytes
@@ -215,6 +221,11 @@ def add_ws_routes(app: FastAPI, hub: Hub, config: TargetConfig, calibration: Cal
         notify: Annotated[bool, Query(description="Signalling: push only {type: changed, seq, ts}; fetch the data over REST.")] = False,
     ) -> None:
         """Push every event of a channel as a text frame (or only its notice); clients may resume or ping."""
+        try:
+            hub.channel(channel)  # before a stream slot is taken; channels are never freed
+        except LimitReached as exc:
+            await refuse(ws, CLOSE_POLICY, str(exc))
+            return
         sub = await admit(ws, hub, "ws")
         if sub is None:
             return
@@ -250,7 +261,12 @@ def add_ws_routes(app: FastAPI, hub: Hub, config: TargetConfig, calibration: Cal
             return
         # Join before the welcome: once a client sees it, broadcasts must already reach it.
         # Queued broadcasts still follow the welcome, which is sent before the sender starts.
-        hub.join(sub, room)
+        try:
+            hub.join(sub, room)
+        except LimitReached as exc:
+            hub.disconnect(sub)
+            await _close(ws, CLOSE_POLICY, str(exc))
+            return
         try:
             await ws.send_text(encode({"type": "welcome", "id": sub.id, "room": room}))
         except (OSError, WebSocketDisconnect):  # the client left before the welcome
@@ -277,7 +293,11 @@ def add_ws_routes(app: FastAPI, hub: Hub, config: TargetConfig, calibration: Cal
                 if not isinstance(name, str) or not valid_name(name):
                     hub.send(sub, error(f"{kind} needs a valid 'channel'"))
                 elif kind == "subscribe":
-                    hub.subscribe(sub, name)
+                    try:
+                        hub.subscribe(sub, name)
+                    except LimitReached as exc:  # the connection and its other subscriptions stay
+                        hub.send(sub, error(str(exc)))
+                        return
                     hub.send(sub, encode({"type": "subscribed", "channel": name, "seq": hub.channel(name).seq}))
                 else:
                     hub.unsubscribe(sub, name)

@@ -3,6 +3,8 @@ real browser: start a test from the form, watch the tab update, stop it."""
 
 from __future__ import annotations
 
+import contextlib
+import http.cookiejar
 import json
 import re
 import subprocess
@@ -30,26 +32,50 @@ def target() -> Iterator[LaunchedTarget]:
     launched.stop()
 
 
+@contextlib.contextmanager
+def locust_web_ui(log: Path, *args: str, locustfile: str = "locustfile.py") -> Iterator[str]:
+    """Run `locust -f LOCUSTFILE --web-port P ARGS` (headful, loopback) until the block ends; yields its base URL."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "locust", "-f", locustfile, "--web-port", str(port), *args],
+                               stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=ROOT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:  # bounded wait for the UI to accept connections
+            try:
+                urllib.request.urlopen(base + "/login", timeout=2).read()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and process.poll() is None, log.read_text()
+                time.sleep(0.2)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(15)
+
+
 @pytest.fixture
 def web_ui(target: LaunchedTarget, tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    port = free_port()
     log = tmp_path / "locust.log"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "locust", "-f", str(ROOT / "locustfile.py"), "--web-port", str(port),
-         "--host", target.adapter.base_url, "--target-pid", str(target.pid), "--threshold", "sse.delivery.p99<5s",
-         "SSEUser"], stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=ROOT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:  # bounded wait for the UI to accept connections
-        try:
-            urllib.request.urlopen(base + "/", timeout=2).read()
-            break
-        except OSError:
-            assert time.monotonic() < deadline and process.poll() is None, log.read_text()
-            time.sleep(0.2)
-    yield base, log
-    process.terminate()
-    process.wait(15)
+    with locust_web_ui(log, "--host", target.adapter.base_url, "--target-pid", str(target.pid),
+                       "--threshold", "sse.delivery.p99<5s", "SSEUser") as base:
+        yield base, log
+
+
+def fetch(url: str, opener: urllib.request.OpenerDirector | None = None) -> tuple[int, dict[str, str], str]:
+    """(status, headers, body) of a GET, error statuses included."""
+    try:
+        with (opener or urllib.request.build_opener()).open(url, timeout=5) as response:
+            return response.status, dict(response.headers), response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read().decode()
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Leave redirects to the caller: a redirect to the login page is the answer under test."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
 
 
 def get_json(url: str) -> dict[str, Any]:
@@ -166,3 +192,43 @@ def test_start_watch_the_capacity_tab_and_stop_in_a_real_browser(web_ui: tuple[s
         assert title.startswith("rtcap capacity report: webui-")
     finally:
         browser.close()
+
+
+def test_web_login_without_an_auth_setup_serves_locusts_message_not_a_500(tmp_path: Path) -> None:
+    log = tmp_path / "locust.log"
+    with locust_web_ui(log, "--web-login", "--host", "http://127.0.0.1:9", "SSEUser") as base:
+        status, _, body = fetch(base + "/stats/requests")  # rtcap extends this endpoint's answer
+        assert status == 200 and body.startswith("Locust auth exception")
+        status, _, body = fetch(base + "/rtcap/report")  # rtcap's own route sits behind the same login
+        assert status == 200 and body.startswith("Locust auth exception")
+    assert "TypeError" not in log.read_text()
+
+
+def test_web_login_guards_rtcap_routes_and_the_capacity_tab_works_once_logged_in(tmp_path: Path) -> None:
+    log = tmp_path / "locust.log"
+    with locust_web_ui(log, "--web-login", "--host", "http://127.0.0.1:9", "SSEUser",
+                       locustfile="locustfile.py,tests/loadtests/webui_login.py") as base:
+        stranger = urllib.request.build_opener(NoRedirect)
+        for path in ("/rtcap/report", "/stats/requests"):
+            status, headers, _ = fetch(base + path, stranger)
+            assert status == 302 and "/login" in headers["Location"], path
+        member = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        assert fetch(base + "/test-login", member)[0] == 200  # webui_login.LOGIN_PATH (importing it imports locust)
+        status, _, body = fetch(base + "/stats/requests", member)
+        assert status == 200 and {"key": "rtcap-capacity", "data": []} in json.loads(body)["extended_stats"]
+        status, _, body = fetch(base + "/rtcap/report", member)
+        assert status == 404 and body.startswith("No rtcap report yet")
+    assert "Traceback" not in log.read_text()
+
+
+@pytest.mark.parametrize(("bind", "warns"), [("0.0.0.0", True), (None, False)])
+def test_a_master_bound_beyond_loopback_is_warned_about(tmp_path: Path, bind: str | None, warns: bool) -> None:
+    log = tmp_path / "locust.log"
+    port = free_port()
+    bound = ["--master-bind-host", bind] if bind else []
+    with locust_web_ui(log, "--master", *bound, "--master-bind-port", str(port), "--host", "http://127.0.0.1:9",
+                       "SSEUser"):
+        text = log.read_text()  # init, where the warning is logged, runs before the web UI answers
+    warning = f"the master listens for workers on all interfaces port {port} (--master-bind-host)"
+    assert (warning in text) is warns, text
+    assert "the web UI listens" not in text  # the web UI itself stayed on loopback

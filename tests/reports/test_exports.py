@@ -6,10 +6,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 
 from loadtests.cli import main as rtcap_main
 from reports.cli import main
+from reports.gate import RESULTS_FILE
 from tests.reports.conftest import MIB
 
 
@@ -101,3 +103,31 @@ def test_explicit_format_with_any_name(run_dir: Path, tmp_path: Path, capsys: py
     out = tmp_path / "report.txt"
     assert main([str(run_dir), "--format", "json", "-o", str(out)]) == 0
     assert strict(out.read_text())["runs"][0]["name"] == "baseline"
+
+
+def test_server_provided_text_reaches_summary_md_as_text(make_run, run_dir: Path) -> None:
+    from reports.exports import publish_markdown
+    from tests.reports.conftest import meta_for
+
+    steps = pd.read_csv(run_dir / "steps.csv")
+    steps = steps[steps["transport"].isin(["poll", "ws"])].copy()
+    evil = "<img src=x onerror=alert(1)>|ws"  # a transport name from an adapter
+    steps.loc[steps["transport"] == "ws", "transport"] = evil
+    meta = meta_for("hostile", ["poll", evil])
+    meta["notes"] = ["server said: <script>alert(1)</script>", "a|b `tick` [x](http://example.com)\n## injected"]
+    meta["target"]["checks"] = {"ws": "<script>alert(2)</script>"}
+    run = make_run("hostile", steps, meta=meta)
+    (run / RESULTS_FILE).write_text(json.dumps([{"threshold": "ws.delivery.p99<1s|x", "metric": "delivery_p99_ms",
+                                                 "observed": 5.0, "ok": False, "detail": "<b>500</b> body a|b"}]))
+    assert publish_markdown(run, {}) == [run / "summary.md"]
+    md = (run / "summary.md").read_text(encoding="utf-8")
+    for raw in ("<script>", "<img", "<b>", "a|b", "`tick`", "\n## injected"):
+        assert raw not in md, raw
+    assert "- note: server said: &lt;script&gt;alert(1)&lt;/script&gt;" in md
+    assert "- note: a\\|b \\`tick\\` \\[x](http://example.com) ## injected" in md
+    assert "| &lt;img src=x onerror=alert(1)&gt;\\|ws | 2,400 |" in md  # still one cell of its table row
+    assert "| `ws.delivery.p99<1s\\|x` | 5 | **FAILED** | &lt;b&gt;500&lt;/b&gt; body a\\|b |" in md
+    assert "at p99 <= 1,000 ms" in md  # our own words stay as they were
+    tables = [line for line in md.splitlines() if line.startswith("| ")]
+    for line in tables:  # every row of a table has as many cells as its header
+        assert line.replace("\\|", "").count("|") in {h.count("|") for h in tables}, line

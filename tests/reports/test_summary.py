@@ -178,3 +178,28 @@ def test_old_run_without_new_columns(old_run_dir: Path, truth: dict) -> None:
         assert s["overhead_per_client_5min"] is None and s["payload_per_client_5min"] is None
         assert s["missed_ticks"] is None and s["generator_lag_p99_ms"] is None
     assert summary["transports"]["poll"]["bytes_per_client_5min"] == pytest.approx(99_000)
+
+
+@pytest.mark.parametrize(("text", "markdown"), [
+    ("<script>alert(1)</script>", "&lt;script&gt;alert(1)&lt;/script&gt;"),
+    ("a|b", "a\\|b"),
+    ("`code` [link](http://example.com) C:\\runs", "\\`code\\` \\[link](http://example.com) C:\\\\runs"),
+    ("R&D &lt;b&gt;", "R&amp;D &amp;lt;b&amp;gt;"),  # an entity written by a server shows as written
+    ("> quoted", "&gt; quoted"),
+    ("two\nlines\r\n## heading", "two lines ## heading"),
+    ("p99 <= 1,000 ms (CPU >= 90% of a core) & more", "p99 <= 1,000 ms (CPU >= 90% of a core) & more"),
+    ("a<=b x>y", "a&lt;=b x&gt;y"),
+])
+def test_md_text_keeps_text_from_becoming_markup(text: str, markdown: str) -> None:
+    from reports.summary import md_text
+
+    assert md_text(text) == markdown
+
+
+def test_md_code_and_markdown_values() -> None:
+    from reports.summary import Markdown, md_code, md_text
+
+    assert md_code("sse.delivery.p99<5s") == "`sse.delivery.p99<5s`"  # literal inside a code span
+    assert md_code("a`b|c") == "``a`b\\|c``" and md_code("`x") == "`` `x ``"
+    assert md_text(Markdown("**FAILED**")) == "**FAILED**" and md_text(md_code("a|b")) == "`a\\|b`"
+    assert md_text(3.5) == "3.5"
