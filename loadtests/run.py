@@ -10,6 +10,7 @@ import csv
 import json
 import os
 import platform
+import signal
 import socket
 import subprocess
 import sys
@@ -21,7 +22,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from loadtests import collect
+from loadtests import collect, interrupt
+from loadtests.interrupt import Interrupted
 from loadtests.liveness import HealthProber
 from loadtests.check import check_transport
 from loadtests.observe import ObserveError, describe, probe_for
@@ -29,6 +31,7 @@ from loadtests.publisher import Publisher
 from loadtests.sampler import ProcessProbe, Sampler, sample_rows
 from loadtests.settle import SettleRule
 from loadtests.staircase import Staircase
+from loadtests.timeline import read_timeline
 from reports import slo as slo_rule
 from targets.adapter import AdapterError, TargetAdapter, load_adapter, reference_adapter_path
 from targets.launch import LaunchError, free_port, launch
@@ -304,17 +307,25 @@ def run_transport(options: RunOptions, adapter: TargetAdapter, transport: str, r
                 command = locust_command(options, transport, live, record_dir, live_samples)
                 # Thresholds are checked on the whole run directory afterwards; inside Locust only to abort early.
                 gate = "abort" if options.abort_early and options.thresholds else "off"
-                locust = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                # Its own session: a terminal's Ctrl-C reaches rtcap, which stops Locust and its workers itself.
+                locust = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                                           env={**os.environ, "RTCAP_GATE": gate})
+                interrupt.register(locust.pid)
                 # One sample per generator process (master and forked workers): saturation is per process.
                 probes = [ProcessProbe(locust.pid, "generator", count_connections=False, include_children=True,
                                        per_process=True)]
                 if target_probe is not None:
                     probes.insert(0, target_probe)
                 sampler = Sampler(probes, options.sample_interval, live_path=live_samples).start()
+                stopped: Interrupted | None = None
                 try:
-                    code = _watch(locust, sampler, limit, transport, record_dir, evidence, options, clock0, say)
+                    code = _watch(locust, sampler, limit, transport, record_dir, evidence, options, say)
+                except Interrupted as signal_:
+                    say(f"[{transport}] {signal_}: stopping the load and writing what was measured")
+                    stopped, code = signal_, _stop_locust(locust)
                 finally:
+                    if locust.poll() is None:
+                        _stop_locust(locust)
                     samples = sampler.stop()
         finally:
             if publisher is not None:
@@ -323,7 +334,7 @@ def run_transport(options: RunOptions, adapter: TargetAdapter, transport: str, r
                 health.stop()
         gone_at = sampler.gone.get("target")
         rows = collect.collect_transport(transport, record_dir, [])
-        if gone_at is None and (code not in (0, 1) or (not rows and _aborted(record_dir) is None)):
+        if gone_at is None and stopped is None and (code not in (0, 1) or (not rows and _aborted(record_dir) is None)):
             # Locust exits 1 when any request failed; that is a measurement. Anything else is a crash.
             raise RunError(f"[{transport}] Locust exited {code} after {len(rows)} step(s); see {record_dir / 'locust.log'}")
     sampled = [{**row, "transport": transport, "elapsed_s": row["t"] - clock0} for row in sample_rows(samples)]
@@ -331,6 +342,9 @@ def run_transport(options: RunOptions, adapter: TargetAdapter, transport: str, r
     rows = collect.collect_transport(transport, record_dir, sampled, options.generator_cpu_limit,
                                      options.generator_lag_limit_ms, evidence, planned=options.steps)
     labelled = collect.label_samples(sampled, rows)
+    if stopped is not None:
+        stopped.rows, stopped.samples = rows, labelled
+        raise stopped
     if gone_at is not None:
         down = [str(row["step"]) for row in rows if "target_down" in row["flags"].split(";")]
         died = TargetDied(f"[{transport}] the target process ended {gone_at - clock0:.1f} s into the run "
@@ -342,7 +356,7 @@ def run_transport(options: RunOptions, adapter: TargetAdapter, transport: str, r
 
 
 def _watch(locust: subprocess.Popen, sampler: Sampler, limit: float, transport: str, record_dir: Path,
-           evidence: collect.Evidence, options: RunOptions, clock0: float, say: Any) -> int:
+           evidence: collect.Evidence, options: RunOptions, say: Any) -> int:
     """Wait for Locust, printing one line per finished step; stop it early when the target's process is gone."""
     deadline = time.monotonic() + limit
     shown = 0
@@ -351,7 +365,7 @@ def _watch(locust: subprocess.Popen, sampler: Sampler, limit: float, transport: 
             return locust.wait(timeout=1.0)
         except subprocess.TimeoutExpired:
             pass
-        shown = _progress(transport, record_dir, sampler, evidence, options, clock0, shown, say)
+        shown = _progress(transport, record_dir, sampler, evidence, options, shown, say)
         if "target" in sampler.gone:
             # Nothing more can be measured: let Locust write what it has, then report the death.
             say(f"[{transport}] the target process is gone ({sampler.errors[0] if sampler.errors else 'exited'}); "
@@ -363,27 +377,50 @@ def _watch(locust: subprocess.Popen, sampler: Sampler, limit: float, transport: 
 
 
 def _stop_locust(locust: subprocess.Popen) -> int:
-    """Ask Locust to stop (SIGTERM: it writes its last rows), kill it after LOCUST_STOP_GRACE_S."""
-    if locust.poll() is None:
-        locust.terminate()
-        try:
-            return locust.wait(timeout=LOCUST_STOP_GRACE_S)
-        except subprocess.TimeoutExpired:
-            locust.kill()
-    return locust.wait()
+    """Ask Locust to stop, kill its whole process group after LOCUST_STOP_GRACE_S.
+
+    SIGINT, not SIGTERM: a headless Locust runs its step shape before it installs its SIGTERM handler, so
+    SIGTERM kills it outright, while SIGINT ends the shape and quits cleanly (as master it first collects
+    its workers' last rows, then stops them)."""
+    try:
+        if locust.poll() is None:
+            locust.send_signal(signal.SIGINT)
+            try:
+                return locust.wait(timeout=LOCUST_STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                pass
+        return locust.wait()
+    finally:
+        _signal_group(locust.pid, signal.SIGKILL)  # workers the master left behind, if any
+        interrupt.unregister(locust.pid)
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def _progress(transport: str, record_dir: Path, sampler: Sampler, evidence: collect.Evidence, options: RunOptions,
-              clock0: float, shown: int, say: Any) -> int:
+              shown: int, say: Any) -> int:
     """Say one line for each step finished since `shown` steps were shown; return how many are shown now."""
     windows = collect.read_jsonl(record_dir / "windows.jsonl")
     if len(windows) <= shown:
         return shown
+    # A Locust master writes a second once its workers' reports of it are in (recorder.MASTER_HOLD_SECONDS):
+    # a step is shown once the timeline reaches its end, never from half its data.
+    written = [row["t"] for path in record_dir.glob("timeline*.jsonl") for row in read_timeline(path)]
+    if not written:
+        return shown
     sampled = [{**row, "transport": transport} for row in sample_rows(list(sampler.samples))]
     for row in collect.collect_transport(transport, record_dir, sampled, options.generator_cpu_limit,
                                          options.generator_lag_limit_ms, evidence)[shown:]:
+        if row["t_end"] > max(written) + 1:
+            break
         say(f"[{transport}] step {row['step']}: " + step_line(row))
-    return len(windows)
+        shown += 1
+    return shown
 
 
 def step_line(row: dict[str, Any]) -> str:
@@ -407,7 +444,16 @@ def _aborted(record_dir: Path) -> dict[str, Any] | None:
 
 
 def run_sweep(options: RunOptions, say: Any = print) -> Path:
-    """Run every transport in turn and write the run directory (and the HTML report); return its path."""
+    """Run every transport in turn and write the run directory (and the HTML report); return its path.
+
+    Raises RunError when the run failed (TargetDied after writing what was measured) and Interrupted on
+    SIGINT/SIGTERM, after stopping what it started and writing what was measured (loadtests/interrupt.py).
+    """
+    with interrupt.handled():
+        return _sweep(options, say)
+
+
+def _sweep(options: RunOptions, say: Any) -> Path:
     adapter = load_target(options)
     run_dir = options.out_dir / options.name
     if run_dir.exists() and any(run_dir.iterdir()):
@@ -424,6 +470,7 @@ def run_sweep(options: RunOptions, say: Any = print) -> Path:
     aborted: dict[str, Any] | None = None
     clock0 = time.time()
     failure: RunError | None = None
+    interrupted: Interrupted | None = None
     try:
         for transport in options.transports:
             try:
@@ -467,6 +514,15 @@ def run_sweep(options: RunOptions, say: Any = print) -> Path:
     except RunError as error:
         notes.append(f"run stopped: {error}")
         raise
+    except Interrupted as stop:
+        # Keep what the transport in progress measured, then write everything as after any run.
+        all_rows += stop.rows
+        all_samples += stop.samples
+        write_csv(run_dir / "steps.csv", STEP_COLUMNS, all_rows)
+        write_csv(run_dir / "samples.csv", SAMPLE_COLUMNS, all_samples)
+        notes.append(f"interrupted by {stop.name}: {len(all_rows)} finished step(s) kept; the step in progress "
+                     "and the transports after it were not measured")
+        interrupted = stop
     finally:
         ended = datetime.now(timezone.utc).isoformat()
         meta = _meta(options, adapter, started, ended, notes, checks)
@@ -474,6 +530,8 @@ def run_sweep(options: RunOptions, say: Any = print) -> Path:
             meta["aborted"] = aborted
         if failure is not None:
             meta["failed"] = str(failure)
+        if interrupted is not None:
+            meta["interrupted"] = interrupted.name
         (run_dir / "meta.json").write_text(json.dumps(meta, indent=2))
     from reports.summary import write_summary
 
@@ -485,6 +543,8 @@ def run_sweep(options: RunOptions, say: Any = print) -> Path:
     if failure is not None:
         failure.run_dir = run_dir  # type: ignore[attr-defined]
         raise failure
+    if interrupted is not None:
+        raise interrupted
     return run_dir
 
 

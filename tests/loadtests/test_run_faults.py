@@ -33,7 +33,9 @@ class Run:
     def __init__(self, args: list[str], out_dir: Path) -> None:
         self.dir = out_dir / "r"
         self.lines: list[str] = []
-        self.process = subprocess.Popen([*RTCAP, *args, "--out-dir", str(out_dir), "--name", "r", "--no-report"],
+        report = [] if "--report" in args else ["--no-report"]
+        args = [a for a in args if a != "--report"]
+        self.process = subprocess.Popen([*RTCAP, *args, "--out-dir", str(out_dir), "--name", "r", *report],
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                         cwd=Path(__file__).parents[2])
 
@@ -162,3 +164,28 @@ ready_url = "/healthz"
     assert "broker unavailable" in rows[0]["publish_error"]
     notes = " ".join(run.json("meta.json")["notes"])
     assert "publishing events failed" in notes and "broker unavailable" in notes
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_everything_and_keeps_what_was_measured(run_factory, sig: int) -> None:
+    run = run_factory(*STEPS, "--processes", "2", "--report")
+    run.until(r"target http://127\.0\.0\.1:\d+ checked")
+    # A master shows a step once its workers' rows are in (15 s later): wait for the step shape's own record.
+    windows = run.dir / "locust" / "sse" / "windows.jsonl"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (windows.exists() and windows.read_text(encoding="utf-8").strip()):
+        time.sleep(0.2)
+    started = psutil.Process(run.process.pid).children(recursive=True)
+    assert len(started) >= 4, started  # the target, the Locust master and its two workers
+    run.process.send_signal(sig)
+    code = run.finish()
+    out = "".join(run.lines)
+    assert code == 128 + sig, out
+    assert "Traceback" not in out
+    _, alive = psutil.wait_procs(started, timeout=30)
+    assert not alive, f"left behind: {alive}"
+    rows = run.steps()
+    assert rows and rows[0]["valid"] == "True"
+    meta = run.json("meta.json")
+    assert meta["interrupted"] == signal.Signals(sig).name
+    assert (run.dir / "report.html").stat().st_size > 10_000 and (run.dir / "summary.json").exists()
