@@ -1,4 +1,13 @@
-"""The `rtcap` command: `run` a capacity sweep, `report` on runs, `target serve` the reference server."""
+"""The `rtcap` command: `run` a capacity sweep, `report` on runs, `target serve` the reference server.
+
+Exit codes (one meaning each, so CI can tell a regression from a typo):
+  0    done (and every threshold met)
+  1    a threshold was not met, or the sweep was aborted early (--abort-early)
+  2    bad input: an option, a target adapter, a run directory or an environment (out-dir, open-file limit)
+       refused before anything starts, with one line on stderr naming what to change
+  3    the run failed after it started (target check failed, target died, Locust crashed)
+  130  interrupted by SIGINT (Ctrl-C); 143: stopped by SIGTERM
+"""
 
 from __future__ import annotations
 
@@ -8,6 +17,22 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+from loadtests.validate import (
+    MAX_EVENT_RATE,
+    MAX_INTERVAL_S,
+    MAX_MS,
+    MAX_PAYLOAD_BYTES,
+    MAX_PID,
+    MAX_PROCESSES,
+    MAX_ROOM_SIZE,
+    MAX_SECONDS,
+    MAX_SPAWN_RATE,
+    MAX_USER_RATE,
+    http_url,
+    number,
+    run_name,
+)
+
 QUICK = {"steps": "40,80,120,160,200", "hold": 6.0, "settle": 2.0}
 QUICK_STEPS = [40, 80, 120]
 """--quick with --scenario: three steps, enough for a memory fit."""
@@ -16,16 +41,6 @@ SCENARIO_NAMES = ("cache-5s", "live-scores", "long-polling", "conditional", "sig
 """loadtests/scenarios.py SCENARIOS (kept here so `rtcap --help` imports nothing heavy; a test checks both agree)."""
 TRANSPORTS = ("poll", "longpoll", "state", "sse", "ws", "chat", "signal", "rpc", "rest", "presence")
 """What --transports accepts: loadtests/run.py USER_CLASSES names the Locust user of each."""
-
-
-def _positive(kind: type) -> callable:
-    def parse(text: str):
-        value = kind(text)
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
-        return value
-
-    return parse
 
 
 def _transports(text: str) -> list[str]:
@@ -66,33 +81,44 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                              "polling, longpoll = long polling, signal = WebSocket notice then REST fetch, rpc/rest = "
                              "request/response over WebSocket/HTTP, presence = typing indicators in rooms)")
     parser.add_argument("--steps", type=_steps, help=f"users per step, '100,200' or 'start:stop:step' (default {DEFAULT['steps']})")
-    parser.add_argument("--hold", type=_positive(float), help=f"seconds each step holds (default {DEFAULT['hold']:g})")
-    parser.add_argument("--settle", type=float, help=f"least seconds after a step's users run before measuring (default {DEFAULT['settle']:g})")
-    parser.add_argument("--settle-max", type=float, default=30.0,
+    parser.add_argument("--hold", type=number(float, 0, MAX_SECONDS, above=True),
+                        help=f"seconds each step holds (default {DEFAULT['hold']:g})")
+    parser.add_argument("--settle", type=number(float, 0, MAX_SECONDS),
+                        help=f"least seconds after a step's users run before measuring (default {DEFAULT['settle']:g})")
+    parser.add_argument("--settle-max", type=number(float, 0, MAX_SECONDS), default=30.0,
                         help="then wait up to this many seconds for the target's memory to settle (default 30; 0: fixed --settle)")
-    parser.add_argument("--spawn-rate", type=_positive(float), default=100.0, help="users started per second between steps (default 100)")
+    parser.add_argument("--spawn-rate", type=number(float, 0, MAX_SPAWN_RATE, above=True), default=100.0,
+                        help="users started per second between steps (default 100)")
     parser.add_argument("--target", type=Path, help="target adapter file (TOML) describing your server; default: the bundled reference target")
-    parser.add_argument("--rate", type=_positive(float), help="events per second published during the run (default: the adapter's publish.rate, 1)")
-    parser.add_argument("--payload", type=int, help="payload bytes per event (default: the adapter's publish.payload, 64)")
-    parser.add_argument("--poll-interval", type=_positive(float), default=1.0, help="seconds between polls of one viewer (default 1)")
-    parser.add_argument("--chat-rate", type=float, default=0.2, help="chat messages per second per chatter (default 0.2)")
+    parser.add_argument("--rate", type=number(float, 0, MAX_EVENT_RATE, above=True),
+                        help="events per second published during the run (default: the adapter's publish.rate, 1)")
+    parser.add_argument("--payload", type=number(int, 0, MAX_PAYLOAD_BYTES),
+                        help="payload bytes per event (default: the adapter's publish.payload, 64)")
+    parser.add_argument("--poll-interval", type=number(float, 0, MAX_INTERVAL_S, above=True), default=1.0,
+                        help="seconds between polls of one viewer (default 1)")
+    parser.add_argument("--chat-rate", type=number(float, 0, MAX_USER_RATE), default=0.2,
+                        help="chat messages per second per chatter (default 0.2; 0: listen only)")
     parser.add_argument("--no-conditional-get", action="store_true",
                         help="polling viewers send no If-None-Match / If-Modified-Since (every poll gets a full 200)")
-    parser.add_argument("--request-rate", type=float, default=1.0,
+    parser.add_argument("--request-rate", type=number(float, 0, MAX_USER_RATE), default=1.0,
                         help="rpc and rest: requests per second per user (default 1; 0: closed loop)")
-    parser.add_argument("--typing-rate", type=float, default=1.0, help="presence: typing indicators per second per user (default 1)")
-    parser.add_argument("--room-size", type=int, default=10, help="presence: users per room (default 10; 0: one room)")
+    parser.add_argument("--typing-rate", type=number(float, 0, MAX_USER_RATE, above=True), default=1.0,
+                        help="presence: typing indicators per second per user (default 1)")
+    parser.add_argument("--room-size", type=number(int, 0, MAX_ROOM_SIZE), default=10,
+                        help="presence: users per room (default 10; 0: one room)")
     parser.add_argument("--server-args", type=_server_args, default=[], metavar="ARGS",
                         help="extra options for the server rtcap starts, one quoted string: "
                              "--server-args '--cache-ttl 5 --state-bytes 8192' (see rtcap target serve --help)")
     parser.add_argument("--channel", default="", help="channel to subscribe to (default: the adapter's, live)")
-    parser.add_argument("--host", help="measure an already running server at this base URL instead of starting one")
-    parser.add_argument("--target-pid", type=int, help="with --host: pid of the server process to sample")
-    parser.add_argument("--slo-p99-ms", type=_positive(float), default=1000.0, help="delivery p99 that counts as meeting the SLO (default 1000 ms)")
-    parser.add_argument("--slo-error-rate", type=float, default=0.01, help="error rate that counts as meeting the SLO (default 0.01)")
-    parser.add_argument("--generator-lag-limit-ms", type=_positive(float), default=100.0,
+    parser.add_argument("--host", type=http_url, help="measure an already running server at this base URL instead of starting one")
+    parser.add_argument("--target-pid", type=number(int, 1, MAX_PID), help="with --host: pid of the server process to sample")
+    parser.add_argument("--slo-p99-ms", type=number(float, 0, MAX_MS, above=True), default=1000.0,
+                        help="delivery p99 that counts as meeting the SLO (default 1000 ms)")
+    parser.add_argument("--slo-error-rate", type=number(float, 0, 1), default=0.01,
+                        help="error rate (a fraction from 0 to 1) that counts as meeting the SLO (default 0.01)")
+    parser.add_argument("--generator-lag-limit-ms", type=number(float, 0, MAX_MS, above=True), default=100.0,
                         help="a step whose load generator woke timers later than this (p99) is not counted (default 100)")
-    parser.add_argument("--processes", type=_positive(int), default=1,
+    parser.add_argument("--processes", type=number(int, 1, MAX_PROCESSES), default=1,
                         help="load-generating processes; above 1, Locust runs a master plus this many workers (default 1)")
     parser.add_argument("--threshold", action="append", metavar="EXPR",
                         help="pass/fail gate, repeatable: 'sse.delivery.p99<250ms', 'ws.errors<0.1%%', "
@@ -101,7 +127,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--abort-early", action="store_true",
                         help="stop the sweep as soon as a threshold can no longer be met (a finished step's latency "
                              "or error rate, or a count such as lost, over its upper bound); what was measured is kept")
-    parser.add_argument("--name", help="run name (default: run-YYYYmmdd-HHMMSS)")
+    parser.add_argument("--name", type=run_name,
+                        help="run name: one directory under --out-dir, no '/' or leading '.' (default: run-YYYYmmdd-HHMMSS)")
     parser.add_argument("--out-dir", type=Path, default=Path("runs"), help="where run directories go (default ./runs)")
     parser.add_argument("--no-report", action="store_true", help="write the run directory only")
 
@@ -136,9 +163,6 @@ def run_command(args: argparse.Namespace) -> int:
     if args.server_args and args.host:
         print("rtcap run: error: --server-args is for a server rtcap starts, not one at --host", file=sys.stderr)
         return 2
-    if args.request_rate < 0 or args.typing_rate <= 0 or args.room_size < 0:
-        print("rtcap run: error: --request-rate must be >= 0, --typing-rate > 0 and --room-size >= 0", file=sys.stderr)
-        return 2
     if args.target_pid and not args.host:
         print("rtcap run: error: --target-pid goes with --host", file=sys.stderr)
         return 2
@@ -147,7 +171,7 @@ def run_command(args: argparse.Namespace) -> int:
         transports=args.transports or ["poll", "sse", "ws"], steps=args.steps or parse_steps(preset["steps"]), hold=hold,
         settle=settle,
         settle_max=args.settle_max,
-        spawn_rate=args.spawn_rate, target=args.target, rate=args.rate, payload=args.payload, host=args.host.rstrip("/") if args.host else None,
+        spawn_rate=args.spawn_rate, target=args.target, rate=args.rate, payload=args.payload, host=args.host,
         target_pid=args.target_pid, channel=args.channel, poll_interval=args.poll_interval, chat_rate=args.chat_rate,
         slo_p99_ms=args.slo_p99_ms, slo_error_rate=args.slo_error_rate, report=not args.no_report,
         processes=args.processes, generator_lag_limit_ms=args.generator_lag_limit_ms,
@@ -163,11 +187,24 @@ def run_command(args: argparse.Namespace) -> int:
             print(f"note: judged at the end only (more data can still meet them): {', '.join(late)}", flush=True)
     if args.scenario:
         return _run_scenario(args, options)
+    refused = _preflight([options], options)
+    if refused is not None:
+        return refused
+    from loadtests.interrupt import Interrupted
+
+    failed = 0
     try:
         run_dir = run_sweep(options, say=lambda line: print(line, flush=True))
+    except Interrupted as stop:
+        where = options.out_dir / options.name
+        print(f"rtcap run: {stop}; what was measured is in {where}", file=sys.stderr)
+        return stop.exit_code
     except RunError as error:
         print(f"rtcap run: error: {error}", file=sys.stderr)
-        return 3
+        run_dir = getattr(error, "run_dir", None)
+        if run_dir is None:
+            return 3
+        failed = 3  # the target died: what was measured is written and judged, and the run still failed
     print(f"run directory: {run_dir}")
     if options.report:
         print(f"report: {run_dir / 'report.html'}")
@@ -188,13 +225,32 @@ def run_command(args: argparse.Namespace) -> int:
         print("summary: " + ", ".join(map(str, publish_markdown(run_dir, os.environ))))
     except (RunDirError, OSError) as error:
         print(f"rtcap run: warning: no markdown summary: {error}", file=sys.stderr)
-    return code
+    return failed or code
+
+
+def _preflight(runs: list, base: object) -> int | None:
+    """Check what the runs need of their target and this machine before any of them starts: 2 when refused.
+
+    `runs` are the RunOptions of a single run, or of every arm of a scenario; `base` names the directory.
+    """
+    from loadtests.validate import PreflightError, preflight
+
+    try:
+        notes = preflight(runs, base.out_dir, base.name)  # type: ignore[attr-defined]
+    except PreflightError as error:
+        # An adapter with several mistakes lists them one per line; each line stands on its own.
+        for line in str(error).splitlines():
+            print(f"rtcap run: error: {line}", file=sys.stderr)
+        return 2
+    for note in notes:
+        print(f"note: {note}", flush=True)
+    return None
 
 
 def _run_scenario(args: argparse.Namespace, options: object) -> int:
     """`rtcap run --scenario NAME`: every arm, then the claim against what was measured."""
     from loadtests.run import RunError
-    from loadtests.scenarios import SCENARIOS, run_scenario
+    from loadtests.scenarios import SCENARIOS, arm_options, run_scenario
 
     if args.transports or args.threshold or args.abort_early:
         print("rtcap run: error: --scenario sets its own transports; --transports, --threshold and --abort-early "
@@ -207,6 +263,11 @@ def _run_scenario(args: argparse.Namespace, options: object) -> int:
         return 2
     steps = args.steps or (QUICK_STEPS if args.quick else None)
     hold = args.hold if args.hold is not None else (QUICK["hold"] if args.quick else None)
+    scenario = SCENARIOS[args.scenario]
+    refused = _preflight([arm_options(scenario, arm, options, steps, hold, args.settle) for arm in scenario.arms],
+                         options)
+    if refused is not None:
+        return refused
     try:
         root = run_scenario(SCENARIOS[args.scenario], options, steps, hold, args.settle,
                             say=lambda line: print(line, flush=True))
@@ -277,8 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("file", type=Path, help="target adapter file (TOML)")
     check.add_argument("--transports", type=lambda text: [t.strip() for t in text.split(",") if t.strip()],
                        help="comma list of transports to check (default: all the adapter declares)")
-    check.add_argument("--host", help="check a server already running at this base URL (instead of starting one)")
-    check.add_argument("--timeout", type=_positive(float), default=10.0, help="seconds to wait for events (default 10)")
+    check.add_argument("--host", type=http_url, help="check a server already running at this base URL (instead of starting one)")
+    check.add_argument("--timeout", type=number(float, 0, MAX_INTERVAL_S, above=True), default=10.0,
+                       help="seconds to wait for events (default 10)")
     target = commands.add_parser("target", help="the bundled reference target")
     target.add_argument("action", choices=["serve"], help="serve: run the reference server (see `rtcap target serve --help`)")
     return parser

@@ -6,23 +6,37 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+MAX_STEPS = 1_000
+"""Most steps one staircase may have: even 1 s holds would run for over 16 minutes, and a typo such as
+'1:100000000:1' must be refused before a list of that size is built."""
+MAX_STEP_USERS = 1_000_000
+"""Most users in one step: beyond what one load-generating host holds (ports, file descriptors, memory)."""
+_FORMS = "give user counts like '50,100,150' or 'start:stop:step' like '50:250:50'"
+
 
 def parse_steps(text: str) -> list[int]:
-    """Parse a staircase such as "50,100,150" (or "50:250:50" for start:stop:step) into user counts."""
+    """Parse a staircase such as "50,100,150" (or "50:250:50" for start:stop:step) into user counts.
+
+    Refuses more than MAX_STEPS steps or MAX_STEP_USERS users in a step, counting a range before building it.
+    """
     text = text.strip()
     try:
         if ":" in text:
             start, stop, step = (int(part) for part in text.split(":"))
             if step <= 0:
                 raise ValueError
-            steps = list(range(start, stop + 1, step))
+            steps: range | list[int] = range(start, stop + 1, step)  # len() of a range is free; its list is not
         else:
             steps = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise ValueError(f"bad steps {text!r}: give user counts like '50,100,150' or 'start:stop:step' like '50:250:50'") from None
-    if not steps or any(n <= 0 for n in steps):
+        raise ValueError(f"bad steps {text!r}: {_FORMS}") from None
+    if len(steps) > MAX_STEPS:
+        raise ValueError(f"bad steps {text!r}: {len(steps):,} steps, at most {MAX_STEPS:,} are allowed")
+    if not steps or min(steps) <= 0:
         raise ValueError(f"bad steps {text!r}: every step needs a positive user count")
-    return steps
+    if max(steps) > MAX_STEP_USERS:
+        raise ValueError(f"bad steps {text!r}: a step of {max(steps):,} users, at most {MAX_STEP_USERS:,} are allowed")
+    return list(steps)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import pandas as pd
 
 from reports.page import md_table
 from reports.rundir import Run, load_run
-from reports.summary import build_summary
+from reports.summary import build_summary, md_text
 from reports.wire import finite, fmt_bytes, transport_name, wire_numbers
 
 
@@ -262,6 +262,6 @@ def scenario_markdown(verdict: Mapping[str, Any], arm_dirs: Sequence[Path]) -> s
     arms = pd.DataFrame([{"arm": name, "transports": ", ".join(transport_name(t) for t in a["transports"]),
                           "server options": " ".join(a["server_args"]) or "–",
                           "run directory": a["run_dir"]} for name, a in verdict["arms"].items()])
-    return "\n".join([f"## rtcap scenario: {verdict['scenario']}", "", f"> {verdict['claim']}", "",
-                      f"Source: {verdict['source']}", "", "Measured on this machine:", "",
-                      *[f"- {line}" for line in verdict["measured"]], "", md_table(arms), ""])
+    return "\n".join([f"## rtcap scenario: {md_text(verdict['scenario'])}", "", f"> {md_text(verdict['claim'])}", "",
+                      f"Source: {md_text(verdict['source'])}", "", "Measured on this machine:", "",
+                      *[f"- {md_text(line)}" for line in verdict["measured"]], "", md_table(arms), ""])

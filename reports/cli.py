@@ -1,8 +1,13 @@
-"""The `report` subcommand: render one or more run directories as HTML, JSON or markdown."""
+"""The `report` subcommand: render one or more run directories as HTML, JSON or markdown.
+
+Exit codes: 0 written; 2 bad input (options that do not go together, a missing, truncated or malformed run
+directory, an output that cannot be written), with one line on stderr. Nothing is written on error.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +21,9 @@ PROG = "rtcap report"
 FORMATS = ("html", "json", "md")
 SUFFIXES = {".html": "html", ".htm": "html", ".json": "json", ".md": "md", ".markdown": "md"}
 STDOUT = "-"
+
+
+EXIT_BAD_INPUT = 2
 
 
 class UsageError(ValueError):
@@ -63,18 +71,28 @@ def run_report(args: argparse.Namespace) -> int:
         report = build_report(list(args.runs))
     except (UsageError, RunDirError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     text = {"html": render_html, "json": dumps_json, "md": report_markdown}[fmt](report)
     if out is None:
         sys.stdout.write(text)
         return 0
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text, encoding="utf-8")
+        # Write then rename: a full disk or a kill mid-write leaves the old file, never half a report.
+        tmp = out.with_name(f".{out.name}.tmp")
+        try:
+            tmp.write_text(text, encoding="utf-8")
+            os.replace(tmp, out)
+        finally:
+            tmp.unlink(missing_ok=True)
+    except FileExistsError:  # mkdir met a file where the directory should be
+        print(f"{PROG}: error: cannot write {out}: {out.parent} is not a directory", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except OSError as exc:
-        # Unwritable output is the user's to fix, not a crash worth a traceback.
+        # Unwritable output is the user's to fix (bad input, like a bad option), not a crash worth a traceback;
+        # exit 1 would read as "a threshold was missed".
         print(f"{PROG}: error: cannot write {out}: {exc.strerror or exc}", file=sys.stderr)
-        return 1
+        return EXIT_BAD_INPUT
     print(out)
     return 0
 

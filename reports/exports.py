@@ -18,7 +18,7 @@ from reports.compare import comparison_frame
 from reports.content import Report
 from reports.figures import fmt_num
 from reports.gate import RESULTS_FILE
-from reports.page import fmt_cpu, fmt_kib
+from reports.page import fmt_cpu, fmt_kib, md_table
 from reports.patterns import TITLE as PATTERNS_TITLE
 from reports.patterns import patterns_frame
 from reports.summary import Markdown, md_code, md_text
@@ -112,14 +112,6 @@ def compact_frame(report: Report) -> pd.DataFrame:
                 "errors / lost": f"{fmt_num(s.get('errors'))} / {fmt_num(s.get('lost'))}"})
     frame = pd.DataFrame(rows)
     return frame.drop(columns="run") if len(report.runs) == 1 and not frame.empty else frame
-
-
-def md_table(frame: pd.DataFrame) -> str:
-    """A GitHub-flavoured markdown table; every header and cell goes through md_text (Markdown cells as they are)."""
-    lines = ["| " + " | ".join(md_text(c) for c in frame.columns) + " |",
-             "| " + " | ".join("---" for _ in frame.columns) + " |"]
-    lines += ["| " + " | ".join(md_text(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join(lines)
 
 
 def thresholds_markdown(report: Report) -> list[str]:

@@ -35,12 +35,12 @@ def table(frame: pd.DataFrame, titles: Sequence[Sequence[str]] | None = None) ->
 
 
 def md_table(frame: pd.DataFrame) -> str:
-    """A GitHub-flavoured markdown table (pipes in cells escaped)."""
-    def cell(v: Any) -> str:
-        return str(v).replace("|", "\\|").replace("\n", " ")
-    lines = ["| " + " | ".join(cell(c) for c in frame.columns) + " |",
+    """A GitHub-flavoured markdown table; every header and cell goes through md_text (Markdown cells as they are)."""
+    from reports.summary import md_text
+
+    lines = ["| " + " | ".join(md_text(c) for c in frame.columns) + " |",
              "| " + " | ".join("---" for _ in frame.columns) + " |"]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    lines += ["| " + " | ".join(md_text(v) for v in row) + " |" for row in frame.itertuples(index=False)]
     return "\n".join(lines)
 
 

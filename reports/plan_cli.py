@@ -1,4 +1,8 @@
-"""The `plan` subcommand: instances, memory, CPU and bandwidth N viewers need, per transport of a run."""
+"""The `plan` subcommand: instances, memory, CPU and bandwidth N viewers need, per transport of a run.
+
+Exit codes: 0 planned; 2 bad input (an option out of range, a missing, truncated or malformed run
+directory, a transport the run lacks), with one line on stderr.
+"""
 
 from __future__ import annotations
 
@@ -17,15 +21,42 @@ from reports.summary import build_summary
 
 PROG = "rtcap plan"
 UNIT_WORDS = {"message": ("msg/s", "message"), "request": ("req/s", "request")}
+EXIT_BAD_INPUT = 2
+
+# What a plan is made for. The unit grammar accepts any positive number ("1e300" included); past these
+# bounds the arithmetic overflows or the figures mean nothing, so the inputs are refused instead.
+MAX_VIEWERS = 10_000_000_000
+"""--viewers: more than people on Earth."""
+UPDATE_RATE_RANGE = (0.000001, 1_000.0)
+"""--update-rate per second: from one per ~11.6 days to one per millisecond."""
+FRESHNESS_RANGE_S = (0.001, 86_400.0)
+"""--freshness: from a millisecond to a day."""
+MAX_INSTANCE_MEMORY = 2 ** 50
+"""--instance-memory: 1 PiB."""
+MAX_INSTANCE_CORES = 1024
+"""--instance-cores."""
 
 
-def _arg(parse: Callable[[str], float]) -> Callable[[str], float]:
-    """Wrap a unit parser so argparse prints its message and exits 2."""
+def _plain(x: float) -> str:
+    """A bound without exponent notation: 0.000001, 10,000,000,000."""
+    return f"{x:,.6f}".rstrip("0").rstrip(".")
+
+
+def _arg(parse: Callable[[str], float], low: float | None = None, high: float | None = None,
+         unit: str = "") -> Callable[[str], float]:
+    """Wrap a unit parser so argparse prints its message and exits 2; refuse values outside [low, high]."""
     def convert(text: str) -> float:
         try:
-            return parse(text)
+            value = parse(text)
         except PlanInputError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
+        except (OverflowError, ValueError):  # e.g. '1e400' viewers: infinity has no whole number
+            value = math.inf
+        if not math.isfinite(value) or (low is not None and value < low) or (high is not None and value > high):
+            span = (f"from {_plain(low)} to {_plain(high)}" if low is not None and high is not None
+                    else f"at most {_plain(high)}" if high is not None else f"at least {_plain(low)}")
+            raise argparse.ArgumentTypeError(f"{text!r} is out of range: must be {span}{unit}")
+        return value
     return convert
 
 
@@ -41,16 +72,20 @@ def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the `plan` arguments (run directory, workload, instance size, output format) to `parser`."""
     parser.description = parser.description or __doc__
     parser.add_argument("run", type=Path, metavar="RUN", help="run directory (runs/<name>) whose model to use")
-    parser.add_argument("--viewers", type=_arg(planner.parse_count), required=True, metavar="N",
+    parser.add_argument("--viewers", type=_arg(planner.parse_count, high=MAX_VIEWERS), required=True, metavar="N",
                         help="concurrent viewers to plan for: 100000, 100k, 1.5M")
-    parser.add_argument("--update-rate", type=_arg(planner.parse_rate), required=True, metavar="RATE",
+    parser.add_argument("--update-rate", type=_arg(planner.parse_rate, *UPDATE_RATE_RANGE, " updates per second"),
+                        required=True, metavar="RATE",
                         help="updates each viewer receives: 1/s, 10/min, 0.5 (per second)")
-    parser.add_argument("--freshness", type=_arg(planner.parse_duration), required=True, metavar="DURATION",
+    parser.add_argument("--freshness", type=_arg(planner.parse_duration, *FRESHNESS_RANGE_S, " seconds"),
+                        required=True, metavar="DURATION",
                         help="how stale a viewer may be: 1s, 500ms (the poll interval for polling, the "
                              "delivery p99 limit for push)")
-    parser.add_argument("--instance-memory", type=_arg(planner.parse_size), required=True, metavar="SIZE",
+    parser.add_argument("--instance-memory", type=_arg(planner.parse_size, high=MAX_INSTANCE_MEMORY, unit=" bytes (1 PiB)"),
+                        required=True, metavar="SIZE",
                         help="memory of one instance: 4GiB, 512MiB, 4G (K/M/G binary; kB/MB/GB decimal)")
-    parser.add_argument("--instance-cores", type=_arg(planner.parse_cores), default=1.0, metavar="N",
+    parser.add_argument("--instance-cores", type=_arg(planner.parse_cores, high=MAX_INSTANCE_CORES), default=1.0,
+                        metavar="N",
                         help="cores one instance may use (default 1: one Python process uses one core)")
     parser.add_argument("--headroom", type=_arg(planner.parse_headroom), default=planner.DEFAULT_HEADROOM, metavar="FRACTION",
                         help="share of each instance's memory and CPU kept free: 20%% or 0.2 (default 20%%)")
@@ -210,7 +245,7 @@ def run_plan(args: argparse.Namespace) -> int:
                             headroom=args.headroom)
     except (RunDirError, PlanInputError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     result = planner.plan(models, inputs)
     if args.format == "json":
         print(json.dumps({"run": run.name, "path": str(run.path), **result, "models": models},

@@ -6,6 +6,8 @@ reads results; this module only reads it and validates what the report relies on
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -49,6 +51,14 @@ SAMPLE_NUMERIC_COLUMNS = (
 )
 SAMPLE_COLUMNS = SAMPLE_TEXT_COLUMNS + SAMPLE_NUMERIC_COLUMNS
 
+STEP_KEY_COLUMNS = ("step", "users")
+"""Numeric columns that identify a step: every row needs them (an empty cell is a damaged row, not unknown)."""
+# The JSON shapes readers rely on: a key that is present must have this type (absent or null is allowed).
+META_SHAPE: dict[str, type] = {"transports": list, "steps": list, "options": dict, "target": dict, "notes": list,
+                               "slo": dict, "settle": dict, "host": dict, "aborted": dict}
+SUMMARY_SHAPE: dict[str, type] = {"transports": dict, "slo": dict}
+_NAN_WORDS = {"nan", "-nan", "+nan"}
+
 _TRUE = {"true", "1", "yes", "y", "t"}
 _FALSE = {"false", "0", "no", "n", "f"}
 
@@ -75,28 +85,98 @@ def read_json(path: Path) -> dict[str, Any]:
         raise RunDirError(f"{path}: file not found")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RunDirError(f"{path}: not valid JSON ({exc})") from exc
+    except json.JSONDecodeError as exc:
+        # A file cut off while being written ends mid-value: say where, so it is not mistaken for a typo.
+        raise RunDirError(f"{path}: not valid JSON at line {exc.lineno} column {exc.colno} ({exc.msg}); "
+                          "the file is truncated or damaged") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RunDirError(f"{path}: cannot read ({exc})") from exc
     if not isinstance(data, dict):
         raise RunDirError(f"{path}: expected a JSON object, got {type(data).__name__}")
     return data
 
 
-def _read_csv(path: Path, columns: Sequence[str], text: Sequence[str],
-              optional_text: Sequence[str] = ()) -> pd.DataFrame:
-    """Read a CSV, check required columns and coerce numbers (empty cells become NaN)."""
+def check_complete(path: Path, content: str) -> None:
+    """Refuse a CSV that was cut off: a row with more or fewer cells than its header, or no final line end.
+
+    pandas fills a short last row with NaN and reads a number cut in half as a smaller number, so a file
+    truncated by a crash or a full disk would otherwise report half a step as if it were measured. Every
+    writer of a run directory ends each line (csv and pandas do), so a missing final line end means the
+    last line may be missing its end too.
+    """
+    reader = csv.reader(io.StringIO(content, newline=""))
+    try:
+        header = next(reader, None)
+        width = len(header or ())
+        for row in reader:
+            if row and len(row) != width:
+                raise RunDirError(f"{path}: line {reader.line_num}: {len(row)} cells where the header has {width}; "
+                                  "the file is truncated or damaged")
+    except csv.Error as exc:
+        raise RunDirError(f"{path}: line {reader.line_num}: cannot parse CSV ({exc})") from exc
+    if content and not content.endswith(("\n", "\r")):
+        raise RunDirError(f"{path}: line {reader.line_num}: no line end: the file is truncated "
+                          "(its last line may be incomplete)")
+
+
+def check_shape(path: Path, data: dict[str, Any], shape: dict[str, type]) -> None:
+    """Refuse JSON whose documented keys have the wrong type (a report would fail on them half-way)."""
+    names = {dict: "an object", list: "a list"}
+    for key, kind in shape.items():
+        value = data.get(key)
+        if value is not None and not isinstance(value, kind):
+            raise RunDirError(f"{path}: {key!r} must be {names.get(kind, kind.__name__)}, got {type(value).__name__}")
+    transports = data.get("transports")
+    if shape is SUMMARY_SHAPE and transports:
+        bad = [str(t) for t, figures in transports.items() if not isinstance(figures, dict)]
+        if bad:
+            raise RunDirError(f"{path}: transports {', '.join(bad)}: each must be an object of figures")
+
+
+def _check_numbers(path: Path, df: pd.DataFrame, columns: Sequence[str], keys: Sequence[str] = ()) -> None:
+    """Refuse a cell that is neither empty nor a number, and an empty `keys` cell: damage, not an unknown value."""
+    for col in columns:
+        if col not in df:
+            continue
+        raw = df[col]
+        number = pd.to_numeric(raw, errors="coerce")
+        text = raw.astype(str).str.strip()
+        bad = number.isna() & raw.notna() & text.ne("") & ~text.str.lower().isin(_NAN_WORDS)
+        if col in keys:
+            bad |= number.isna()
+        if bad.any():
+            i = int(bad.to_numpy().nonzero()[0][0])
+            value = "" if pd.isna(raw.iloc[i]) else raw.iloc[i]
+            raise RunDirError(f"{path}: line {i + 2}: column {col} has {value!r}, not a number")
+
+
+def _read_csv(path: Path, columns: Sequence[str], text: Sequence[str], optional_text: Sequence[str] = (),
+              optional_numeric: Sequence[str] = (), keys: Sequence[str] = ()) -> pd.DataFrame:
+    """Read a complete CSV, check required columns and coerce numbers (empty cells become NaN).
+
+    Every cell of a known numeric column must be empty or a number, and every `keys` cell a number.
+    """
     if not path.is_file():
         raise RunDirError(f"{path}: file not found")
     try:
+        content = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RunDirError(f"{path}: cannot read ({exc})") from exc
+    if not content.strip():
+        raise RunDirError(f"{path}: empty file, expected a header row")
+    check_complete(path, content)
+    try:
         # Text columns stay text so "" and "poll" never turn into floats.
-        df = pd.read_csv(path, dtype={c: str for c in (*text, *optional_text)})
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        df = pd.read_csv(io.StringIO(content), dtype={c: str for c in (*text, *optional_text)})
+    except pd.errors.ParserError as exc:
         raise RunDirError(f"{path}: cannot parse CSV ({exc})") from exc
     except pd.errors.EmptyDataError as exc:
         raise RunDirError(f"{path}: empty file, expected a header row") from exc
     missing = [c for c in columns if c not in df.columns]
     if missing:
         raise RunDirError(f"{path}: missing column(s): {', '.join(missing)}")
+    numeric = [c for c in (*columns, *optional_numeric) if c not in (*text, "valid")]
+    _check_numbers(path, df, numeric, keys)
     for col in columns:
         if col in text:
             df[col] = df[col].fillna("").astype(str)
@@ -131,7 +211,8 @@ def _add_optional(df: pd.DataFrame) -> pd.DataFrame:
 
 def read_steps(path: Path) -> pd.DataFrame:
     """Read and validate a steps.csv file; optional columns an older run lacks are added empty."""
-    df = _add_optional(_read_csv(path, STEP_COLUMNS, STEP_TEXT_COLUMNS, STEP_OPTIONAL_TEXT_COLUMNS))
+    df = _add_optional(_read_csv(path, STEP_COLUMNS, STEP_TEXT_COLUMNS, STEP_OPTIONAL_TEXT_COLUMNS,
+                                 STEP_OPTIONAL_NUMERIC_COLUMNS, STEP_KEY_COLUMNS))
     df["valid"] = _parse_valid(df["valid"], path)
     if df["transport"].eq("").any():
         raise RunDirError(f"{path}: empty transport in row(s) {list(df.index[df['transport'].eq('')])}")
@@ -153,10 +234,13 @@ def load_run(path: Path | str) -> Run:
     if not path.is_dir():
         raise RunDirError(f"{path}: not a run directory (does not exist or is not a directory)")
     meta = read_json(path / META_FILE)
+    check_shape(path / META_FILE, meta, META_SHAPE)
     steps = read_steps(path / STEPS_FILE)
     samples = read_samples(path / SAMPLES_FILE)
     summary_path = path / SUMMARY_FILE
     summary = read_json(summary_path) if summary_path.exists() else None
+    if summary is not None:
+        check_shape(summary_path, summary, SUMMARY_SHAPE)
     name = str(meta.get("name") or path.name)
     return Run(name=name, path=path, meta=meta, steps=steps, samples=samples, summary=summary)
 

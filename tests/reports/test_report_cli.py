@@ -51,3 +51,55 @@ def test_missing_column(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> No
     err = capsys.readouterr().err
     assert "rtcap report: error:" in err and "steps.csv: missing column(s): latency_p99_ms" in err
     assert not (run_dir / "report.html").exists()
+
+
+def _truncate(run_dir: Path) -> None:
+    data = (run_dir / "steps.csv").read_bytes()
+    (run_dir / "steps.csv").write_bytes(data[:-25])
+
+
+def test_a_truncated_run_is_refused_not_rendered(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _truncate(run_dir)
+    assert run_report(parse([str(run_dir)])) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"rtcap report: error: {run_dir / 'steps.csv'}: line ") and "truncated" in err
+    assert len(err.splitlines()) == 1
+    assert not (run_dir / "report.html").exists()
+
+
+def test_rtcap_report_exits_2_on_a_truncated_run_in_one_line(run_dir: Path) -> None:
+    import subprocess
+
+    _truncate(run_dir)
+    rtcap = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "rtcap"
+    done = subprocess.run([str(rtcap), "report", str(run_dir), "--format", "md"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2 and done.stdout == ""
+    assert len(done.stderr.splitlines()) == 1 and done.stderr.startswith("rtcap report: error: ")
+
+
+def test_an_unwritable_output_is_bad_input(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Exit 2, not 1: 1 means a threshold was missed."""
+    (tmp_path / "file").write_text("x")
+    out = tmp_path / "file" / "report.html"
+    assert main([str(run_dir), "-o", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == f"rtcap report: error: cannot write {out}: {out.parent} is not a directory"
+
+
+def test_a_failed_write_keeps_the_previous_report(run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """A disk that fills up mid-write leaves the previous report, not half of the new one."""
+    out = tmp_path / "out" / "r.md"
+    out.parent.mkdir()
+    out.write_text("previous\n")
+    write_text = Path.write_text
+
+    def half_then_full(self: Path, text: str, *args: object, **kwargs: object) -> None:
+        write_text(self, text[:len(text) // 2], *args, **kwargs)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", half_then_full)
+    assert main([str(run_dir), "-o", str(out)]) == 2
+    monkeypatch.undo()
+    assert out.read_text() == "previous\n" and [p.name for p in out.parent.iterdir()] == ["r.md"]
+    assert capsys.readouterr().err.strip() == f"rtcap report: error: cannot write {out}: No space left on device"

@@ -106,3 +106,108 @@ def test_load_runs_disambiguates_same_name(make_run, run_dir: Path) -> None:
 def test_load_runs_requires_one(tmp_path: Path) -> None:
     with pytest.raises(RunDirError):
         load_runs([])
+
+
+# Truncated and damaged files: refused with the file and line, never read as if complete ----------------------
+
+def _cut(path: Path, drop: int) -> None:
+    """Drop the last `drop` bytes of `path`, as a crash or a full disk mid-write would."""
+    data = path.read_bytes()
+    path.write_bytes(data[:-drop])
+
+
+@pytest.mark.parametrize("drop", [20, 200])
+def test_a_steps_file_cut_mid_row_is_refused(run_dir: Path, drop: int) -> None:
+    lines = (run_dir / "steps.csv").read_text().splitlines()
+    _cut(run_dir / "steps.csv", drop)
+    with pytest.raises(RunDirError, match=rf"steps.csv: line {len(lines)}: \d+ cells where the header has "
+                                          rf"{len(lines[0].split(','))}; the file is truncated"):
+        load_run(run_dir)
+
+
+@pytest.mark.parametrize("drop", [1, 2])
+def test_a_steps_file_without_its_last_line_end_is_refused(run_dir: Path, drop: int) -> None:
+    """drop=1 keeps every cell; drop=2 cuts the last cell short, which still parses: both are cut off."""
+    lines = (run_dir / "steps.csv").read_text().splitlines()
+    _cut(run_dir / "steps.csv", drop)
+    with pytest.raises(RunDirError, match=rf"steps.csv: line {len(lines)}: no line end: the file is truncated"):
+        load_run(run_dir)
+
+
+def test_a_header_cut_short_is_refused(run_dir: Path) -> None:
+    header = (run_dir / "steps.csv").read_text().splitlines()[0]
+    (run_dir / "steps.csv").write_text(header[:40])
+    with pytest.raises(RunDirError, match="steps.csv: line 1: no line end"):
+        load_run(run_dir)
+
+
+def test_a_row_with_extra_cells_is_refused(run_dir: Path) -> None:
+    text = (run_dir / "steps.csv").read_text().splitlines()
+    (run_dir / "steps.csv").write_text("\n".join([text[0], text[1] + ",1,2", *text[2:]]) + "\n")
+    with pytest.raises(RunDirError, match=r"steps.csv: line 2: \d+ cells where the header has"):
+        load_run(run_dir)
+
+
+def test_a_samples_file_cut_short_is_refused(run_dir: Path) -> None:
+    _cut(run_dir / "samples.csv", 7)
+    with pytest.raises(RunDirError, match=r"samples.csv: line \d+: "):
+        load_run(run_dir)
+
+
+@pytest.mark.parametrize("name", ["meta.json", "summary.json"])
+def test_a_json_file_cut_short_names_its_line(run_dir: Path, name: str) -> None:
+    from reports.summary import write_summary
+
+    write_summary(run_dir)
+    _cut(run_dir / name, 15)
+    with pytest.raises(RunDirError, match=rf"{name}: not valid JSON at line \d+ column \d+ .*truncated or damaged"):
+        load_run(run_dir)
+
+
+def test_complete_files_with_crlf_line_ends_load(run_dir: Path) -> None:
+    path = run_dir / "steps.csv"
+    path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))
+    assert len(load_run(run_dir).steps) > 0
+
+
+@pytest.mark.parametrize(("column", "value"), [("rss_bytes", "abc"), ("latency_p99_ms", "12ms"),
+                                               ("missed_ticks", "lots")])
+def test_a_number_cell_with_text_is_refused(run_dir: Path, column: str, value: str) -> None:
+    df = pd.read_csv(run_dir / "steps.csv", dtype=str, keep_default_na=False)
+    df.loc[2, column] = value
+    df.to_csv(run_dir / "steps.csv", index=False)
+    with pytest.raises(RunDirError, match=rf"steps.csv: line 4: column {column} has '{value}', not a number"):
+        load_run(run_dir)
+
+
+@pytest.mark.parametrize("column", ["step", "users"])
+def test_a_step_without_its_key_is_refused(run_dir: Path, column: str) -> None:
+    df = pd.read_csv(run_dir / "steps.csv", dtype=str, keep_default_na=False)
+    df.loc[0, column] = ""
+    df.to_csv(run_dir / "steps.csv", index=False)
+    with pytest.raises(RunDirError, match=rf"steps.csv: line 2: column {column} has '', not a number"):
+        load_run(run_dir)
+
+
+def test_nan_and_empty_cells_stay_unknown(run_dir: Path) -> None:
+    df = pd.read_csv(run_dir / "steps.csv", dtype=str, keep_default_na=False)
+    df.loc[0, "rss_bytes"], df.loc[1, "cpu_percent"] = "nan", ""
+    df.to_csv(run_dir / "steps.csv", index=False)
+    steps = load_run(run_dir).steps
+    assert pd.isna(steps.loc[0, "rss_bytes"]) and pd.isna(steps.loc[1, "cpu_percent"])
+
+
+@pytest.mark.parametrize(("name", "data", "says"), [
+    ("meta.json", {"transports": "sse"}, "'transports' must be a list, got str"),
+    ("meta.json", {"options": 5}, "'options' must be an object, got int"),
+    ("summary.json", {"transports": 5}, "'transports' must be an object, got int"),
+    ("summary.json", {"transports": {"sse": 5}}, "transports sse: each must be an object of figures"),
+])
+def test_json_of_the_wrong_shape_is_refused(run_dir: Path, name: str, data: dict, says: str) -> None:
+    import json
+
+    path = run_dir / name
+    base = json.loads(path.read_text()) if path.exists() else {}
+    path.write_text(json.dumps({**base, **data}))
+    with pytest.raises(RunDirError, match=f"{name}: {says}"):
+        load_run(run_dir)
