@@ -116,6 +116,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                         help="delivery p99 that counts as meeting the SLO (default 1000 ms)")
     parser.add_argument("--slo-error-rate", type=number(float, 0, 1), default=0.01,
                         help="error rate (a fraction from 0 to 1) that counts as meeting the SLO (default 0.01)")
+    parser.add_argument("--slo-poll-slack", type=number(float, 0, MAX_MS), default=250.0, metavar="MS",
+                        help="polled transports (poll, state) are held to staleness p99 <= poll interval + this "
+                             "(default 250 ms): a poll's staleness is spread over its interval, whatever the server")
     parser.add_argument("--generator-lag-limit-ms", type=number(float, 0, MAX_MS, above=True), default=100.0,
                         help="a step whose load generator woke timers later than this (p99) is not counted (default 100)")
     parser.add_argument("--processes", type=number(int, 1, MAX_PROCESSES), default=1,
@@ -173,7 +176,8 @@ def run_command(args: argparse.Namespace) -> int:
         settle_max=args.settle_max,
         spawn_rate=args.spawn_rate, target=args.target, rate=args.rate, payload=args.payload, host=args.host,
         target_pid=args.target_pid, channel=args.channel, poll_interval=args.poll_interval, chat_rate=args.chat_rate,
-        slo_p99_ms=args.slo_p99_ms, slo_error_rate=args.slo_error_rate, report=not args.no_report,
+        slo_p99_ms=args.slo_p99_ms, slo_error_rate=args.slo_error_rate, slo_poll_slack_ms=args.slo_poll_slack,
+        report=not args.no_report,
         processes=args.processes, generator_lag_limit_ms=args.generator_lag_limit_ms,
         thresholds=[t.text for t in thresholds], abort_early=args.abort_early,
         conditional_get=not args.no_conditional_get, request_rate=args.request_rate, typing_rate=args.typing_rate,
@@ -268,9 +272,14 @@ def _run_scenario(args: argparse.Namespace, options: object) -> int:
                          options)
     if refused is not None:
         return refused
+    from loadtests.interrupt import Interrupted
+
     try:
         root = run_scenario(SCENARIOS[args.scenario], options, steps, hold, args.settle,
                             say=lambda line: print(line, flush=True))
+    except Interrupted as stop:
+        print(f"rtcap run: {stop}; what was measured is in {options.out_dir}", file=sys.stderr)  # type: ignore[attr-defined]
+        return stop.exit_code
     except RunError as error:
         print(f"rtcap run: error: {error}", file=sys.stderr)
         return 3

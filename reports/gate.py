@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from reports.rundir import STEPS_FILE, read_steps
 from reports.thresholds import (Outcome, Threshold, ThresholdError, evaluate, parse_threshold, parse_thresholds,
                                show_value)
 
@@ -80,8 +81,8 @@ def check_run(run_dir: Path, thresholds: list[Threshold], say: object = print,
     tripped it may have been judged invalid afterwards (its generator saturated), and then it does not count.
     """
     summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
-    steps_path = run_dir / "steps.csv"
-    steps = pd.read_csv(steps_path) if steps_path.exists() and steps_path.stat().st_size else pd.DataFrame()
+    steps_path = run_dir / STEPS_FILE
+    steps = read_steps(steps_path) if steps_path.exists() and steps_path.stat().st_size else pd.DataFrame()
     missed = {o.threshold.text for o in evaluate(thresholds, summary, steps) if not o.ok}
     confirmed = [v for v in verdicts if v.threshold.text in missed]
     for dropped in (v for v in verdicts if v.threshold.text not in missed):

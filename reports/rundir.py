@@ -41,8 +41,11 @@ STEP_OPTIONAL_NUMERIC_COLUMNS = (
     "not_modified", "bytes_saved", "cache_hits", "cache_misses", "cache_hit_rps", "handler_rps", "cache_age_mean_s",
     "round_trips", "round_trips_per_event", "notifications", "unanswered", "in_flight", "messages_sent",
     "messages_received", "msgs_in_per_s", "msgs_out_per_s", "room_size", "fanout",
+    # Liveness, publishes and the generator's own errors (loadtests/collect.py LIVENESS_COLUMNS).
+    "published", "publish_errors", "publish_p99_ms", "health_failures", "seq_resets", "generator_errors",
+    "exceptions", "tcp_outgoing",
 )
-STEP_OPTIONAL_TEXT_COLUMNS = ("settled",)
+STEP_OPTIONAL_TEXT_COLUMNS = ("settled", "publish_error", "exception_names")
 
 SAMPLE_TEXT_COLUMNS = ("transport", "role", "phase")
 SAMPLE_NUMERIC_COLUMNS = (

@@ -189,3 +189,16 @@ def test_a_signal_stops_everything_and_keeps_what_was_measured(run_factory, sig:
     meta = run.json("meta.json")
     assert meta["interrupted"] == signal.Signals(sig).name
     assert (run.dir / "report.html").stat().st_size > 10_000 and (run.dir / "summary.json").exists()
+
+
+def test_a_step_beyond_the_open_file_limit_is_refused_before_any_load(tmp_path: Path) -> None:
+    import resource
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+
+    done = subprocess.run([*RTCAP, "--transports", "sse", "--steps", "500", "--out-dir", str(tmp_path), "--name", "fd"],
+                          capture_output=True, text=True, timeout=60, preexec_fn=cap, cwd=Path(__file__).parents[2])
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "open files" in done.stderr and "ulimit -n" in done.stderr
+    assert not (tmp_path / "fd" / "steps.csv").exists()
