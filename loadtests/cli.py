@@ -17,6 +17,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+from loadtests import limits
 from loadtests.validate import (
     MAX_EVENT_RATE,
     MAX_INTERVAL_S,
@@ -116,6 +117,13 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                         help="delivery p99 that counts as meeting the SLO (default 1000 ms)")
     parser.add_argument("--slo-error-rate", type=number(float, 0, 1), default=0.01,
                         help="error rate (a fraction from 0 to 1) that counts as meeting the SLO (default 0.01)")
+    parser.add_argument("--max-message-bytes", type=number(int, 1024, 1 << 30), default=limits.WS_MESSAGE_BYTES,
+                        metavar="BYTES", help="largest SSE event or WebSocket message a client accepts (default 1 MiB); "
+                                              "a larger one is an error against the target and closes the connection")
+    parser.add_argument("--max-body-bytes", type=number(int, 1024, 1 << 34), default=limits.HTTP_BODY_BYTES,
+                        metavar="BYTES", help="largest HTTP response body a poll or fetch accepts (default 8 MiB)")
+    parser.add_argument("--head-timeout", type=number(float, 0, 3600, above=True), default=limits.HEAD_TIMEOUT_S,
+                        metavar="S", help="seconds a poll, fetch or connection may wait for its response head (default 30)")
     parser.add_argument("--slo-poll-slack", type=number(float, 0, MAX_MS), default=250.0, metavar="MS",
                         help="polled transports (poll, state) are held to staleness p99 <= poll interval + this "
                              "(default 250 ms): a poll's staleness is spread over its interval, whatever the server")
@@ -177,6 +185,7 @@ def run_command(args: argparse.Namespace) -> int:
         spawn_rate=args.spawn_rate, target=args.target, rate=args.rate, payload=args.payload, host=args.host,
         target_pid=args.target_pid, channel=args.channel, poll_interval=args.poll_interval, chat_rate=args.chat_rate,
         slo_p99_ms=args.slo_p99_ms, slo_error_rate=args.slo_error_rate, slo_poll_slack_ms=args.slo_poll_slack,
+        max_message_bytes=args.max_message_bytes, max_body_bytes=args.max_body_bytes, head_timeout=args.head_timeout,
         report=not args.no_report,
         processes=args.processes, generator_lag_limit_ms=args.generator_lag_limit_ms,
         thresholds=[t.text for t in thresholds], abort_early=args.abort_early,

@@ -5,7 +5,8 @@ CSVs, web UI and distributed aggregation) can group by transport. Names used:
   "delivery"  one event received; response_time = delivery latency (receive time - publish ts), ms
   "received"  one event received from a target whose messages carry no publish time (latency unknown)
   "connect"   one connection attempt; response_time = time to response head / handshake, ms
-  "sequence"  a failure per gap or duplicate seen in the sequence numbers (visible in Locust's failures)
+  "sequence"  a failure per gap, late arrival, duplicate or numbering reset seen in the sequence numbers
+              (visible in Locust's failures)
   anything else: an ordinary request (e.g. "/poll")
 """
 
@@ -33,11 +34,13 @@ subscriber_closed = EventHook()
 generator_lag = EventHook()
 """Fired with (lag_ms=float) by the load generator's own schedule monitor: how late a timer woke up."""
 
-STREAM_COUNTERS = ("bytes_sent", "bytes_received", "payload_bytes", "lost", "duplicated", "reordered", "missed_ticks",
-                   "round_trips", "notifications", "unanswered", "in_flight", "messages_sent", "messages_received",
-                   "sent_room_members", "not_modified", "bytes_saved", "cache_hits", "cache_misses", "cache_age_s")
+STREAM_COUNTERS = ("bytes_sent", "bytes_received", "payload_bytes", "lost", "duplicated", "reordered", "seq_resets",
+                   "missed_ticks", "round_trips", "notifications", "unanswered", "in_flight", "messages_sent",
+                   "messages_received", "sent_room_members", "not_modified", "bytes_saved", "cache_hits",
+                   "cache_misses", "cache_age_s")
 """Counter names clients use: wire bytes each way, application bytes received (HTTP bodies, SSE data,
-WebSocket messages), sequence anomalies, and polls (or paced requests) that could not be sent on their tick;
+WebSocket messages), sequence anomalies (`seq_resets`: the target's numbering started again, e.g. it
+restarted; see loadtests/seqtrack.py), and polls (or paced requests) that could not be sent on their tick;
 request/response exchanges waited on (signal fetches, answered RPC and REST requests), "changed" notifications
 received, RPC requests never answered (errors) or still in flight when the user stopped, messages a client
 sent and received (presence), and the room size of each message sent (presence: their ratio is the room size);
@@ -49,7 +52,7 @@ open_connections: Counter[str] = Counter()
 
 
 class SequenceError(Exception):
-    """A gap, late arrival or duplicate in a subscriber's sequence numbers."""
+    """A gap, late arrival, duplicate or numbering reset in a subscriber's sequence numbers."""
 
 
 def _fire(environment: Any, transport: str, name: str, response_time: float, length: int,
@@ -73,7 +76,7 @@ def report_event(environment: Any, transport: str, tracker: SeqTracker, seq: int
         _fire(environment, transport, RECEIVED, 0.0, wire_bytes, None)
     else:
         report_delivery(environment, transport, publish_ts, received_at, wire_bytes)
-    track_sequence(environment, transport, tracker, seq)
+    track_sequence(environment, transport, tracker, seq, publish_ts)
 
 
 def report_connect(environment: Any, transport: str, connect_ms: float, exception: BaseException | None = None) -> None:
@@ -92,10 +95,13 @@ def count(transport: str, name: str, value: int) -> None:
         stream_counters.fire(transport=transport, name=name, value=value)
 
 
-def track_sequence(environment: Any, transport: str, tracker: SeqTracker, seq: int | str) -> Verdict:
-    """Feed a received seq to the subscriber's tracker; count and report anything out of order."""
+def track_sequence(environment: Any, transport: str, tracker: SeqTracker, seq: int | str,
+                   publish_ts: float | None = None) -> Verdict:
+    """Feed a received seq (and its publish time, which tells a restarted numbering from a repeat) to the
+    subscriber's tracker; count and report anything out of order."""
     before = (tracker.lost, tracker.duplicated, tracker.reordered)
-    verdict = tracker.feed(seq)
+    highest = tracker.highest
+    verdict = tracker.feed(seq, publish_ts)
     for name, old, new in zip(("lost", "duplicated", "reordered"), before,
                               (tracker.lost, tracker.duplicated, tracker.reordered)):
         count(transport, name, new - old)
@@ -106,11 +112,17 @@ def track_sequence(environment: Any, transport: str, tracker: SeqTracker, seq: i
         report_error(environment, transport, SEQUENCE, SequenceError(f"late: seq {seq} arrived after a later one"))
     elif verdict is Verdict.DUPLICATE:
         report_error(environment, transport, SEQUENCE, SequenceError(f"duplicate: seq {seq} received again"))
+    elif verdict is Verdict.RESET:
+        # Counted per second like the other anomalies, so the timeline shows when the target restarted.
+        count(transport, "seq_resets", 1)
+        report_error(environment, transport, SEQUENCE,
+                     SequenceError(f"reset: seq went from {highest} to {seq} (the numbering started again)"))
     return verdict
 
 
 def report_subscriber(transport: str, tracker: SeqTracker) -> None:
-    """Publish one subscriber's final accounting (first/highest seq, received, lost, duplicated, reordered)."""
+    """Publish one subscriber's final accounting (first/highest seq, received, lost, duplicated, reordered, gaps,
+    resets)."""
     if tracker.received:
         subscriber_closed.fire(transport=transport, summary=tracker.summary())
 

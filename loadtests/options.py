@@ -7,6 +7,7 @@ from typing import Any
 
 from locust import events
 
+from loadtests import limits
 from loadtests.staircase import parse_steps  # noqa: F401  (re-exported for the step shape)
 
 
@@ -30,6 +31,12 @@ def add_arguments(parser: Any) -> None:
     parser.add_argument("--room-size", type=int, default=10, env_var="RTCAP_ROOM_SIZE", help="Presence users per room (rooms ROOM-0, ROOM-1...; 0: all in one room)")
     parser.add_argument("--reconnect-max", type=float, default=10.0, env_var="RTCAP_RECONNECT_MAX", help="Ceiling of the reconnect backoff, seconds")
     parser.add_argument("--read-timeout", type=float, default=60.0, env_var="RTCAP_READ_TIMEOUT", help="Seconds of silence before a stream counts as dead")
+    parser.add_argument("--max-message-bytes", type=int, default=limits.WS_MESSAGE_BYTES, env_var="RTCAP_MAX_MESSAGE_BYTES",
+                        help="Largest SSE event or line and WebSocket message a client accepts; a larger one is an error against the target and closes the connection")
+    parser.add_argument("--max-body-bytes", type=int, default=limits.HTTP_BODY_BYTES, env_var="RTCAP_MAX_BODY_BYTES",
+                        help="Largest HTTP response body a poll or fetch accepts")
+    parser.add_argument("--head-timeout", type=float, default=limits.HEAD_TIMEOUT_S, env_var="RTCAP_HEAD_TIMEOUT",
+                        help="Seconds a poll, fetch or connection may wait for its response head (long polls: up to --read-timeout)")
     parser.add_argument("--steps", default="", env_var="RTCAP_STEPS", help="Step shape: users per step, e.g. '50,100,150' or '50:250:50'")
     parser.add_argument("--step-hold", type=float, default=20.0, env_var="RTCAP_STEP_HOLD", help="Step shape: seconds each step holds after its users are running")
     parser.add_argument("--step-settle", type=float, default=5.0, env_var="RTCAP_STEP_SETTLE", help="Step shape: seconds at the start of each hold left out of the measurement (the minimum, with --step-settle-max)")
@@ -57,6 +64,9 @@ class Settings:
     room_size: int = 10
     reconnect_max: float = 10.0
     read_timeout: float = 60.0
+    max_message_bytes: int = limits.WS_MESSAGE_BYTES
+    max_body_bytes: int = limits.HTTP_BODY_BYTES
+    head_timeout: float = limits.HEAD_TIMEOUT_S
     steps: str = ""
     step_hold: float = 20.0
     step_settle: float = 5.0

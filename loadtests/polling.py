@@ -10,6 +10,10 @@ response, not from when the request actually went out. A server that stalls one 
 for the poll that had to wait behind it, instead of the wait vanishing from the percentiles. Ticks that
 passed entirely while the viewer was still waiting are skipped (no burst of catch-up polls) and counted as
 `missed_ticks`.
+
+A poll is bounded by `limits.for_settings` (no deadline longer than --read-timeout): an oversized or endless
+answer, a server that sends its head and goes silent, a redirect, all end the poll as a failed GET with a
+named LimitExceeded, so a broken target shows up as errors, never as polls that simply did not happen.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from locust import User, task
 from loadtests import metrics
 from loadtests.answers import AnswerMeter
 from loadtests.http_client import HTTPConnection, HTTPResponse
+from loadtests.limits import for_settings
 from loadtests.options import Settings
 from loadtests.seqtrack import SeqTracker
 from loadtests.targeting import adapter_for, parse_body
@@ -42,12 +47,14 @@ def has_placeholder(template: str, name: str) -> bool:
 
 def bind_http_user(user: User) -> None:
     """Give an HTTP user of `user.transport` its settings, adapter, transport spec, channel, one keep-alive
-    connection (not opened yet) and the request name its events carry (the URL's path)."""
+    connection (not opened yet, bounded by the read timeout; a user that `holds` its requests may wait for a
+    head that long) and the request name its events carry (the URL's path)."""
     user.settings = Settings.of(user.environment)
     user.adapter = adapter_for(user.environment)
     user.spec = user.adapter.transport(user.transport)
     user.channel = user.settings.channel or user.adapter.channel
-    user.http = HTTPConnection(user.adapter.base_url, timeout=user.settings.read_timeout)
+    limits = for_settings(user.settings, holds=getattr(user, "holds", False))
+    user.http = HTTPConnection(user.adapter.base_url, timeout=user.settings.read_timeout, limits=limits)
     user.name = urlsplit(user.spec.url).path or "/"
 
 
@@ -127,7 +134,7 @@ class PollingViewer(User):
             metrics.open_connections[self.transport] += 1
         try:
             response = self.http.get(url, headers)
-        except (OSError, h11.ProtocolError) as error:
+        except (OSError, h11.ProtocolError) as error:  # a LimitExceeded (limit, timeout, redirect) is an OSError
             self._fire(self._since(tick), 0, error)
             return
         finally:

@@ -43,10 +43,10 @@ def _excerpt(data: bytes) -> str:
     return " ".join(text.split())[:BODY_EXCERPT]
 
 
-def publish_once(spec: PublishSpec, seq: int, channel: str, timeout: float = 5.0) -> float:
-    """Send one event now; return its publish time (the `ts` it carries)."""
+def publish_once(spec: PublishSpec, seq: int, channel: str, timeout: float = 5.0, counter: int | None = None) -> float:
+    """Send one event now (`seq` renders `{seq}`, `counter` renders `{counter}`); return its publish time."""
     ts = time.time()
-    method, url, headers, body = spec.render(seq, ts, channel)
+    method, url, headers, body = spec.render(seq, ts, channel, counter)
     request = urllib.request.Request(url, data=body if method != "GET" else None, method=method, headers=headers)
     try:
         with urlopen(request, timeout) as response:
@@ -89,24 +89,27 @@ class Publisher:
         try:
             started = time.monotonic()
             period = 1.0 / self.rate
-            seq = 0
+            # {seq} keeps rising across publishers (the pre-load check's, then the run's): start time in ms
+            # plus the count. {counter} is 1, 2, 3... for servers that store what they are sent as their ids.
+            base = int(time.time() * 1000)
+            count = 0
             while not self._stop.is_set() and time.monotonic() - started < self.limit_s:
-                seq += 1
-                line = self._publish(seq)
+                count += 1
+                line = self._publish(base + count, count)
                 if out is not None:
                     out.write(json.dumps(line) + "\n")
                     out.flush()
                 # Deadlines from the start, so a slow request does not stretch the schedule.
-                self._stop.wait(max(0.0, started + seq * period - time.monotonic()))
+                self._stop.wait(max(0.0, started + count * period - time.monotonic()))
         finally:
             if out is not None:
                 out.close()
 
-    def _publish(self, seq: int) -> dict[str, Any]:
+    def _publish(self, seq: int, counter: int) -> dict[str, Any]:
         sent = time.time()
         clock = time.perf_counter()
         try:
-            publish_once(self.spec, seq, self.channel)
+            publish_once(self.spec, seq, self.channel, counter=counter)
         except PublishError as error:
             self.failed += 1
             if len(self.failures) < 100:

@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from loadtests import collect, interrupt
+from loadtests import collect, interrupt, limits
 from loadtests.interrupt import Interrupted
 from loadtests.liveness import HealthProber
 from loadtests.check import check_transport
@@ -92,6 +92,9 @@ class RunOptions:
     slo_p99_ms: float = 1000.0
     slo_error_rate: float = 0.01
     slo_poll_slack_ms: float = slo_rule.POLL_SLACK_MS
+    max_message_bytes: int = limits.WS_MESSAGE_BYTES
+    max_body_bytes: int = limits.HTTP_BODY_BYTES
+    head_timeout: float = limits.HEAD_TIMEOUT_S
     generator_cpu_limit: float = 90.0
     generator_lag_limit_ms: float = 100.0
     processes: int = 1
@@ -208,7 +211,8 @@ def locust_command(options: RunOptions, transport: str, adapter: TargetAdapter, 
         "--step-spawn-rate", str(options.spawn_rate), "--step-ramp-timeout", str(options.ramp_timeout),
         "--poll-interval", str(options.poll_interval), "--chat-rate", str(options.chat_rate),
         "--request-rate", str(options.request_rate), "--typing-rate", str(options.typing_rate),
-        "--room-size", str(options.room_size),
+        "--room-size", str(options.room_size), "--max-message-bytes", str(options.max_message_bytes),
+        "--max-body-bytes", str(options.max_body_bytes), "--head-timeout", str(options.head_timeout),
     ]
     if not options.conditional_get:
         command.append("--no-conditional-get")
@@ -243,10 +247,12 @@ def live_target(options: RunOptions, adapter: TargetAdapter, record_dir: Path) -
         launched = launch(adapter, _rate(options, adapter), _payload(options, adapter), record_dir / "target.log")
     except LaunchError as error:
         raise RunError(str(error)) from error
+    interrupt.register(launched.pid)  # its session is killed at once on a second signal
     try:
         yield launched.adapter, launched.pid
     finally:
         launched.stop()
+        interrupt.unregister(launched.pid)
 
 
 def _rate(options: RunOptions, adapter: TargetAdapter) -> float:
@@ -282,7 +288,8 @@ def run_transport(options: RunOptions, adapter: TargetAdapter, transport: str, r
         check = check_transport(live, transport, timeout=max(10.0, 4.0 / _rate(options, live) + 1.0))
         if checks is not None:
             checks[transport] = {"url": live.base_url, "ok": check.ok, "why": check.why, "connect_ms": check.connect_ms,
-                                 "events": check.events, "receive_minus_ts_ms": check.offset_ms}
+                                 "first_answer_ms": check.first_answer_ms, "events": check.events,
+                                 "receive_minus_ts_ms": check.offset_ms}
         if not check.ok:
             raise RunError(f"[{transport}] target check failed: {check.why}")
         say(f"[{transport}] target {live.base_url} checked (connect {check.connect_ms:.1f} ms); "

@@ -1,10 +1,15 @@
-"""Server-Sent Events: an abstract Locust listener on top of `sse_client.SSEClient`."""
+"""Server-Sent Events: an abstract Locust listener on top of `sse_client.SSEClient`.
+
+A stream past a limit (an oversized line or event, a head too slow, nothing parsed for `--read-timeout`, a
+redirect) raises LimitExceeded, a ValueError: `StreamUser` reports it against the target and reconnects.
+"""
 
 from __future__ import annotations
 
 import h11
 
 from loadtests import metrics
+from loadtests.limits import for_settings
 from loadtests.sse_client import SSEClient, SSEConnectError, StreamClosed
 from loadtests.sse_parser import SSEEvent
 from loadtests.stream import StreamUser
@@ -27,7 +32,7 @@ class SSEListener(StreamUser):
         """A client for the adapter's SSE URL that resumes after the last event id this listener saw."""
         url = self.adapter.url_for(self.transport, channel=self.channel)
         return SSEClient(url, headers=self.adapter.headers, timeout=self.settings.read_timeout,
-                         last_event_id=self.last_event_id)
+                         last_event_id=self.last_event_id, limits=for_settings(self.settings))
 
     def read(self, client: SSEClient) -> None:
         """Report every event until the stream ends."""

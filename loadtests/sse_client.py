@@ -1,5 +1,9 @@
 """Server-Sent Events client: one streaming HTTP/1.1 connection (h11) over a byte-counting socket.
 
+Its limits: the response head within `head_timeout` and `http_head_bytes`; then no more than `timeout`
+seconds without a complete item (event, comment or retry), however the server trickles its bytes; lines and
+events no longer than the parser's limits; no redirect followed. Each is a LimitExceeded (an OSError and a
+ValueError), which the SSE listener reports as a broken stream before reconnecting.
 No Locust import here, so the orchestrating process can use it too.
 """
 
@@ -10,6 +14,8 @@ from collections.abc import Iterator
 
 import h11
 
+from loadtests.http_client import READ_SIZE, next_h11_event
+from loadtests.limits import DEFAULT_LIMITS, REDIRECT_STATUSES, Limits, redirect_error
 from loadtests.netio import CountingSocket, open_counting_connection, split_url
 from loadtests.sse_parser import SSEComment, SSEEvent, SSEParser, SSERetry
 
@@ -26,14 +32,15 @@ class SSEClient:
     """One SSE connection: `connect()` sends the request and reads the head, `items()` yields parsed items."""
 
     def __init__(self, url: str, headers: dict[str, str] | None = None, timeout: float = 60.0,
-                 last_event_id: str | None = None) -> None:
+                 last_event_id: str | None = None, limits: Limits = DEFAULT_LIMITS) -> None:
         self.url = url
         self.last_event_id = last_event_id
         self.headers = dict(headers or {})
         self.timeout = timeout
+        self.limits = limits
         self.sock: CountingSocket | None = None
-        self.parser = SSEParser()
-        self._http = h11.Connection(h11.CLIENT)
+        self.parser = SSEParser(max_line=limits.sse_line_bytes, max_event=limits.sse_event_bytes)
+        self._http = h11.Connection(h11.CLIENT, max_incomplete_event_size=limits.http_head_bytes)
         self._body: list[bytes] = []
 
     @property
@@ -54,11 +61,18 @@ class SSEClient:
             self.parser.last_event_id = last_event_id
         self.sock.sendall(self._http.send(h11.Request(method="GET", target=path, headers=headers)))
         self.sock.sendall(self._http.send(h11.EndOfMessage()))
+        head_timeout = self.limits.head_timeout
+        self.sock.read_deadline(head_timeout, f"no response head from {self.url} within {head_timeout:g} s")
         while True:
             event = self._next_http_event()
             if isinstance(event, h11.Response):
                 break
-        content_type = dict(event.headers).get(b"content-type", b"").decode("latin-1")
+        self._expect_item()
+        response_headers = dict(event.headers)
+        if event.status_code in REDIRECT_STATUSES:
+            location = response_headers.get(b"location", b"").decode("latin-1") or None
+            raise redirect_error(event.status_code, location, self.url)
+        content_type = response_headers.get(b"content-type", b"").decode("latin-1")
         if event.status_code != 200 or not content_type.startswith("text/event-stream"):
             raise SSEConnectError(f"HTTP {event.status_code} ({content_type or 'no content type'}) from {self.url}, "
                                  "expected 200 text/event-stream")
@@ -70,18 +84,26 @@ class SSEClient:
             event = self._next_http_event()
             if isinstance(event, h11.Data):
                 received_at = time.time()
-                for item in self.parser.feed(bytes(event.data)):
+                items = self.parser.feed(bytes(event.data))
+                if items:
+                    self._expect_item()
+                for item in items:
                     yield item, received_at
             elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
                 raise StreamClosed(f"server ended the stream from {self.url}")
 
+    def _expect_item(self) -> None:
+        # Silence is measured in complete items, not bytes: a byte trickled now and then keeps no stream alive.
+        assert self.sock is not None
+        self.sock.read_deadline(self.timeout, f"no SSE event, comment or retry from {self.url} in {self.timeout:g} s")
+
     def _next_http_event(self) -> h11.Event:
         assert self.sock is not None, "connect() first"
         while True:
-            event = self._http.next_event()
+            event = next_h11_event(self._http, self.limits.http_head_bytes)
             if event is not h11.NEED_DATA:
                 return event
-            data = self.sock.recv(65536)
+            data = self.sock.recv(READ_SIZE)
             self._http.receive_data(data)
             if not data and self._http.their_state is not h11.DONE:
                 raise StreamClosed(f"connection to {self.url} closed")

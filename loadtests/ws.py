@@ -3,6 +3,8 @@
 `WebSocketListener` holds the feed (the push transport compared with SSE and polling);
 `WebSocketChatter` joins a chat room, sends chat messages at a set rate and receives the broadcasts.
 URLs, subscribe and chat messages, and where seq and ts sit in a message come from the target adapter.
+A message past `ws_message_bytes`, a slow handshake or frame, a redirect: each raises LimitExceeded (an
+OSError), which `StreamUser` reports against the target before reconnecting.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import gevent
 import websocket
 
 from loadtests import metrics
+from loadtests.limits import for_settings
 from loadtests.stream import StreamUser
 from loadtests.targeting import parse_body
 from loadtests.ws_client import WebSocketClient, WebSocketClosed
@@ -38,7 +41,8 @@ class _WebSocketUser(StreamUser):
 
     def new_client(self) -> WebSocketClient:
         """A new WebSocket client for this user's URL, with the adapter's headers."""
-        return WebSocketClient(self.socket_url(), headers=self.adapter.headers, timeout=self.settings.read_timeout)
+        return WebSocketClient(self.socket_url(), headers=self.adapter.headers, timeout=self.settings.read_timeout,
+                               limits=for_settings(self.settings))
 
     def on_connected(self, client: WebSocketClient) -> None:
         """Send the adapter's subscribe message, if it has one."""

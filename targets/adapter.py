@@ -66,6 +66,7 @@ class TransportSpec:
     message: MessageSpec = field(default_factory=MessageSpec)
     events: str = ""
     cursor: str = ""
+    order: str = "asc"
     conditional: bool = True
     cache_header: str | None = None
     subscribe: str | None = None
@@ -162,8 +163,12 @@ class TransportSpec:
         return render_template(self.send, n=n, padding="x" * padding, **values)
 
     def events_in(self, body: Any) -> list[Any]:
-        """The events of a polled response body (poll, longpoll, state)."""
-        return events_in(body, self.events)
+        """The events of a polled response body (poll, longpoll, state, signal's fetch), oldest first.
+
+        A body listed newest first (`order = "desc"`, a "latest N" page) is reversed here, once, so every
+        reader sees the stream in its order and takes the last event's seq as the cursor."""
+        found = events_in(body, self.events)
+        return found[::-1] if self.order == "desc" else found
 
     def cursor_in(self, body: Any, last_seq: Any) -> Any:
         """The cursor for the next poll: the `cursor` path of the body, or `last_seq` if none is configured."""
@@ -183,12 +188,18 @@ class PublishSpec:
     payload: int = 64
     base_url: str = ""  # set from the adapter: relative urls resolve against it
 
-    def render(self, seq: int, ts: float, channel: str) -> tuple[str, str, dict[str, str], bytes]:
-        """(method, absolute URL, headers, body bytes) of the request publishing event `seq` at time `ts`."""
+    def render(self, seq: int, ts: float, channel: str,
+               counter: int | None = None) -> tuple[str, str, dict[str, str], bytes]:
+        """(method, absolute URL, headers, body bytes) of the request publishing event `seq` at time `ts`.
+
+        `{seq}` renders `seq` as given; `{counter}` renders `counter` (the publisher's own 1, 2, 3...), or `seq`
+        when the caller passes none. Callers give `seq` numbers that keep rising across every publish to a
+        target (see targets/README.md, Placeholders), so a server storing them never sees its numbering restart.
+        """
         if self.mode != "http":
             raise ValueError(f"publish mode is {self.mode!r}: rtcap sends no publish requests")
-        values = {"channel": channel, "seq": seq, "ts": f"{ts:.6f}", "ts_ms": round(ts * 1000),
-                  "padding": "x" * self.payload}
+        values = {"channel": channel, "seq": seq, "counter": seq if counter is None else counter, "ts": f"{ts:.6f}",
+                  "ts_ms": round(ts * 1000), "padding": "x" * self.payload}
         url = join_url(self.base_url, render_template(self.url, url=True, **values))
         headers = {key: render_template(value, **values) for key, value in self.headers.items()}
         return self.method, url, headers, render_template(self.body, **values).encode()
@@ -273,15 +284,15 @@ class TargetAdapter:
 
 # --- validation: every problem is collected as (dotted key, message), then reported together ---
 
-_PUBLISH_VALUES = ("channel", "seq", "ts", "ts_ms", "padding")
+_PUBLISH_VALUES = ("channel", "seq", "counter", "ts", "ts_ms", "padding")
 _START_VALUES = ("port", "python", "rate", "payload", "channel")
 _URL_VALUES = {"poll": ("channel", "cursor"), "longpoll": ("channel", "cursor"), "chat": ("channel", "room"),
                "presence": ("channel", "room")}
-_EXTRA_KEYS = {"poll": ("events", "cursor", "conditional", "cache_header"),
-               "longpoll": ("events", "cursor", "conditional", "cache_header"),
-               "state": ("events", "conditional", "cache_header"), "sse": (), "ws": ("subscribe", "resume_url"),
-               "chat": ("subscribe", "room", "send"),
-               "signal": ("fetch", "events", "cursor", "subscribe", "notify_match", "notify_seq"),
+_EXTRA_KEYS = {"poll": ("events", "cursor", "order", "conditional", "cache_header"),
+               "longpoll": ("events", "cursor", "order", "conditional", "cache_header"),
+               "state": ("events", "order", "conditional", "cache_header"), "sse": (),
+               "ws": ("subscribe", "resume_url"), "chat": ("subscribe", "room", "send"),
+               "signal": ("fetch", "events", "cursor", "order", "subscribe", "notify_match", "notify_seq"),
                "rpc": ("request", "response_id", "response_match", "status", "subscribe"),
                "rest": ("conditional",),
                "presence": ("room", "send", "presence", "sender", "subscribe")}
@@ -290,6 +301,7 @@ _SUBSCRIBE_VALUES = {"chat": ("channel", "room"), "presence": ("channel", "room"
 _PROCESS_KINDS = {"pid": "pid", "pidfile": "pidfile", "port": "port", "cgroup": "cgroup", "metrics_url": "metrics",
                   "none": "none"}
 _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+_ORDERS = ("asc", "desc")
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _CLASS_REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
@@ -327,6 +339,7 @@ def _transport(name: str, table: KeyReader, inherited: dict[str, tuple[Any, str]
     getters = {
         "events": lambda: table.get("events", "str", "", path=True),
         "cursor": lambda: table.get("cursor", "str", "", path=True),
+        "order": lambda: table.get("order", "str", "asc", choices=_ORDERS),
         "conditional": lambda: table.get("conditional", "bool", True),
         "cache_header": lambda: table.get("cache_header", "str", check=_header_name_problem),
         "subscribe": lambda: table.get("subscribe", "str", template=_SUBSCRIBE_VALUES.get(name, ("channel",))),

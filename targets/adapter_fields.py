@@ -213,6 +213,7 @@ PLACEHOLDERS = {  # every placeholder, and where it may appear (for error hints)
     "room": "the chat url, subscribe and send",
     "cursor": "poll and longpoll urls",
     "seq": "the publish url, body and headers",
+    "counter": "the publish url, body and headers",
     "ts": "the publish url, body and headers",
     "ts_ms": "the publish url, body and headers",
     "padding": "the publish url, body and headers, and chat send",

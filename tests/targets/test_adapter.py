@@ -206,6 +206,13 @@ ERROR_CASES = {
                                        "spaces), got 'X Cache'"),
     "cache_header on a stream": (MINIMAL + 'cache_header = "X-Cache"\n', "transports.sse.cache_header",
                                  "only used by the poll, longpoll, state transports"),
+    "bad order": (MINIMAL + '[transports.poll]\nurl = "/p"\norder = "newest"\n', "transports.poll.order",
+                  "expected one of asc, desc, got 'newest'"),
+    "order of a stream": (MINIMAL + 'order = "desc"\n', "transports.sse.order",
+                          "only used by the poll, longpoll, state, signal transports"),
+    "misspelt publish placeholder": (MINIMAL + '[publish]\nmode = "http"\nurl = "/p"\nbody = "{count}"\n',
+                                     "publish.body", "unknown placeholder {count} in '{count}' (allowed here: "
+                                     "{channel}, {seq}, {counter}, {ts}, {ts_ms}, {padding})"),
 }
 
 
@@ -371,7 +378,37 @@ def test_events_and_cursor_in_polled_bodies() -> None:
     assert TransportSpec("poll", "/p").cursor_in({}, 9) == 9
 
 
+def test_order_desc_lists_a_newest_first_page_oldest_first(tmp_path: Path) -> None:
+    adapter = load_adapter(write(tmp_path, MINIMAL + """
+        [transports.poll]
+        url = "/latest?since={cursor}"
+        events = "items"
+        order = "desc"
+        [transports.state]
+        url = "/state"
+    """))
+    page = {"items": [{"seq": 9}, {"seq": 8}, {"seq": 7}]}
+    assert [e["seq"] for e in adapter.transport("poll").events_in(page)] == [7, 8, 9]
+    assert adapter.transport("state").order == "asc"
+    assert adapter.transport("state").events_in([{"seq": 1}, {"seq": 2}]) == [{"seq": 1}, {"seq": 2}]
+
+
 # --- templates, publishing and URLs ---------------------------------------------------------------------
+
+
+def test_publish_counter_is_the_publishers_count_and_seq_as_given(tmp_path: Path) -> None:
+    adapter = load_adapter(write(tmp_path, MINIMAL + """
+        [publish]
+        mode = "http"
+        url = "/publish?n={counter}"
+        headers = { X-Seq = "{seq}" }
+        body = '{{"seq": {seq}, "n": {counter}}}'
+    """))
+    _, url, headers, body = adapter.publish.render(1_700_000_000_002, 0.0, "live", counter=2)
+    assert url.endswith("/publish?n=2") and headers["X-Seq"] == "1700000000002"
+    assert json.loads(body) == {"seq": 1_700_000_000_002, "n": 2}
+    # A caller that passes no counter (an older publisher) gets its seq in both.
+    assert json.loads(adapter.publish.render(5, 0.0, "live")[3]) == {"seq": 5, "n": 5}
 
 
 def test_publish_render_substitutes_and_escapes(tmp_path: Path) -> None:
