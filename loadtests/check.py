@@ -77,6 +77,8 @@ class ProcessCheck:
     how: str
     rss_bytes: int | None = None
     why: str = ""
+    members: list[tuple[int, str, int]] = field(default_factory=list)
+    """(pid, name, RSS) of every process the sampler will sum: what is counted, and so what is not."""
 
 
 class _Poller:
@@ -382,7 +384,8 @@ def check_process(adapter: TargetAdapter, started_pid: int | None = None) -> Pro
     if probe is None:
         return ProcessCheck(True, how, why="memory per connection and target CPU will be unavailable")
     try:
-        return ProcessCheck(True, how, rss_bytes=probe.read(read_sockstat()).rss_bytes)
+        members = probe.members() if hasattr(probe, "members") else []
+        return ProcessCheck(True, how, rss_bytes=probe.read(read_sockstat()).rss_bytes, members=members)
     except Exception as error:  # noqa: BLE001 - psutil and probe errors alike
         return ProcessCheck(False, how, why=f"{error.__class__.__name__}: {error}")
 
@@ -399,6 +402,8 @@ def format_table(results: list[CheckResult], process: ProcessCheck) -> str:
     memory = "-" if process.rss_bytes is None else f"rss {process.rss_bytes / 2**20:.1f} MiB"
     rows.append(("process", "ok" if process.ok else "FAILED", "", "", "", memory,
                  process.how + (f": {process.why}" if process.why else "")))
+    for pid, name, rss in process.members:
+        rows.append(("", "", "", "", "", f"rss {rss / 2**20:.1f} MiB", f"sums pid {pid} ({name})"))
     columns = len(rows[0]) - 1
     widths = [max(len(row[i]) for row in rows) for i in range(columns)]
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row[:columns], widths)) + "  " + row[columns]

@@ -38,6 +38,11 @@ def _port_of(adapter: TargetAdapter, value: Any) -> int:
     return int(value)
 
 
+def _scoped(pid: int, scope: str) -> ProcessProbe:
+    """A probe of `pid` summing what the adapter's process.scope says is the server."""
+    return ProcessProbe(pid, "target", include_children=scope != "port", group=scope == "group")
+
+
 def probe_for(adapter: TargetAdapter, started_pid: int | None = None) -> Any | None:
     """A probe for the adapter's target process, None when the adapter observes nothing."""
     spec = adapter.process
@@ -47,14 +52,14 @@ def probe_for(adapter: TargetAdapter, started_pid: int | None = None) -> Any | N
         if spec.kind == "started":
             if started_pid is None:
                 raise ObserveError("the target is observed as the process rtcap starts, but none was started")
-            return ProcessProbe(started_pid, "target", include_children=True)
+            return _scoped(started_pid, spec.scope)
         if spec.kind == "pid":
-            return ProcessProbe(int(spec.value), "target", include_children=True)
+            return _scoped(int(spec.value), spec.scope)
         if spec.kind == "pidfile":
             text = Path(str(spec.value)).read_text().strip()
-            return ProcessProbe(int(text.split()[0]), "target", include_children=True)
+            return _scoped(int(text.split()[0]), spec.scope)
         if spec.kind == "port":
-            return ProcessProbe(listening_pid(_port_of(adapter, spec.value)), "target", include_children=True)
+            return _scoped(listening_pid(_port_of(adapter, spec.value)), spec.scope)
         if spec.kind == "cgroup":
             return CgroupProbe(str(spec.value))
         if spec.kind == "metrics":
@@ -67,12 +72,14 @@ def probe_for(adapter: TargetAdapter, started_pid: int | None = None) -> Any | N
 def describe(adapter: TargetAdapter) -> str:
     """How the target is observed, in words, for tables and reports."""
     spec = adapter.process
+    scope = {"tree": " and its children", "group": " with its whole process group",
+             "port": " alone (process.scope = \"port\")"}.get(spec.scope, "")
     return {
         "none": "not observed: client-side figures only, memory per connection unavailable",
-        "started": "the process rtcap starts, with its children",
-        "pid": f"pid {spec.value} and its children",
-        "pidfile": f"the pid in {spec.value} and its children",
-        "port": f"the process listening on port {spec.value} and its children",
+        "started": f"the process rtcap starts{scope}",
+        "pid": f"pid {spec.value}{scope}",
+        "pidfile": f"the pid in {spec.value}{scope}",
+        "port": f"the process listening on port {spec.value}{scope}",
         "cgroup": f"cgroup {spec.value}",
         "metrics": f"Prometheus process metrics at {spec.value}",
     }.get(spec.kind, spec.kind)

@@ -369,9 +369,12 @@ def _watch(locust: subprocess.Popen, sampler: Sampler, limit: float, transport: 
     shown = 0
     while True:
         try:
-            return locust.wait(timeout=1.0)
+            code = locust.wait(timeout=1.0)
         except subprocess.TimeoutExpired:
             pass
+        else:
+            _progress(transport, record_dir, sampler, evidence, options, shown, say)  # the last step's line
+            return code
         shown = _progress(transport, record_dir, sampler, evidence, options, shown, say)
         if "target" in sampler.gone:
             # Nothing more can be measured: let Locust write what it has, then report the death.

@@ -65,12 +65,14 @@ class ProcessProbe:
     """
 
     def __init__(self, pid: int, role: str, count_connections: bool = True, include_children: bool = False,
-                 per_process: bool = False) -> None:
+                 per_process: bool = False, group: bool = False) -> None:
         self.process = psutil.Process(pid)
         self.per_process = per_process
         self.role = role
         self.count_connections = count_connections
         self.include_children = include_children
+        self.group = os.getpgid(pid) if group else None
+        """With `group`, every process of the observed one's process group (and their descendants) is summed."""
         self._known: dict[int, psutil.Process] = {}
         self._track(self.process)
 
@@ -82,12 +84,24 @@ class ProcessProbe:
         return known
 
     def _members(self) -> list[psutil.Process]:
-        if not self.include_children:
+        if not self.include_children and self.group is None:
             return [self.process]
         members = [self.process] + [self._track(child) for child in self.process.children(recursive=True)]
+        if self.group is not None:
+            members += [self._track(other) for other in _group_members(self.group, {m.pid for m in members})]
         alive = {member.pid for member in members}
         self._known = {pid: proc for pid, proc in self._known.items() if pid in alive}
         return members
+
+    def members(self) -> list[tuple[int, str, int]]:
+        """(pid, name, RSS bytes) of every process this probe sums, for people to check what is counted."""
+        out = []
+        for process in self._members():
+            try:
+                out.append((process.pid, process.name(), process.memory_info().rss))
+            except psutil.Error:
+                continue
+        return out
 
     def read_each(self, sockstat: tuple[int | None, int | None]) -> list[Sample]:
         """One sample per member process (the process and, with include_children, each descendant)."""
@@ -130,6 +144,20 @@ class ProcessProbe:
         inbound, outgoing = _split_connections(conns)
         return Sample(time.time(), self.role, self.process.pid, int(rss), None if uss is None else int(uss), cpu, fds,
                       inbound, *sockstat, tcp_outgoing=outgoing, state=state)
+
+
+def _group_members(pgid: int, known: set[int]) -> list[psutil.Process]:
+    """The processes of process group `pgid` not in `known`."""
+    found = []
+    for process in psutil.process_iter():
+        if process.pid in known:
+            continue
+        try:
+            if os.getpgid(process.pid) == pgid:
+                found.append(process)
+        except (ProcessLookupError, PermissionError):
+            continue
+    return found
 
 
 def _alive(process: psutil.Process) -> str:

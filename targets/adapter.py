@@ -215,6 +215,9 @@ class ProcessSpec:
     stop_signal: str = "SIGTERM"
     ready_url: str | None = None
     start_timeout: float = 20.0
+    scope: str = "tree"
+    """Which processes make the server: "tree" (the observed process and its descendants), "group" (every
+    process in its process group, e.g. the siblings a launcher started) or "port" (the process alone)."""
 
     def render_start(self, port: int, rate: float, payload: int, channel: str) -> list[str]:
         """The start command with {port} {python} {rate} {payload} {channel} filled in."""
@@ -398,6 +401,9 @@ def _port_problem(port: int) -> str | None:
     return None if 1 <= port <= 65535 else f'must be 1..65535 (or "{{port}}" with start), got {port}'
 
 
+PROCESS_SCOPES = ("tree", "group", "port")
+
+
 def _process(table: KeyReader, present: bool) -> ProcessSpec:
     values = {
         "pid": table.get("pid", "int", check=positive),
@@ -422,6 +428,8 @@ def _process(table: KeyReader, present: bool) -> ProcessSpec:
                             f"expected a signal name such as SIGTERM or SIGINT, got {v!r}")
     ready_url = table.get("ready_url", "str", check=url_problem)
     start_timeout = table.get("start_timeout", "number", 20.0, check=positive)
+    scope = table.get("scope", "str", "tree", check=lambda v: None if v in PROCESS_SCOPES else
+                      f"expected one of {', '.join(PROCESS_SCOPES)}, got {v!r}")
     table.finish()
     if not table.has("start"):
         for key in ("stop_signal", "ready_url", "start_timeout"):
@@ -435,7 +443,9 @@ def _process(table: KeyReader, present: bool) -> ProcessSpec:
         table.errors.append(("process", f"give one of {', '.join(_PROCESS_KINDS)} (none = true), or start"))
     kind = _PROCESS_KINDS[given[0]] if given else ("started" if start else "none")
     value = values[given[0]] if given and given[0] != "none" else None
-    return ProcessSpec(kind, value, start, stop_signal, ready_url, float(start_timeout))
+    if table.has("scope") and kind in ("cgroup", "metrics", "none"):
+        table.error("scope", f"only for a process rtcap reads itself (pid, pidfile, port, start), not {kind}")
+    return ProcessSpec(kind, value, start, stop_signal, ready_url, float(start_timeout), scope)
 
 
 def _import_class(ref: str, source: Path | None, table: KeyReader) -> type | None:

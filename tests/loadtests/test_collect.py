@@ -207,3 +207,36 @@ def test_websocket_pattern_figures_per_window() -> None:
     rpc = [second(t, "rpc", [], unanswered=1, in_flight=2) for t in range(100, 104)]
     row = step_row("rpc", WINDOW, rpc, [])
     assert (row["unanswered"], row["in_flight"], row["round_trips_per_event"]) == (4, 8, None)
+
+
+def test_published_events_with_no_deliveries_make_the_step_invalid() -> None:
+    from loadtests.collect import Evidence
+
+    quiet = [second(t, "sse", []) for t in range(100, 104)]
+    published = Evidence(publishes=[{"t": 101.0, "ok": True, "ms": 2.0}])
+    row = step_row("sse", WINDOW, quiet, [sample(101, "target", 100, 1.0, tcp=10)], evidence=published)
+    assert "no_deliveries" in row["flags"] and row["valid"] is False
+    # A window too short to hold a whole second cannot be judged: nothing was due there.
+    short = {**WINDOW, "t_start": 100.3, "t_end": 101.2}
+    row = step_row("sse", short, quiet, [sample(100.5, "target", 100, 1.0, tcp=10)],
+                   evidence=Evidence(self_publish_rate=1.0))
+    assert "no_deliveries" not in row["flags"]
+
+
+def test_failed_health_probes_a_stopped_process_and_failed_publishes_are_the_targets_fault() -> None:
+    from loadtests.collect import Evidence
+    from reports.flags import TARGET_FLAGS
+
+    seconds = [second(t, "sse", [1.0] * 10) for t in range(100, 104)]
+    samples = [sample(101, "target", 100, 1.0, tcp=10)]
+    health = Evidence(health=[{"t": 101.0, "ok": True}, {"t": 102.0, "ok": False, "error": "timed out"}])
+    assert "target_unresponsive" in step_row("sse", WINDOW, seconds, samples, evidence=health)["flags"]
+    frozen = [{**samples[0], "state": "stopped"}]
+    assert "target_unresponsive" in step_row("sse", WINDOW, seconds, frozen)["flags"]
+    failing = Evidence(publishes=[{"t": 101.0, "ok": True, "ms": 1.0},
+                                  {"t": 102.0, "ok": False, "ms": 3.0, "error": "answered 500: busy"}])
+    row = step_row("sse", WINDOW, seconds, samples, evidence=failing)
+    assert (row["published"], row["publish_errors"], row["publish_error"]) == (2, 1, "answered 500: busy")
+    assert "publish_failed" in row["flags"] and not row["valid"]
+    gone = step_row("sse", WINDOW, seconds, samples, evidence=Evidence(gone_at=103.0))
+    assert set(gone["flags"].split(";")) & TARGET_FLAGS == {"target_down"}
