@@ -84,8 +84,9 @@ class ProcessCheck:
 class _Poller:
     """Polls with the users' own keep-alive client and the validators of the last 200 (ETag, Last-Modified)."""
 
-    def __init__(self, base_url: str, headers: dict[str, str], conditional: bool, timeout: float) -> None:
-        self.http = HTTPConnection(base_url, timeout=timeout)
+    def __init__(self, base_url: str, headers: dict[str, str], conditional: bool, timeout: float,
+                 follow_redirects: bool = False) -> None:
+        self.http = HTTPConnection(base_url, timeout=timeout, follow_redirects=follow_redirects)
         self.headers = headers
         self.conditional = conditional
         self.validators: dict[str, str] = {}
@@ -193,7 +194,8 @@ def _open_polled(adapter: TargetAdapter, transport: str, timeout: float, receive
     there before the check), later answers deliver. Returns once the first poll is going out: a long poll may
     be held until something is published, which the checker does next."""
     spec = adapter.transport(transport)
-    poller = receiver.client = _Poller(adapter.base_url, adapter.headers, spec.conditional, timeout)
+    poller = receiver.client = _Poller(adapter.base_url, adapter.headers, spec.conditional, timeout,
+                                       adapter.follow_redirects)
     connect_ms = poller.http.connect()
 
     def read_polls() -> None:

@@ -45,7 +45,7 @@ def open_signal(adapter: TargetAdapter, timeout: float, receiver: Any, failed: t
     """Connect the notification socket; on each notification fetch the events and hand them to `receiver`."""
     spec = adapter.transport("signal")
     ws = WebSocketClient(adapter.url_for("signal"), headers=adapter.headers, timeout=timeout)
-    http = HTTPConnection(adapter.base_url, timeout=timeout)
+    http = HTTPConnection(adapter.base_url, timeout=timeout, follow_redirects=adapter.follow_redirects)
     receiver.client = Clients(ws, http)
     connect_ms = ws.connect()
     subscribe = spec.render_subscribe(channel=adapter.channel)
@@ -145,7 +145,7 @@ def check_requests(adapter: TargetAdapter, transport: str, count: int, timeout: 
 
 def _check_rest(adapter: TargetAdapter, timeout: float, failed: type[Exception]) -> tuple[float, list[str]]:
     spec = adapter.transport("rest")
-    http = HTTPConnection(adapter.base_url, timeout=timeout)
+    http = HTTPConnection(adapter.base_url, timeout=timeout, follow_redirects=adapter.follow_redirects)
     try:
         connect_ms = http.connect()
         first = http.get(adapter.url_for("rest"), dict(adapter.headers))

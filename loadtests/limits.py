@@ -15,7 +15,8 @@ waits, and reports a broken limit as a failed exchange against the target, never
 | WS_MESSAGE_BYTES | 1 MiB   | WebSocket message refused from its frame headers, before its payload       |
 | HEAD_TIMEOUT_S   | 30 s    | no complete response head (or WebSocket handshake answer) in time          |
 | BODY_TIMEOUT_S   | 30 s    | response body not complete this long after its head                        |
-| MAX_REDIRECTS    | 0       | a 3xx answer (not 304) is an error naming its Location; never followed     |
+| MAX_REDIRECTS    | 0       | a 3xx answer (not 304) is an error naming its Location; never followed,   |
+|                  |         | unless the adapter sets follow_redirects (same origin only, 5 hops)        |
 
 Streams (SSE, WebSocket) have no body deadline: `--read-timeout` (60 s) is the longest they may go without
 a complete item (SSE event, comment or retry; WebSocket frame), so a server trickling one byte at a time
@@ -59,7 +60,8 @@ class TimeLimitExceeded(LimitExceeded):
 
 
 class RedirectRefused(LimitExceeded):
-    """A server answered with a redirect: with MAX_REDIRECTS = 0 the client reports it and goes nowhere."""
+    """A server answered with a redirect the client does not follow: any, by default; with the adapter's
+    follow_redirects, one that leaves the origin or goes past the hop limit (loadtests/http_client.py)."""
 
 
 @dataclass(frozen=True)

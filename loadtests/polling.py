@@ -14,6 +14,8 @@ passed entirely while the viewer was still waiting are skipped (no burst of catc
 A poll is bounded by `limits.for_settings` (no deadline longer than --read-timeout): an oversized or endless
 answer, a server that sends its head and goes silent, a redirect, all end the poll as a failed GET with a
 named LimitExceeded, so a broken target shows up as errors, never as polls that simply did not happen.
+An adapter with `follow_redirects = true` has same-origin redirects followed instead (http_client.py): the
+poll is then one GET request event from its tick to the last hop's answer, with every hop's bytes.
 """
 
 from __future__ import annotations
@@ -48,13 +50,15 @@ def has_placeholder(template: str, name: str) -> bool:
 def bind_http_user(user: User) -> None:
     """Give an HTTP user of `user.transport` its settings, adapter, transport spec, channel, one keep-alive
     connection (not opened yet, bounded by the read timeout; a user that `holds` its requests may wait for a
-    head that long) and the request name its events carry (the URL's path)."""
+    head that long; following redirects if the adapter says so) and the request name its events carry (the
+    URL's path)."""
     user.settings = Settings.of(user.environment)
     user.adapter = adapter_for(user.environment)
     user.spec = user.adapter.transport(user.transport)
     user.channel = user.settings.channel or user.adapter.channel
     limits = for_settings(user.settings, holds=getattr(user, "holds", False))
-    user.http = HTTPConnection(user.adapter.base_url, timeout=user.settings.read_timeout, limits=limits)
+    user.http = HTTPConnection(user.adapter.base_url, timeout=user.settings.read_timeout, limits=limits,
+                               follow_redirects=user.adapter.follow_redirects)
     user.name = urlsplit(user.spec.url).path or "/"
 
 

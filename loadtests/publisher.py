@@ -9,7 +9,9 @@ published, how many failed (with the server's answer) and how long publishing to
 
     {"t": 1700000000.25, "seq": 7, "ok": false, "ms": 3.1, "status": 500, "error": "answered 500: <body>"}
 
-Redirects are never followed (loadtests/urlopen.py): a redirected publish is a failed publish.
+A redirected publish is a failed publish, unless the adapter sets `follow_redirects`: then a same-origin
+307 or 308 is followed with the method and body kept, and any other redirect still fails the publish
+(loadtests/urlopen.py). The flag reaches this thread on the PublishSpec, which the adapter fills in.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from loadtests.http_client import RedirectNotFollowed
 from loadtests.urlopen import urlopen
 from targets.adapter import PublishSpec
 
@@ -49,8 +52,10 @@ def publish_once(spec: PublishSpec, seq: int, channel: str, timeout: float = 5.0
     method, url, headers, body = spec.render(seq, ts, channel, counter)
     request = urllib.request.Request(url, data=body if method != "GET" else None, method=method, headers=headers)
     try:
-        with urlopen(request, timeout) as response:
+        with urlopen(request, timeout, follow_redirects=spec.follow_redirects) as response:
             response.read(1 << 20)
+    except RedirectNotFollowed as error:  # only when following: off origin, a method change, a loop
+        raise PublishError(f"{method} {url} failed: {error}", error.status) from error
     except urllib.error.HTTPError as error:
         where = error.headers.get("Location") if 300 <= error.code < 400 and error.headers else None
         detail = f"redirected to {where} (redirects are not followed)" if where else _excerpt(error.read(4096))

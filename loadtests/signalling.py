@@ -33,7 +33,8 @@ class SignallingSubscriber(_WebSocketUser):
         """Set up the fetch connection and cursor on top of the stream state."""
         super().on_start()
         self.spec = self.adapter.transport(self.transport)
-        self.http = HTTPConnection(self.adapter.base_url, timeout=self.settings.read_timeout)
+        self.http = HTTPConnection(self.adapter.base_url, timeout=self.settings.read_timeout,
+                                   follow_redirects=self.adapter.follow_redirects)
         self.http_bytes = metrics.ByteMeter(self.transport)
         self.cursor: int | str | None = None  # the last seq fetched
         self.fetch_name = urlsplit(self.spec.fetch or "").path or "/"

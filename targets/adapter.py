@@ -187,6 +187,9 @@ class PublishSpec:
     rate: float = 1.0
     payload: int = 64
     base_url: str = ""  # set from the adapter: relative urls resolve against it
+    follow_redirects: bool = False
+    """A copy of the adapter's `follow_redirects`, set by the adapter (like base_url): the publisher sees only
+    this spec. Not a `[publish]` key."""
 
     def render(self, seq: int, ts: float, channel: str,
                counter: int | None = None) -> tuple[str, str, dict[str, str], bytes]:
@@ -243,11 +246,14 @@ class TargetAdapter:
     transports: dict[str, TransportSpec]
     publish: PublishSpec = field(default_factory=PublishSpec)
     process: ProcessSpec = field(default_factory=ProcessSpec)
+    follow_redirects: bool = False
+    """Follow same-origin redirects of polls, fetches and publishes (off: every redirect is an error)."""
     source: Path | None = None
 
     def __post_init__(self) -> None:
-        if not self.publish.base_url:
-            self.publish = dataclasses.replace(self.publish, base_url=self.base_url)
+        # The publisher only gets the PublishSpec: it carries the adapter's base_url and redirect flag.
+        self.publish = dataclasses.replace(self.publish, base_url=self.publish.base_url or self.base_url,
+                                           follow_redirects=self.follow_redirects)
 
     def transport(self, name: str) -> TransportSpec:
         """The spec of transport `name`; AdapterError listing the supported ones if the target lacks it."""
@@ -481,6 +487,7 @@ def _parse(data: Any, source: Path | None) -> tuple[dict[str, Any], type | None,
     base_url = top.get("base_url", "str", required=True, template=("port",), check=base_url_problem)
     channel = top.get("channel", "str", "live", check=nonempty)
     headers = {key: render_template(value, channel=channel) for key, value in top.headers("headers", ("channel",)).items()}
+    follow_redirects = top.get("follow_redirects", "bool", False)
     class_ref = top.get("class", "str", check=lambda v: None if _CLASS_REF.match(v) else
                         f"expected 'package.module:ClassName', got {v!r}")
     message_table = top.table("message")
@@ -510,7 +517,8 @@ def _parse(data: Any, source: Path | None) -> tuple[dict[str, Any], type | None,
         errors.append((uses_port[0], "uses {port} but base_url does not: rtcap could not reach the server it starts"))
     base_url = (base_url or "").rstrip("/")
     args = {"name": name, "base_url": base_url, "channel": channel, "headers": headers, "transports": transports,
-            "publish": dataclasses.replace(publish, base_url=base_url), "process": process}
+            "publish": dataclasses.replace(publish, base_url=base_url), "process": process,
+            "follow_redirects": follow_redirects}
     return args, cls, errors
 
 

@@ -202,3 +202,36 @@ def test_a_step_beyond_the_open_file_limit_is_refused_before_any_load(tmp_path: 
     assert done.returncode == 2, done.stdout + done.stderr
     assert "open files" in done.stderr and "ulimit -n" in done.stderr
     assert not (tmp_path / "fd" / "steps.csv").exists()
+
+
+def test_a_target_restarted_on_the_same_port_is_not_taken_for_the_same_one(run_factory) -> None:
+    from targets.launch import free_port
+
+    port = free_port()
+    serve = [sys.executable, "-m", "targets.reference", "--host", "127.0.0.1", "--port", str(port), "--rate", "5"]
+
+    def start() -> subprocess.Popen:
+        process = subprocess.Popen([*serve], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert process.stdout is not None and "listening" in process.stdout.readline()
+        return process
+
+    first = start()
+    second = None
+    try:
+        run = run_factory("--host", f"http://127.0.0.1:{port}", "--target-pid", str(first.pid), *STEPS)
+        run.until(r"\[sse\] step 0: .* valid")
+        first.terminate()
+        first.wait(timeout=10)
+        second = start()  # a supervisor brings it back on the same port: new process, sequence from 1
+        code = run.finish()
+        out = "".join(run.lines)
+        assert code == 3, out
+        assert f"process ended" in out
+        rows = run.steps()
+        assert rows[0]["valid"] == "True" and any("target_down" in r["flags"] for r in rows), rows
+        assert all(int(r["duplicated"]) == 0 for r in rows), rows  # a restart is not duplicates
+    finally:
+        for process in (first, second):
+            if process is not None and process.poll() is None:
+                process.terminate()
+                process.wait(timeout=10)
