@@ -19,6 +19,10 @@ from loadtests.targeting import adapter_for
 from targets.adapter_fields import FieldError
 
 
+STABLE_S = 5.0
+"""A connection that stayed up this long was a good one: the reconnect backoff starts afresh after it."""
+
+
 class StreamClient(Protocol):
     """The little a stream user needs of a client connection."""
 
@@ -69,9 +73,14 @@ class StreamUser(User):
 
     @task
     def hold(self) -> None:
-        """Stay connected: reconnect after a jittered backoff whenever the connection breaks."""
+        """Stay connected: reconnect after a jittered backoff whenever the connection breaks.
+
+        Only a connection that stayed up STABLE_S resets the backoff: a server that accepts and drops every
+        connection at once must not get a reconnect storm (several per second per user) from its own failure.
+        """
         while True:
-            if self._session():
+            began = time.monotonic()
+            if self._session() and time.monotonic() - began >= STABLE_S:
                 self.backoff.reset()
             time.sleep(self.backoff.next_delay())
 

@@ -54,3 +54,21 @@ def test_users_report_each_limit_as_a_named_error_of_their_transport(hostile: in
         assert any(m == method and message in error for m, error in errors), (method, errors)
     for transport in ("poll", "sse", "ws"):
         assert totals[transport]["errors"] >= 1, (transport, totals[transport])
+
+
+def test_a_server_dropping_every_connection_gets_no_reconnect_storm(hostile: int, tmp_path: Path) -> None:
+    """Before, any connection that opened reset the backoff: about 4 reconnects per second per user."""
+    adapter = tmp_path / "storm.toml"
+    adapter.write_text(f'''name = "storm"
+base_url = "http://127.0.0.1:{hostile}"
+[publish]
+mode = "self"
+[transports.ws]
+url = "/ws-close-storm?channel={{channel}}"
+''', encoding="utf-8")
+    record = tmp_path / "run"
+    locust = start_locust(f"http://127.0.0.1:{hostile}", "WebSocketUser", 2, SECONDS, record, "--target",
+                          str(adapter), locustfile="loadtests/catalog.py")
+    totals = finish(locust, record, timeout=SECONDS + 30)
+    # Doubling ceilings 0.5, 1, 2, 4, 8, 10 s: well under 12 connects per user in 6 s; a reset each time gave ~24.
+    assert 2 <= totals["ws"]["connects"] <= 24, totals["ws"]
