@@ -9,8 +9,7 @@ request ids and over HTTP keep-alive) and PresenceUser (typing indicators in roo
 For a step-load staircase add the shape: `locust -f locustfile.py,loadtests/stepload.py --steps 50,100,150`.
 """
 
-from loadtests.catalog import (ChatUser, LongPollUser, PollUser, PresenceUser, RestUser, RpcUser, SignalUser, SSEUser,
-                               StateUser, WebSocketUser)
+from loadtests import catalog
+from loadtests.catalog import *  # noqa: F403  (one user per transport, as targets/transports.py names them)
 
-__all__ = ["PollUser", "LongPollUser", "StateUser", "SSEUser", "WebSocketUser", "ChatUser", "SignalUser", "RpcUser",
-           "RestUser", "PresenceUser"]
+__all__ = catalog.__all__

@@ -22,6 +22,7 @@ from typing import Any
 from loadtests.collect import merge_seconds
 from loadtests.timeline import decode_histogram, new_histogram, read_timeline
 from targets.adapter import reference_adapter_path
+from targets.transports import lookup
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -125,9 +126,9 @@ def delay_shift(work: Path, delay_ms: int = 50, users: int = 10, seconds: int = 
     for name, args in (("plain", ()), ("delayed", ("--delay-ms", str(delay_ms)))):
         target = _served(work, *args)
         try:
-            for user, transport in (("SSEUser", "sse"), ("WebSocketUser", "ws")):
+            for transport in ("sse", "ws"):
                 record = work / f"delay-{name}-{transport}"
-                _locust(target.adapter.base_url, user, users, seconds, record)
+                _locust(target.adapter.base_url, lookup(transport).user_class, users, seconds, record)
                 out.setdefault(transport, {})[name] = _p50_ms(record, transport)
         finally:
             target.stop()
@@ -165,12 +166,11 @@ def fault_counts(work: Path, users: int = 5, seconds: int = 6, rate: float = 50.
     plans = (("drop", "--drop-every", 10, "lost", ("sse", "ws", "poll")),
              ("duplicate", "--duplicate-every", 7, "duplicated", ("sse", "ws", "poll")),
              ("swap", "--swap-every", 5, "reordered", ("sse", "ws")))
-    users_by_transport = {"sse": "SSEUser", "ws": "WebSocketUser", "poll": "PollUser"}
     for kind, flag, every, field, transports in plans:
         target = _served(work, flag, str(every), rate=rate)
         try:
             # Counts do not depend on timing: the transports run at once, each with its own subscribers.
-            _locust_together(target.adapter.base_url, [(users_by_transport[t], work / f"fault-{kind}-{t}",
+            _locust_together(target.adapter.base_url, [(lookup(t).user_class, work / f"fault-{kind}-{t}",
                                                         ("--poll-interval", "0.2")) for t in transports], users, seconds)
             for transport in transports:
                 record = work / f"fault-{kind}-{transport}"
@@ -212,13 +212,12 @@ def wire_bytes(work: Path, users: int = 5, seconds: int = 6) -> list[dict[str, A
     host, port = target.adapter.base_url.removeprefix("http://").rsplit(":", 1)
     try:
         # A viewer stopped mid-poll would leave a response in its socket that it never read: let polls finish.
-        plans = (("PollUser", "poll", ("--poll-interval", "0.5", "--stop-timeout", "3")), ("SSEUser", "sse", ()),
-                 ("WebSocketUser", "ws", ()))
-        for user, transport, extra in plans:
+        plans = (("poll", ("--poll-interval", "0.5", "--stop-timeout", "3")), ("sse", ()), ("ws", ()))
+        for transport, extra in plans:
             proxy = CutProxy(host, int(port))
             try:
                 record = work / f"bytes-{transport}"
-                _locust(f"http://127.0.0.1:{proxy.port}", user, users, seconds, record, *extra)
+                _locust(f"http://127.0.0.1:{proxy.port}", lookup(transport).user_class, users, seconds, record, *extra)
                 counts = proxy.wait_idle(timeout=10.0)  # Locust has exited: wait for its connections to drain
             finally:
                 proxy.close()

@@ -1,6 +1,8 @@
 """Concrete Locust users, one per transport; `locustfile.py` exposes them so plain `locust` runs them.
 
-Run one kind by naming it: `locust -f locustfile.py --headless -u 100 -r 50 SSEUser`.
+Run one kind by naming it: `locust -f locustfile.py --headless -u 100 -r 50 SSEUser`. Each class is the
+`user_class` its transport's record names (targets/transports.py), which is how `rtcap run` picks it:
+`__all__` is built from those names, so a record whose class is missing fails locustfile.py's `import *`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from loadtests.rpc import WebSocketRequester
 from loadtests.signalling import SignallingSubscriber
 from loadtests.sse import SSEListener
 from loadtests.ws import WebSocketChatter, WebSocketListener
+from targets.transports import REGISTRY
 
 
 class PollUser(PollingViewer):
@@ -58,6 +61,4 @@ class PresenceUser(PresenceChatter):
     """Sends `--typing-rate` typing indicators per second in a `/ws/chat` room of `--room-size` users."""
 
 
-USERS_BY_TRANSPORT = {"poll": PollUser, "longpoll": LongPollUser, "state": StateUser, "sse": SSEUser, "ws": WebSocketUser, "chat": ChatUser,
-                      "signal": SignalUser, "rpc": RpcUser, "rest": RestUser, "presence": PresenceUser}
-"""Which user class measures which transport, for `rtcap run --transports`."""
+__all__ = [t.user_class for t in REGISTRY]

@@ -37,8 +37,8 @@ from loadtests.targeting import parse_body
 from loadtests.ws_client import WebSocketClient
 from targets.adapter import TargetAdapter
 from targets.adapter_fields import FieldError
+from targets.transports import Transport, UnknownTransport, lookup
 
-POLLED = ("poll", "longpoll", "state")
 MAX_DELIVERY_S = 5.0
 """Longest receive time - ts an event may show and still be one the check just made happen."""
 CLOCK_TOLERANCE_S = 1.0
@@ -154,8 +154,11 @@ class _CheckPublisher:
         return True
 
 
-def _open(adapter: TargetAdapter, transport: str, timeout: float, receiver: _Receiver) -> float:
-    """Connect `transport` and start receiving; return the connect time in ms."""
+def _open(adapter: TargetAdapter, record: Transport, timeout: float, receiver: _Receiver) -> float:
+    """Connect `record`'s transport and start receiving; return the connect time in ms."""
+    transport = record.name
+    if record.polled:
+        return _open_polled(adapter, record, timeout, receiver)
     spec = adapter.transport(transport)
     values = {"channel": adapter.channel, "room": spec.room}
     if transport == "signal":
@@ -172,7 +175,7 @@ def _open(adapter: TargetAdapter, transport: str, timeout: float, receiver: _Rec
                     receiver.items.put((parse_body(item.data), received_at, item.id))
         receiver.run(read_sse)
         return connect_ms
-    if transport in ("ws", "chat"):
+    if transport in ("ws", "chat"):  # the feed and the chat room: one socket, messages as they come
         client = receiver.client = WebSocketClient(adapter.url_for(transport, **values), headers=adapter.headers,
                                                    timeout=timeout)
         connect_ms = client.connect()
@@ -186,13 +189,14 @@ def _open(adapter: TargetAdapter, transport: str, timeout: float, receiver: _Rec
                 receiver.items.put((parse_body(text), received_at, None))
         receiver.run(read_ws)
         return connect_ms
-    return _open_polled(adapter, transport, timeout, receiver)
+    raise CheckFailed(f"no event check for transport {transport!r}")  # never another transport's check
 
 
-def _open_polled(adapter: TargetAdapter, transport: str, timeout: float, receiver: _Receiver) -> float:
+def _open_polled(adapter: TargetAdapter, record: Transport, timeout: float, receiver: _Receiver) -> float:
     """Connect, then poll on the receiver's thread; the first answer only syncs the cursor (what it lists was
     there before the check), later answers deliver. Returns once the first poll is going out: a long poll may
     be held until something is published, which the checker does next."""
+    transport = record.name
     spec = adapter.transport(transport)
     poller = receiver.client = _Poller(adapter.base_url, adapter.headers, spec.conditional, timeout,
                                        adapter.follow_redirects)
@@ -225,7 +229,7 @@ def _open_polled(adapter: TargetAdapter, transport: str, timeout: float, receive
             first = False
             # Short polls keep an interval; a long poll asks again at once unless it came back empty-handed
             # without being held (a server that does not hold must not be hammered).
-            if transport != "longpoll" or (not news and time.perf_counter() - sent < 0.2):
+            if record.interval or (not news and time.perf_counter() - sent < 0.2):
                 receiver.stop.wait(0.2)
     receiver.run(read_polls)
     receiver.polling.wait(timeout)
@@ -286,20 +290,21 @@ def check_transport(adapter: TargetAdapter, transport: str, count: int = 3, time
     receiver = _Receiver()
     started = time.time()
     try:
-        if transport in check_patterns.REQUEST_TRANSPORTS:
+        record = lookup(transport)  # an unknown name is refused, never checked as some other transport
+        if record.request_response:
             # Answers to requests, not events: every id answered and successful is the check.
             result.connect_ms, result.figures = check_patterns.check_requests(adapter, transport, count, timeout,
                                                                               CheckFailed)
             result.events, result.ok = count, True
             return result
         publisher = None
-        if adapter.publish.mode == "http" and transport not in ("chat", "presence"):
+        if adapter.publish.mode == "http" and record.kind != "room":  # a room's events are the check's messages
             publisher = _CheckPublisher(adapter, count * PUBLISHES_PER_EVENT + 1)
-        if transport in POLLED and publisher is not None:
+        if record.polled and publisher is not None:
             # Some servers give a first poll on an empty channel no cursor to follow (nchan answers 304):
             # one event beforehand gives every viewer a place in the stream, as a live channel would.
             publisher.publish()
-        result.connect_ms = _open(adapter, transport, timeout, receiver)
+        result.connect_ms = _open(adapter, record, timeout, receiver)
         _send(adapter, transport, count, receiver)
         seqs, offsets = [], []
         stale: tuple[int, Any, float, float] = (0, None, 0.0, 0.0)  # (how many, the last one's seq, ts, receive time)
@@ -315,7 +320,7 @@ def check_transport(adapter: TargetAdapter, transport: str, count: int = 3, time
             if publisher is not None and now >= publish_at:
                 # Short polls get the first events in one burst, so that one answer lists several and shows
                 # their order; the rest go one at a time, each once the last arrived (or went unseen).
-                burst = count if transport in ("poll", "state") and rounds == 0 else 1
+                burst = count if record.interval and rounds == 0 else 1
                 published = [publisher.publish() for _ in range(burst)]
                 publish_at = now + PUBLISH_RETRY_S if all(published) else deadline
                 rounds += 1
@@ -332,7 +337,7 @@ def check_transport(adapter: TargetAdapter, transport: str, count: int = 3, time
                 continue
             if seqs and not seq > seqs[-1]:
                 raise CheckFailed(f"seq went from {seqs[-1]!r} to {seq!r}: sequence numbers must increase"
-                                  + (' (a list newest first needs order = "desc")' if transport in POLLED else ""))
+                                  + (' (a list newest first needs order = "desc")' if record.polled else ""))
             seqs.append(seq)
             if publisher is not None:
                 publish_at = time.monotonic()  # it arrived: the next one now
@@ -346,7 +351,7 @@ def check_transport(adapter: TargetAdapter, transport: str, count: int = 3, time
             result.figures.append("throughput only (messages carry no publish time)")
         result.figures += ["connect time", "bytes", "loss/duplicates/reordering"]
         result.ok = True
-    except (CheckFailed, FieldError, PublishError) as error:
+    except (CheckFailed, FieldError, PublishError, UnknownTransport) as error:
         result.why = str(error)
     except (OSError, ValueError, json.JSONDecodeError) as error:
         result.why = f"{error.__class__.__name__}: {error}"
@@ -364,7 +369,7 @@ def check_transport(adapter: TargetAdapter, transport: str, count: int = 3, time
 def _missing_events(adapter: TargetAdapter, transport: str, got: int, count: int, timeout: float,
                     stale: tuple[int, Any, float, float], started: float) -> str:
     """Why the check is short of events: how many came, and what the stale ones say about the cause."""
-    expected = ("published" if adapter.publish.mode == "http" or transport in ("chat", "presence")
+    expected = ("published" if adapter.publish.mode == "http" or lookup(transport).kind == "room"
                 else "from the server itself")
     why = f"{got} of {count} events {expected} arrived within {timeout:g} s"
     ignored, seq, ts, received_at = stale

@@ -15,7 +15,6 @@ from loadtests.targeting import parse_body
 from loadtests.ws_client import WebSocketClient
 from targets.adapter import TargetAdapter
 
-REQUEST_TRANSPORTS = ("rpc", "rest")
 CHECK_CLIENT = "rtcap-check-sender"
 """The {client} token of the presence check's sender."""
 
@@ -115,6 +114,8 @@ def check_requests(adapter: TargetAdapter, transport: str, count: int, timeout: 
     """Send `count` requests (rpc) or GETs (rest); (connect ms, figures), or `failed` naming what went wrong."""
     if transport == "rest":
         return _check_rest(adapter, timeout, failed)
+    if transport != "rpc":
+        raise failed(f"no request check for transport {transport!r}")
     spec = adapter.transport("rpc")
     client = WebSocketClient(adapter.url_for("rpc"), headers=adapter.headers, timeout=timeout)
     try:

@@ -33,6 +33,7 @@ from loadtests.validate import (
     number,
     run_name,
 )
+from targets import transports as registry
 
 QUICK = {"steps": "40,80,120,160,200", "hold": 6.0, "settle": 2.0}
 QUICK_STEPS = [40, 80, 120]
@@ -40,16 +41,14 @@ QUICK_STEPS = [40, 80, 120]
 DEFAULT = {"steps": "100,200,300,400,500,600", "hold": 15.0, "settle": 2.0}
 SCENARIO_NAMES = ("cache-5s", "live-scores", "long-polling", "conditional", "signalling", "rpc-over-ws", "presence")
 """loadtests/scenarios.py SCENARIOS (kept here so `rtcap --help` imports nothing heavy; a test checks both agree)."""
-TRANSPORTS = ("poll", "longpoll", "state", "sse", "ws", "chat", "signal", "rpc", "rest", "presence")
-"""What --transports accepts: loadtests/run.py USER_CLASSES names the Locust user of each."""
 
 
 def _transports(text: str) -> list[str]:
-    names = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = [name for name in names if name not in TRANSPORTS]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(f"unknown transport(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(TRANSPORTS)}")
-    return names
+    """--transports: a comma list of names from targets/transports.py; any other name is refused."""
+    try:
+        return registry.checked(name.strip() for name in text.split(",") if name.strip())
+    except registry.UnknownTransport as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _server_args(text: str) -> list[str]:
@@ -78,9 +77,10 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                              "user options, one run per arm, a verdict in scenario.json and summary.md): "
                              + ", ".join(sorted(SCENARIO_NAMES)))
     parser.add_argument("--transports", type=_transports, default=None,
-                        help="comma list from " + ",".join(TRANSPORTS) + " (default poll,sse,ws; state = full-state "
-                             "polling, longpoll = long polling, signal = WebSocket notice then REST fetch, rpc/rest = "
-                             "request/response over WebSocket/HTTP, presence = typing indicators in rooms)")
+                        help=f"comma list from {','.join(registry.NAMES)} (default {','.join(registry.RUN_DEFAULT)}; "
+                             "state = full-state polling, longpoll = long polling, signal = WebSocket notice then "
+                             "REST fetch, rpc/rest = request/response over WebSocket/HTTP, presence = typing "
+                             "indicators in rooms)")
     parser.add_argument("--steps", type=_steps, help=f"users per step, '100,200' or 'start:stop:step' (default {DEFAULT['steps']})")
     parser.add_argument("--hold", type=number(float, 0, MAX_SECONDS, above=True),
                         help=f"seconds each step holds (default {DEFAULT['hold']:g})")
@@ -179,7 +179,7 @@ def run_command(args: argparse.Namespace) -> int:
         return 2
     options = RunOptions(
         name=args.name or datetime.now().strftime("run-%Y%m%d-%H%M%S"), out_dir=args.out_dir,
-        transports=args.transports or ["poll", "sse", "ws"], steps=args.steps or parse_steps(preset["steps"]), hold=hold,
+        transports=args.transports or list(registry.RUN_DEFAULT), steps=args.steps or parse_steps(preset["steps"]), hold=hold,
         settle=settle,
         settle_max=args.settle_max,
         spawn_rate=args.spawn_rate, target=args.target, rate=args.rate, payload=args.payload, host=args.host,
@@ -354,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_plan_arguments(plan)
     check = commands.add_parser("check-target", help="check a target adapter against its server before any load")
     check.add_argument("file", type=Path, help="target adapter file (TOML)")
-    check.add_argument("--transports", type=lambda text: [t.strip() for t in text.split(",") if t.strip()],
+    check.add_argument("--transports", type=_transports,
                        help="comma list of transports to check (default: all the adapter declares)")
     check.add_argument("--host", type=http_url, help="check a server already running at this base URL (instead of starting one)")
     check.add_argument("--timeout", type=number(float, 0, MAX_INTERVAL_S, above=True), default=10.0,

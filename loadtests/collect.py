@@ -18,18 +18,17 @@ from hdrh.histogram import HdrHistogram
 
 from loadtests.timeline import decode_histogram, encode_histogram, new_histogram, read_timeline
 from reports import flags as F
+from targets.transports import where
 
 GENERATOR_SATURATED_PERCENT = 90.0
 GENERATOR_LAG_LIMIT_MS = 100.0
 """A step whose generator woke its timers this late (p99) is not counted: its clients read late."""
-PUSH_TRANSPORTS = {"sse", "ws", "chat"}
-REQUEST_TRANSPORTS = {"rpc", "rest"}
-"""Request/response transports: nothing is pushed, so their latency columns hold the response times."""
-HELD_TRANSPORTS = PUSH_TRANSPORTS | {"longpoll", "signal", "presence", "rpc"}
-"""Transports whose every user holds one connection open: the target must show as many (connections_short)."""
-FEED_TRANSPORTS = {"poll", "longpoll", "state", "sse", "ws", "signal"}
-"""Transports whose clients receive the channel's published events: a step that published and delivered
-none of them measured nothing (no_deliveries)."""
+REQUEST_TRANSPORTS = where(lambda t: t.request_response)
+"""Nothing is pushed, so their latency columns hold the response times."""
+HELD_TRANSPORTS = where(lambda t: t.holds_connection)
+"""Every user holds a connection open: the target must show as many (connections_short)."""
+FEED_TRANSPORTS = where(lambda t: t.feed)
+"""A step that published and delivered none of the channel's events measured nothing (no_deliveries)."""
 EXCEPTION_PREFIX = "exception:"
 """Timeline counters of exceptions raised inside users, by class name (loadtests/recorder.py)."""
 LIVENESS_COLUMNS = ["published", "publish_errors", "publish_p99_ms", "publish_error", "health_failures",

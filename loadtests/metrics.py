@@ -12,7 +12,6 @@ CSVs, web UI and distributed aggregation) can group by transport. Names used:
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from typing import Any
 
@@ -144,8 +143,3 @@ class ByteMeter:
         count(self.transport, "bytes_sent", counts[0] - self.reported[0])
         count(self.transport, "bytes_received", counts[1] - self.reported[1])
         self.reported = counts
-
-
-def now() -> float:
-    """Wall-clock time in unix seconds, the clock publishers stamp `ts` with."""
-    return time.time()

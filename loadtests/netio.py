@@ -153,12 +153,3 @@ def open_counting_connection(url: str, timeout: float) -> CountingSocket:
 
         sock = ssl.create_default_context().wrap_socket(sock, server_hostname=host)
     return CountingSocket(sock)
-
-
-def websocket_url(base_url: str, path: str) -> str:
-    """The ws:// (or wss://) URL for `path` on the server at an http(s) base URL."""
-    parts = urlsplit(base_url)
-    scheme = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}.get(parts.scheme)
-    if scheme is None:
-        raise ValueError(f"unsupported URL scheme {parts.scheme!r} in {base_url!r}")
-    return f"{scheme}://{parts.netloc}{path}"

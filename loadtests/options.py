@@ -8,7 +8,6 @@ from typing import Any
 from locust import events
 
 from loadtests import limits
-from loadtests.staircase import parse_steps  # noqa: F401  (re-exported for the step shape)
 
 
 @events.init_command_line_parser.add_listener

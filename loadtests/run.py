@@ -35,12 +35,9 @@ from loadtests.timeline import read_timeline
 from reports import slo as slo_rule
 from targets.adapter import AdapterError, TargetAdapter, load_adapter, reference_adapter_path
 from targets.launch import LaunchError, free_port, launch
+from targets.transports import RUN_DEFAULT, UnknownTransport, checked, lookup
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-USER_CLASSES = {"poll": "PollUser", "longpoll": "LongPollUser", "state": "StateUser", "sse": "SSEUser",
-                "ws": "WebSocketUser", "chat": "ChatUser", "signal": "SignalUser", "rpc": "RpcUser", "rest": "RestUser",
-                "presence": "PresenceUser"}
-"""The Locust user class (loadtests/catalog.py) that measures each transport."""
 STEP_COLUMNS = [
     "transport", "step", "users", "connections", "t_start", "t_end", "duration_s", "requests", "rps", "delivered",
     "msgs_per_s", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "latency_max_ms", "latency_mean_ms",
@@ -73,7 +70,7 @@ class RunOptions:
 
     name: str
     out_dir: Path = Path("runs")
-    transports: list[str] = field(default_factory=lambda: ["poll", "sse", "ws"])
+    transports: list[str] = field(default_factory=lambda: list(RUN_DEFAULT))
     steps: list[int] = field(default_factory=lambda: [100, 200, 300, 400, 500, 600])
     hold: float = 15.0
     settle: float = 2.0
@@ -172,6 +169,10 @@ def _meta(options: RunOptions, adapter: TargetAdapter, started: str, ended: str 
 def load_target(options: RunOptions) -> TargetAdapter:
     """The adapter for this run (the reference target's by default), checked against the transports asked for."""
     try:
+        checked(options.transports)
+    except UnknownTransport as error:
+        raise RunError(str(error)) from None
+    try:
         adapter = load_adapter(options.target or reference_adapter_path())
     except (AdapterError, OSError) as error:
         raise RunError(str(error)) from error
@@ -179,9 +180,6 @@ def load_target(options: RunOptions) -> TargetAdapter:
     if missing:
         raise RunError(f"target {adapter.name!r} ({adapter.source}) has no {', '.join(missing)} transport; "
                        f"it declares {', '.join(adapter.transports)}")
-    unsupported = [t for t in options.transports if t not in USER_CLASSES]
-    if unsupported:
-        raise RunError(f"rtcap run has no users for {', '.join(unsupported)} yet; choose from {', '.join(USER_CLASSES)}")
     if not options.host and adapter.process.start is None and "{port}" in adapter.base_url:
         raise RunError(f"{adapter.source}: base_url has {{port}} but no process.start; give --host")
     return adapter
@@ -228,7 +226,7 @@ def locust_command(options: RunOptions, transport: str, adapter: TargetAdapter, 
         port = str(free_port())
         command += ["--processes", str(options.processes), "--master-bind-host", "127.0.0.1",
                     "--master-bind-port", port, "--master-host", "127.0.0.1", "--master-port", port]
-    return command + [USER_CLASSES[transport]]
+    return command + [lookup(transport).user_class]
 
 
 @contextmanager

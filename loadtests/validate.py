@@ -20,6 +20,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from targets.transports import lookup
+
 if TYPE_CHECKING:
     from loadtests.run import RunOptions
     from targets.adapter import TargetAdapter
@@ -49,8 +51,6 @@ MAX_ROOM_SIZE = 1_000_000
 MAX_NAME_LENGTH = 100
 """--name: characters; the run directory's name, inside every path the run prints."""
 
-CONNECTIONS_PER_USER = {"signal": 2}
-"""Sockets one user of a transport holds; a transport not listed holds one (signal: a WebSocket plus REST)."""
 FD_MARGIN = 100
 """Descriptors a process needs besides its users' sockets: interpreter, logs, pipes, /proc reads, listeners."""
 
@@ -208,7 +208,7 @@ def open_files_needed(steps: Sequence[int], transports: Sequence[str], processes
     Each load-generating process holds its share of the users' sockets; a target rtcap starts holds the other
     end of every one of them in one process, and inherits rtcap's limit.
     """
-    per_user = max((CONNECTIONS_PER_USER.get(t, 1) for t in transports), default=1)
+    per_user = max((lookup(t).connections_per_user for t in transports), default=1)
     users = max(steps, default=0)
     generator = -(-users // max(1, processes)) * per_user
     return max(generator, users * per_user if starts_target else 0) + FD_MARGIN
@@ -226,7 +226,7 @@ def preflight_open_files(steps: Sequence[int], transports: Sequence[str], proces
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY or need <= soft:
         return None
-    per_user = max((CONNECTIONS_PER_USER.get(t, 1) for t in transports), default=1)
+    per_user = max((lookup(t).connections_per_user for t in transports), default=1)
     what = (f"--steps: the largest step, {max(steps):,} users ({per_user} connection{'s' * (per_user > 1)} each), "
             f"needs about {need:,} open files in one process")
     fix = (f"raise the hard limit (ulimit -n {need} as root, LimitNOFILE={need} in a systemd unit, nofile in "

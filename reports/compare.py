@@ -44,7 +44,6 @@ METHOD = (
     "difference is within noise when its 95% CI contains zero (slopes, bytes) or the two intervals overlap "
     "(p99, capacity); capacities that differ while one sweep ended with the SLO still met are inconclusive. "
     "Only repeating a run measures run-to-run noise itself.")
-FIGURES = ("memory per connection", "delivery p99", "capacity at SLO", "bytes per unit", "CPU per unit")
 
 
 def _est(value: Any, se: Any, df: Any) -> dict[str, Any] | None:

@@ -14,17 +14,15 @@ from plotly.subplots import make_subplots
 
 from reports import model
 from reports.flags import MEMORY_UNSETTLED, has_flag, reasons
+from reports.slo import BY_TRANSPORT
 from reports.wire import transport_name
+from targets.transports import REGISTRY, get
 
 KIB = 1024
 MIB = 1024 * 1024
-POLL_TRANSPORTS = ("poll", "longpoll", "state")
-REQUEST_TRANSPORTS = ("rpc", "rest")
-"""Request/response transports: measured in requests/s, their latency is the response time."""
-PUSH_TRANSPORTS = ("sse", "ws", "chat")
 _PALETTE = qualitative.Plotly
 # Fixed colours for known transports so a colour means the same thing in every figure and report.
-_KNOWN_COLORS = {t: _PALETTE[i] for i, t in enumerate(("poll", "sse", "ws", "chat", "longpoll", "state"))}
+_KNOWN_COLORS = {t.name: _PALETTE[t.colour] for t in REGISTRY if t.colour is not None}
 RUN_SYMBOLS = ("circle", "square", "diamond", "triangle-up", "star", "hexagon")
 INVALID_SYMBOL = "x"
 UNSETTLED_SUFFIX = "-open"  # plotly's hollow variant of a marker symbol
@@ -171,10 +169,12 @@ def memory_figure(steps: pd.DataFrame, slo: Mapping[str, Any] | None = None) -> 
 
 
 def throughput_kind(transport: str, rows: pd.DataFrame | None = None) -> str:
-    """'poll' if the transport is measured in requests/s, else 'push' (messages/s)."""
-    if transport in POLL_TRANSPORTS or transport in REQUEST_TRANSPORTS:
-        return "poll"
-    if transport in PUSH_TRANSPORTS or rows is None:
+    """'poll' if the transport is measured in requests/s, else 'push' (messages/s).
+
+    A transport rtcap does not know (a run directory another tool wrote) is judged by its rows."""
+    if (record := get(transport)) is not None:
+        return "poll" if record.polled or record.request_response else "push"
+    if rows is None:
         return "push"
     return "push" if rows["msgs_per_s"].notna().any() else "poll"
 
@@ -215,6 +215,15 @@ def latency_figure(steps: pd.DataFrame, slo_p99_ms: float | None = None,
             x=[0.0, x1], y=[slo_p99_ms, slo_p99_ms], mode="lines",
             name=f"SLO: p99 ≤ {fmt_num(slo_p99_ms)} ms", line={"color": "#444", "dash": "dash"},
             hoverinfo="name", meta={"kind": "slo"}))
+        # Polled transports are held to their interval plus a slack (reports/slo.py): their own line.
+        present = set(steps["transport"]) if "transport" in steps else set()
+        polled = {t: limit for t, limit in ((slo or {}).get(BY_TRANSPORT) or {}).items() if t in present}
+        for limit in sorted(set(polled.values())):
+            names = ", ".join(t for t, value in polled.items() if value == limit)
+            fig.add_trace(go.Scatter(
+                x=[0.0, x1], y=[limit, limit], mode="lines",
+                name=f"SLO ({names}): staleness p99 ≤ {fmt_num(limit)} ms", line={"color": "#444", "dash": "dot"},
+                hoverinfo="name", meta={"kind": "slo", "transports": sorted(polled)}))
     _layout(fig, "Delivery latency vs connections (publish → receive, ms, log scale)",
             "delivery latency (ms)")
     fig.update_yaxes(type="log")

@@ -16,11 +16,12 @@ from typing import Any
 import pandas as pd
 
 from reports import slo as slo_rule
-from reports.figures import POLL_TRANSPORTS, fmt_num
+from reports.figures import fmt_num
 from reports.flags import reasons
 from reports.page import fmt_cpu, fmt_kib, fmt_pct, fmt_seconds
 from reports.params import step_list
 from reports.wire import finite, fmt_bytes, transport_name
+from targets.transports import get
 
 
 @dataclass(frozen=True)
@@ -156,7 +157,8 @@ def sentence(run: str, transport: str, s: Mapping[str, Any], slo: Mapping[str, A
     """The headline sentence of one transport of one run (summary `s`, params `p` when available)."""
     out = Sentence(run, transport)
     name = transport_name(transport)
-    if transport in POLL_TRANSPORTS and transport != "longpoll" and interval and interval[0]:
+    record = get(transport)
+    if record is not None and record.interval and interval and interval[0]:
         out.parts += [name, " (", Fact(f"every {fmt_seconds(interval[0])}", f"poll interval: {interval[1]}"), "): "]
     else:
         out.parts.append(f"{name}: ")
@@ -169,7 +171,7 @@ def sentence(run: str, transport: str, s: Mapping[str, Any], slo: Mapping[str, A
         if extra:
             out.parts += [", ", *extra]
     missed = s.get("missed_ticks")
-    if transport in POLL_TRANSPORTS and missed:
+    if record is not None and record.polled and missed:
         # A missed tick is a poll sent late because the last answer was slow: staleness beyond the interval.
         out.parts += ["; ", Fact(f"{fmt_num(missed)} {'poll missed its' if missed == 1 else 'polls missed their'} "
                                  "tick (the viewer was still waiting on a slow answer)",

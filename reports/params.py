@@ -20,11 +20,10 @@ from reports.plan import run_models
 from reports.rundir import Run
 from reports.summary import build_summary
 from reports.wire import finite, transport_name
+from targets.transports import get, where
 
-# Transports that compete for the same job: a feed many viewers watch. Chat clients also send.
-FEED_EXCLUDED = ("chat", "presence", "rpc", "rest")
-"""Transports that are not a feed of the channel's events, so not weighed in connections vs requests."""
-DELTA_POLLING = ("poll",)
+ONE_STREAM_FEED = where(lambda t: t.kind == "held stream" and t.feed and t.connections_per_user == 1)
+"""Each connection receives every published event once: messages/s per connection is the update rate."""
 UNIT_WORDS = {"message": ("delivered event", "messages/s", "msgs_per_s", "delivered"),
               "request": ("request", "requests/s", "rps", "requests")}
 
@@ -60,6 +59,10 @@ def _steps_of(rows: pd.DataFrame, *columns: str) -> list[int]:
     for c in columns:
         known &= pd.to_numeric(rows[c], errors="coerce").notna()
     return [int(s) for s in rows.loc[known, "step"]]
+
+
+def _delta_polled(transport: str) -> bool:
+    return (record := get(transport)) is not None and record.delta_polled
 
 
 def _bytes_split(valid: pd.DataFrame, unit: str) -> dict[str, Any] | None:
@@ -103,7 +106,7 @@ def transport_params(m: Mapping[str, Any], steps: pd.DataFrame) -> dict[str, Any
             "kind": "polling" if m["work"] == "freshness" else "push", "unit": m["unit"],
             "unit_words": what, "memory": mem, "cpu": cpu, "bandwidth": bw,
             # Only a delta poll's body grows with the updates; full-state polling sends the state every time.
-            "bytes_split": _bytes_split(valid, m["unit"]) if m["transport"] in DELTA_POLLING else None,
+            "bytes_split": _bytes_split(valid, m["unit"]) if _delta_polled(m["transport"]) else None,
             "model": dict(m)}
 
 
@@ -120,7 +123,8 @@ def poll_interval(run: Run) -> tuple[float | None, str]:
     opt = finite((run.meta.get("options") or {}).get("poll_interval"))
     if opt is not None and opt > 0:
         return opt, "meta.json options.poll_interval"
-    polls = run.steps[run.steps["valid"].astype(bool) & run.steps["transport"].isin(("poll", "state"))]
+    interval_polled = where(lambda t: t.interval)  # once per interval, news or not
+    polls = run.steps[run.steps["valid"].astype(bool) & run.steps["transport"].isin(interval_polled)]
     ok = polls["rps"].gt(0) & polls["users"].gt(0)
     if not ok.any():
         return None, "no poll interval: no valid polling step with requests"
@@ -134,7 +138,7 @@ def update_rate(run: Run) -> tuple[float | None, str]:
     rate = finite((run.meta.get("target") or {}).get("rate"))
     if rate is not None and rate > 0:
         return rate, "meta.json target.rate"
-    push = run.steps[run.steps["valid"].astype(bool) & run.steps["transport"].isin(("sse", "ws"))]
+    push = run.steps[run.steps["valid"].astype(bool) & run.steps["transport"].isin(ONE_STREAM_FEED)]
     ok = push["msgs_per_s"].gt(0) & push["connections"].gt(0)
     if not ok.any():
         return None, "no update rate: meta.json has no target.rate and no valid push step delivered events"
@@ -144,6 +148,8 @@ def update_rate(run: Run) -> tuple[float | None, str]:
 
 def feed_transports(params: Mapping[str, Mapping[str, Any]]) -> tuple[list[str], list[str]]:
     """(polling, push) transports that serve a feed, in report order."""
-    names = [t for t in params if t not in FEED_EXCLUDED]
+    # Transports that compete for the same job: a feed many viewers watch (chat and presence clients also
+    # send, request/response clients ask for their own answers). A transport rtcap does not know counts as one.
+    names = [t for t in params if (record := get(t)) is None or record.feed]
     return ([t for t in names if params[t]["kind"] == "polling"],
             [t for t in names if params[t]["kind"] == "push"])

@@ -56,6 +56,7 @@ from reports.figures import throughput_kind
 from reports.rundir import Run
 from reports.summary import build_summary
 from reports.wire import finite
+from targets.transports import get
 
 RESOURCES = ("memory", "cpu", "connections")
 RESOURCE_WORDS = {"memory": "memory", "cpu": "CPU", "connections": "connections at SLO"}
@@ -234,7 +235,8 @@ def transport_model(run_name: str, transport: str, steps: pd.DataFrame, summary:
     valid = steps[steps["valid"].astype(bool)]
     unit = "request" if throughput_kind(transport, steps) == "poll" else "message"
     # Long polling answers once per update; interval polling once per interval, news or not.
-    work = "update" if unit == "message" or transport == "longpoll" else "freshness"
+    held_poll = (record := get(transport)) is not None and record.polled and not record.interval
+    work = "update" if unit == "message" or held_poll else "freshness"
     err_ok = pd.to_numeric(valid["error_rate"], errors="coerce") <= float(slo["error_rate"])
     rows = valid[err_ok & valid["connections"].notna() & valid["latency_p99_ms"].notna()]
     top = pd.to_numeric(valid["users"], errors="coerce").max()

@@ -18,9 +18,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from targets.transports import where
+
 POLL_SLACK_MS = 250.0
 """Default allowance above the poll interval for a polled transport's staleness p99."""
-INTERVAL_BOUND = ("poll", "state")
+INTERVAL_BOUND = where(lambda t: t.interval)
 """Transports polled on a fixed interval, whose staleness the interval bounds from below (a long poll is
 answered when the event happens: it is held to the push limit)."""
 BY_TRANSPORT = "delivery_p99_ms_by_transport"

@@ -16,6 +16,7 @@ from reports import slo as slo_rule
 from reports.flags import (FLAG_WORDS, GENERATOR_LAGGING, MEMORY_UNSETTLED, TARGET_FLAGS, distinct, has_flag,
                            split_flags, words)
 from reports.rundir import META_FILE, STEPS_FILE, SUMMARY_FILE, RunDirError, read_json, read_steps
+from targets.transports import get
 
 SLO_KEYS = ("delivery_p99_ms", "error_rate")
 __all__ = ["FLAG_WORDS", "Markdown", "build_summary", "check_slo", "md_code", "md_text", "summarize_transport",
@@ -87,16 +88,6 @@ def check_slo(meta: Mapping[str, Any], path: Path) -> dict[str, Any]:
     return dict(slo)
 
 
-POLLED_FIGURES = ("not_modified", "bytes_saved", "cache_hits", "cache_misses", "cache_hit_rps", "handler_rps",
-                  "cache_age_mean_s")
-PATTERN_FIGURES = {
-    "poll": POLLED_FIGURES, "state": POLLED_FIGURES, "longpoll": POLLED_FIGURES,
-    "signal": ("round_trips", "notifications", "round_trips_per_event"),
-    "rpc": ("round_trips", "unanswered", "in_flight", "request_p50_ms", "request_p99_ms"),
-    "rest": ("round_trips", "not_modified", "request_p50_ms", "request_p99_ms"),
-    "presence": ("messages_sent", "messages_received", "msgs_in_per_s", "msgs_out_per_s", "room_size", "fanout"),
-}
-"""Which pattern figures each transport measures (steps.csv columns; loadtests/collect.py)."""
 PATTERN_TOTALS = ("not_modified", "bytes_saved", "cache_hits", "cache_misses", "round_trips", "notifications",
                   "unanswered", "in_flight", "messages_sent", "messages_received")
 """Pattern counts summed over every step (errors such as unanswered requests count wherever they happened);
@@ -110,7 +101,8 @@ def pattern_figures(transport: str, steps: pd.DataFrame, valid: pd.DataFrame,
     Round trips per event are weighted over the valid steps: sum(round_trips) / sum(delivered).
     """
     out: dict[str, Any] = {}
-    for name in PATTERN_FIGURES.get(transport, ()):
+    record = get(transport)  # its record says which figures it measures (targets/transports.py)
+    for name in record.pattern_figures if record is not None else ():
         if name == "round_trips_per_event":
             known = valid[valid["round_trips"].notna()] if "round_trips" in valid else valid.iloc[0:0]
             delivered = float(known["delivered"].sum())

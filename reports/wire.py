@@ -12,13 +12,9 @@ from typing import Any
 
 import pandas as pd
 
+from targets.transports import REGISTRY, get
+
 WINDOW_S = 300.0
-TRANSPORT_ORDER = ("state", "poll", "longpoll", "sse", "ws", "chat")
-TRANSPORT_NAMES = {
-    "state": "Full-state polling", "poll": "Delta polling", "longpoll": "Long polling",
-    "sse": "SSE", "ws": "WebSocket", "chat": "WebSocket chat", "signal": "Signalling (WebSocket notice + REST fetch)",
-    "rpc": "Request/response over WebSocket", "rest": "Request/response over REST", "presence": "Typing indicators",
-}
 TITLE = "Bytes on the wire per client, per 5 minutes"
 COLUMNS = ("Total overhead (5 min)", "Average latency", "Data from server (5 min)",
            "Wire total (5 min)", "Overhead ratio", "Bytes per delivered event", "valid steps")
@@ -35,8 +31,10 @@ FIELDS = ("bytes_per_client_5min", "overhead_per_client_5min", "payload_per_clie
 
 
 def transport_name(transport: str) -> str:
-    """Readable name of a transport ("ws" -> "WebSocket"); unknown names stay as they are."""
-    return TRANSPORT_NAMES.get(transport, transport)
+    """Readable name of a transport ("ws" -> "WebSocket"); a name rtcap does not know (a run directory another
+    tool wrote) stays as it is."""
+    record = get(transport)
+    return transport if record is None else record.display
 
 
 def fmt_bytes(value: Any) -> str:
@@ -126,9 +124,10 @@ def transport_wire(steps: pd.DataFrame) -> dict[str, Any]:
 
 
 def ordered_transports(transports: Sequence[str]) -> list[str]:
-    """Polling first, from most to least wasteful, then push; unknown transports last."""
+    """Polling first, from most to least wasteful, then push (targets/transports.py `shown`); unknown ones last."""
     present = list(dict.fromkeys(transports))
-    return [t for t in TRANSPORT_ORDER if t in present] + [t for t in present if t not in TRANSPORT_ORDER]
+    known = [t.name for t in sorted(REGISTRY, key=lambda t: t.shown) if t.name in present]
+    return known + [t for t in present if t not in known]
 
 
 def wire_numbers(steps: pd.DataFrame) -> pd.DataFrame:

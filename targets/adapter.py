@@ -39,14 +39,15 @@ from .adapter_fields import (
     template_problem,
     url_problem,
 )
+from .transports import BY_NAME, NAMES, lookup
 
 __all__ = [
     "TRANSPORTS", "AdapterError", "FieldError", "MessageSpec", "ProcessSpec", "PublishSpec", "TargetAdapter",
     "TransportSpec", "adapter_from_dict", "load_adapter", "reference_adapter_path", "render_template",
 ]
 
-TRANSPORTS = ("poll", "longpoll", "state", "sse", "ws", "chat", "signal", "rpc", "rest", "presence")
-WEBSOCKET_TRANSPORTS = ("ws", "chat", "signal", "rpc", "presence")
+TRANSPORTS = NAMES
+"""The transports an adapter may declare: every one in targets/transports.py."""
 
 
 class AdapterError(ValueError):
@@ -83,10 +84,13 @@ class TransportSpec:
     presence: str | None = None
     sender: str = ""
 
+    def __post_init__(self) -> None:
+        lookup(self.name)  # UnknownTransport: a spec for a transport rtcap cannot measure is an error
+
     @property
     def websocket(self) -> bool:
-        """True for the WebSocket transports (ws, chat, signal, rpc, presence)."""
-        return self.name in WEBSOCKET_TRANSPORTS
+        """True for the WebSocket transports (targets/transports.py)."""
+        return BY_NAME[self.name].websocket
 
     def render_fetch(self, base_url: str, **values: Any) -> str:
         """Signal: absolute http(s) URL fetching the events after {cursor}."""
@@ -295,18 +299,6 @@ class TargetAdapter:
 
 _PUBLISH_VALUES = ("channel", "seq", "counter", "ts", "ts_ms", "padding")
 _START_VALUES = ("port", "python", "rate", "payload", "channel")
-_URL_VALUES = {"poll": ("channel", "cursor"), "longpoll": ("channel", "cursor"), "chat": ("channel", "room"),
-               "presence": ("channel", "room")}
-_EXTRA_KEYS = {"poll": ("events", "cursor", "order", "conditional", "cache_header"),
-               "longpoll": ("events", "cursor", "order", "conditional", "cache_header"),
-               "state": ("events", "order", "conditional", "cache_header"), "sse": (),
-               "ws": ("subscribe", "resume_url"), "chat": ("subscribe", "room", "send"),
-               "signal": ("fetch", "events", "cursor", "order", "subscribe", "notify_match", "notify_seq"),
-               "rpc": ("request", "response_id", "response_match", "status", "subscribe"),
-               "rest": ("conditional",),
-               "presence": ("room", "send", "presence", "sender", "subscribe")}
-_SEND_VALUES = {"chat": ("channel", "room", "n", "padding"), "presence": ("channel", "room", "n", "client")}
-_SUBSCRIBE_VALUES = {"chat": ("channel", "room"), "presence": ("channel", "room", "client")}
 _PROCESS_KINDS = {"pid": "pid", "pidfile": "pidfile", "port": "port", "cgroup": "cgroup", "metrics_url": "metrics",
                   "none": "none"}
 _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
@@ -342,8 +334,9 @@ def _message_keys(table: KeyReader) -> dict[str, tuple[Any, str]]:
 
 
 def _transport(name: str, table: KeyReader, inherited: dict[str, tuple[Any, str]]) -> TransportSpec | None:
-    schemes = ("ws", "wss", "http", "https") if name in WEBSOCKET_TRANSPORTS else ("http", "https")
-    url = table.get("url", "str", required=True, template=_URL_VALUES.get(name, ("channel",)),
+    record = BY_NAME[name]
+    schemes = ("ws", "wss", "http", "https") if record.websocket else ("http", "https")
+    url = table.get("url", "str", required=True, template=record.template_values("url"),
                     check=lambda u: url_problem(u, schemes))
     getters = {
         "events": lambda: table.get("events", "str", "", path=True),
@@ -351,9 +344,9 @@ def _transport(name: str, table: KeyReader, inherited: dict[str, tuple[Any, str]
         "order": lambda: table.get("order", "str", "asc", choices=_ORDERS),
         "conditional": lambda: table.get("conditional", "bool", True),
         "cache_header": lambda: table.get("cache_header", "str", check=_header_name_problem),
-        "subscribe": lambda: table.get("subscribe", "str", template=_SUBSCRIBE_VALUES.get(name, ("channel",))),
+        "subscribe": lambda: table.get("subscribe", "str", template=record.template_values("subscribe")),
         "room": lambda: table.get("room", "str", "lobby", check=nonempty),
-        "send": lambda: table.get("send", "str", required=True, template=_SEND_VALUES.get(name, ())),
+        "send": lambda: table.get("send", "str", required=True, template=record.template_values("send")),
         "fetch": lambda: table.get("fetch", "str", required=True, template=("channel", "cursor"), check=url_problem),
         "notify_match": lambda: flatten(table.get("notify_match", "table", {})),
         "notify_seq": lambda: table.get("notify_seq", "str", "seq", path=True),
@@ -366,10 +359,10 @@ def _transport(name: str, table: KeyReader, inherited: dict[str, tuple[Any, str]
         "resume_url": lambda: table.get("resume_url", "str", template=("channel", "cursor"),
                                         check=lambda u: url_problem(u, schemes)),
     }
-    extra = {key: getters[key]() for key in _EXTRA_KEYS[name]}
+    extra = {key: getters[key]() for key in record.adapter_keys}
     message = {**inherited, **_message_keys(table)}
     for key in [key for key in table.data if key not in table.known]:
-        if owners := [other for other, keys in _EXTRA_KEYS.items() if key in keys]:
+        if owners := [other.name for other in BY_NAME.values() if key in other.adapter_keys]:
             table.known.append(key)
             table.error(key, f"only used by the {', '.join(owners)} transports")
     table.finish()

@@ -236,3 +236,15 @@ def test_band_labels_quote_the_runs_limits(steps: pd.DataFrame) -> None:
                      "invalid: load generator lagging (timer lag p99 above 50 ms)"}
     sse = by_name(figures.latency_figure(steps, 1000, slo))["sse p99"]
     assert sse["customdata"][6][5] == "invalid: load generator saturated (CPU >= 80% of a core)"
+
+
+def test_polled_transports_get_their_own_slo_line() -> None:
+    import pandas as pd
+
+    from reports.figures import latency_figure
+
+    steps = pd.DataFrame([{"transport": t, "step": 0, "users": 10, "connections": 10.0, "latency_p50_ms": 5.0,
+                           "latency_p99_ms": 9.0, "valid": True, "flags": ""} for t in ("poll", "sse")])
+    slo = {"delivery_p99_ms": 1000.0, "error_rate": 0.01, "delivery_p99_ms_by_transport": {"poll": 1250.0}}
+    lines = {t.name: t.y[0] for t in latency_figure(steps, 1000.0, slo).data if (t.meta or {}).get("kind") == "slo"}
+    assert lines == {"SLO: p99 ≤ 1,000 ms": 1000.0, "SLO (poll): staleness p99 ≤ 1,250 ms": 1250.0}

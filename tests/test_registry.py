@@ -1,0 +1,115 @@
+"""targets/transports.py is the one home of the transports: the command line, the adapter, the Locust users and
+the report all take their names from it and agree, and an unknown name is refused wherever one comes in."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from loadtests.check import check_transport
+from loadtests.cli import build_parser
+from loadtests.run import RunError, RunOptions, load_target, locust_command
+from reports import figures, slo, wire
+from targets import adapter as adapters
+from targets.transports import NAMES, REGISTRY, RUN_DEFAULT, UnknownTransport, checked, lookup
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _transports_arg(*argv: str) -> list[str]:
+    return build_parser().parse_args(argv).transports
+
+
+def test_records_are_consistent() -> None:
+    assert len(set(NAMES)) == len(NAMES) and sorted(t.shown for t in REGISTRY) == list(range(len(REGISTRY)))
+    assert len({t.user_class for t in REGISTRY}) == len(REGISTRY)
+    colours = [t.colour for t in REGISTRY if t.colour is not None]
+    assert len(set(colours)) == len(colours)
+    spec_fields = {f.name for f in dataclasses.fields(adapters.TransportSpec)}
+    for t in REGISTRY:
+        assert set(t.adapter_keys) <= spec_fields, t.name
+        assert t.kind in ("polled", "held stream", "request/response", "room"), t.name
+        assert not (t.interval and not t.polled), t.name  # only a poll has an interval
+    assert set(RUN_DEFAULT) <= set(NAMES)
+
+
+def test_the_command_line_accepts_exactly_the_registry() -> None:
+    assert _transports_arg("run", "--transports", ",".join(NAMES)) == list(NAMES)
+    assert _transports_arg("check-target", "x.toml", "--transports", ",".join(NAMES)) == list(NAMES)
+    run = next(a for a in build_parser()._subparsers._group_actions[0].choices["run"]._actions
+               if "--transports" in a.option_strings)
+    assert "comma list from " + ",".join(NAMES) in run.help and f"default {','.join(RUN_DEFAULT)}" in run.help
+
+
+def test_the_adapter_accepts_exactly_the_registry() -> None:
+    assert adapters.TRANSPORTS == NAMES
+    reference = adapters.load_adapter(adapters.reference_adapter_path())
+    assert sorted(reference.transports) == sorted(NAMES)
+    for name, spec in reference.transports.items():
+        assert spec.websocket == lookup(name).websocket
+
+
+def test_each_transport_has_the_user_class_its_record_names() -> None:
+    # Importing Locust patches the process for gevent: look at the users from a separate interpreter.
+    code = ("import json, locust, locustfile\nfrom loadtests import catalog\n"
+            "concrete = sorted(n for n, v in vars(catalog).items() if isinstance(v, type) and issubclass(v, locust.User)"
+            " and v.__module__ == catalog.__name__)\n"
+            "print(json.dumps({'users': {n: getattr(locustfile, n).transport for n in locustfile.__all__},"
+            " 'concrete': concrete}))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found["users"] == {t.user_class: t.name for t in REGISTRY}
+    assert found["concrete"] == sorted(t.user_class for t in REGISTRY)
+
+
+def test_rtcap_run_starts_the_registry_user(tmp_path: Path) -> None:
+    adapter = adapters.load_adapter(adapters.reference_adapter_path())
+    options = RunOptions(name="registry", out_dir=tmp_path, transports=list(NAMES))
+    assert RunOptions(name="default").transports == list(RUN_DEFAULT)
+    for t in REGISTRY:
+        assert locust_command(options, t.name, adapter, tmp_path)[-1] == t.user_class
+
+
+def test_the_report_names_orders_and_limits_from_the_registry() -> None:
+    assert [wire.transport_name(t.name) for t in REGISTRY] == [t.display for t in REGISTRY]
+    shown = [t.name for t in sorted(REGISTRY, key=lambda t: t.shown)]
+    assert wire.ordered_transports([*reversed(NAMES), "custom"]) == [*shown, "custom"]
+    assert {t.name: figures.throughput_kind(t.name) for t in REGISTRY} == {
+        t.name: "poll" if t.polled or t.request_response else "push" for t in REGISTRY}
+    assert set(slo.limits(1000, 1.0, 250, NAMES)) == {t.name for t in REGISTRY if t.interval}
+
+
+def test_an_unknown_transport_is_refused_everywhere(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    with pytest.raises(UnknownTransport, match="grpc"):
+        lookup("grpc")
+    with pytest.raises(UnknownTransport):
+        checked(["sse", "grpc"])
+    for argv in (("run", "--transports", "sse,grpc"), ("check-target", "x.toml", "--transports", "grpc")):
+        with pytest.raises(SystemExit) as exit_:
+            build_parser().parse_args(argv)
+        assert exit_.value.code == 2
+        assert "unknown transport(s) grpc; choose from " + ", ".join(NAMES) in capsys.readouterr().err
+    with pytest.raises(adapters.AdapterError, match="transports.grpc: unknown transport"):
+        adapters.adapter_from_dict({"name": "x", "base_url": "http://127.0.0.1:9",
+                                    "transports": {"grpc": {"url": "/grpc"}}})
+    with pytest.raises(ValueError, match="grpc"):
+        adapters.TransportSpec("grpc", "/grpc")
+    with pytest.raises(RunError, match="unknown transport"):
+        load_target(RunOptions(name="x", out_dir=tmp_path, transports=["grpc"]))
+    # check-target: refused before any connection, never checked as if it were a poll.
+    result = check_transport(adapters.load_adapter(adapters.reference_adapter_path()), "grpc", timeout=1.0)
+    assert not result.ok and result.why.startswith("unknown transport(s) grpc")
+
+
+def test_the_reference_server_labels_only_registry_transports() -> None:
+    # The bundled server's Prometheus labels name its own handlers, a subset of the transports.
+    from targets.reference import httpcache, metrics
+
+    for labels in (metrics.TRANSPORTS, metrics.STREAM_TRANSPORTS, metrics.FAULT_TRANSPORTS, httpcache.ENDPOINTS):
+        assert set(labels) <= set(NAMES), labels
