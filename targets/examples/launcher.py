@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import os
 import signal
 import socket
 import subprocess
@@ -99,6 +101,9 @@ class Child:
         except subprocess.TimeoutExpired:
             self.process.kill()
             code = self.process.wait()
+        # What the server left in its session (nginx workers whose master was killed) goes with it.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
         self._pump.join(timeout=2)
         return code
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import email.utils
 import http.client
 import json
+import os
 import re
+import signal
 import socket
 import threading
 import time
@@ -247,3 +249,14 @@ def test_sigterm_stops_nginx_and_removes_the_prefix_directory(start_example) -> 
     assert not prefix.exists()
     with pytest.raises(OSError):
         socket.create_connection((ex.host, ex.port), timeout=1).close()
+
+
+def test_a_killed_nginx_master_takes_its_worker_with_it(start_example) -> None:
+    """kill -9 of the master orphans its worker (nginx's workers do not notice); the launcher then exits and
+    kills what the server left in its session, so no worker keeps the port."""
+    ex = start_example("nchan", lines=2)
+    worker = psutil.Process(int(ex.extra["worker"]))
+    os.kill(ex.pid, signal.SIGKILL)
+    ex.proc.wait(timeout=20)
+    gone, alive = psutil.wait_procs([worker], timeout=10)
+    assert not alive, f"nginx worker {worker.pid} left behind"
