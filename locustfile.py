@@ -6,10 +6,10 @@ SSEUser (Server-Sent Events), WebSocketUser (WebSocket feed), ChatUser (WebSocke
 request ids and over HTTP keep-alive) and PresenceUser (typing indicators in rooms). Name the ones to run
 (`locust -f locustfile.py SSEUser`); with none named, Locust spreads users over all of them. Options (channel, poll interval, chat rate...) are listed by
 `locust -f locustfile.py --help` under "rtcap" and appear in the web UI's start form.
-For a step-load staircase add the shape: `locust -f locustfile.py,loadtests/stepload.py --steps 50,100,150`.
+For a step-load staircase add the shape: `locust -f locustfile.py,loadtests/generator/stepload.py --steps 50,100,150`.
 """
 
-from loadtests import catalog
-from loadtests.catalog import *  # noqa: F403  (one user per transport, as targets/transports.py names them)
+from rtcap.loadtests.generator import catalog
+from rtcap.loadtests.generator.catalog import *  # noqa: F403  (one user per transport, as targets/transports.py names them)
 
 __all__ = catalog.__all__

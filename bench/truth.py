@@ -1,7 +1,7 @@
 """Measured against true: run rtcap's own measurement path against the reference target's calibration knobs.
 
-    python -m bench.truth            # the full comparison (a few minutes on 2 cores)
-    python -m bench.truth --quick    # smaller sizes
+    python -m rtcap.bench.truth            # the full comparison (a few minutes on 2 cores)
+    python -m rtcap.bench.truth --quick    # smaller sizes
 
 Experiments: memory slope vs ballast, delivery p50 shift vs injected delay, loss/duplicates/reordering vs
 injected faults, and bytes counted by the users vs an independent proxy.
@@ -19,10 +19,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from loadtests.collect import merge_seconds
-from loadtests.timeline import decode_histogram, new_histogram, read_timeline
-from targets.adapter import reference_adapter_path
-from targets.transports import lookup
+from rtcap.loadtests.run.collect import merge_seconds
+from rtcap.loadtests.generator.timeline import decode_histogram, new_histogram, read_timeline
+from rtcap.targets.adapter import reference_adapter_path
+from rtcap.targets.transports import lookup
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,7 +43,7 @@ def _rtcap(*args: str) -> None:
 
 
 def _start_rtcap(*args: str) -> tuple[list[str], subprocess.Popen[str]]:
-    proc = subprocess.Popen([sys.executable, "-m", "loadtests.cli", *args], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "rtcap.loadtests.cli", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, cwd=ROOT)
     return list(args), proc
 
@@ -105,8 +105,8 @@ def _locust_together(host: str, runs: list[tuple[str, Path, tuple[str, ...]]], u
 
 
 def _served(work: Path, *server_args: str, rate: float = 20.0):
-    from targets.adapter import load_adapter
-    from targets.launch import launch
+    from rtcap.targets.adapter import load_adapter
+    from rtcap.targets.launch import launch
 
     return launch(load_adapter(adapter_with(work, *server_args)), rate=rate, payload=64)
 
@@ -205,7 +205,7 @@ def wire_bytes(work: Path, users: int = 5, seconds: int = 6) -> list[dict[str, A
     user waking up): the proxy forwarded those bytes, the user never read them. "unread" is that
     difference; it is at most one response or message per user, and 0 when no stop raced a delivery.
     """
-    from bench.proxy import CutProxy
+    from rtcap.bench.proxy import CutProxy
 
     rows = []
     target = _served(work)

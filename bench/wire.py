@@ -4,8 +4,8 @@ Full-state polling every 10 s (the whole page state each time, as Google's live 
 every 10 s (only what changed, with If-None-Match), SSE and a WebSocket feed, all at the same update rate
 and event size, each against a fresh reference target:
 
-    python -m bench.wire             # about 6 minutes on 2 cores
-    python -m bench.wire --quick     # about 2 minutes
+    python -m rtcap.bench.wire             # about 6 minutes on 2 cores
+    python -m rtcap.bench.wire --quick     # about 2 minutes
 
 Prints the table from the run's steps.csv (reports/wire.py) and leaves the run directory and its HTML report.
 """
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.truth import _rtcap, adapter_with
-from reports.wire import wire_numbers, wire_table
+from rtcap.bench.truth import _rtcap, adapter_with
+from rtcap.reports.wire import wire_numbers, wire_table
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from loadtests import limits
-from loadtests.validate import (
+from rtcap.loadtests.transports import limits
+from rtcap.loadtests.run.validate import (
     MAX_EVENT_RATE,
     MAX_INTERVAL_S,
     MAX_MS,
@@ -33,14 +33,14 @@ from loadtests.validate import (
     number,
     run_name,
 )
-from targets import transports as registry
+from rtcap.targets import transports as registry
 
 QUICK = {"steps": "40,80,120,160,200", "hold": 6.0, "settle": 2.0}
 QUICK_STEPS = [40, 80, 120]
 """--quick with --scenario: three steps, enough for a memory fit."""
 DEFAULT = {"steps": "100,200,300,400,500,600", "hold": 15.0, "settle": 2.0}
 SCENARIO_NAMES = ("cache-5s", "live-scores", "long-polling", "conditional", "signalling", "rpc-over-ws", "presence")
-"""loadtests/scenarios.py SCENARIOS (kept here so `rtcap --help` imports nothing heavy; a test checks both agree)."""
+"""loadtests/run/scenarios.py SCENARIOS (kept here so `rtcap --help` imports nothing heavy; a test checks both agree)."""
 
 
 def _transports(text: str) -> list[str]:
@@ -61,7 +61,7 @@ def _server_args(text: str) -> list[str]:
 
 
 def _steps(text: str) -> list[int]:
-    from loadtests.staircase import parse_steps
+    from rtcap.loadtests.generator.staircase import parse_steps
 
     try:
         return parse_steps(text)
@@ -146,10 +146,10 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_command(args: argparse.Namespace) -> int:
     """`rtcap run`."""
-    from loadtests.run import RunError, RunOptions, run_sweep
+    from rtcap.loadtests.run.sweep import RunError, RunOptions, run_sweep
 
-    from reports.gate import gather
-    from reports.thresholds import ThresholdError
+    from rtcap.reports.gate import gather
+    from rtcap.reports.thresholds import ThresholdError
 
     try:
         thresholds = gather(args.threshold)  # before any load: a typo must not cost a run
@@ -161,7 +161,7 @@ def run_command(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     preset = QUICK if args.quick else DEFAULT
-    from loadtests.staircase import parse_steps
+    from rtcap.loadtests.generator.staircase import parse_steps
 
     hold = args.hold if args.hold is not None else preset["hold"]
     settle = args.settle if args.settle is not None else min(preset["settle"], hold / 3)
@@ -193,7 +193,7 @@ def run_command(args: argparse.Namespace) -> int:
         room_size=args.room_size, server_args=args.server_args,
     )
     if args.abort_early:
-        from reports.thresholds import final_once_missed
+        from rtcap.reports.thresholds import final_once_missed
 
         late = [t.text for t in thresholds if not final_once_missed(t, per_step=True)]
         if late:
@@ -203,7 +203,7 @@ def run_command(args: argparse.Namespace) -> int:
     refused = _preflight([options], options)
     if refused is not None:
         return refused
-    from loadtests.interrupt import Interrupted
+    from rtcap.loadtests.run.interrupt import Interrupted
 
     failed = 0
     try:
@@ -225,13 +225,13 @@ def run_command(args: argparse.Namespace) -> int:
     if thresholds:
         import json
 
-        from reports.gate import check_run, early_verdicts
+        from rtcap.reports.gate import check_run, early_verdicts
 
         aborted = json.loads((run_dir / "meta.json").read_text(encoding="utf-8")).get("aborted")
         outcomes = check_run(run_dir, thresholds, verdicts=early_verdicts(aborted) if aborted else ())
         code = 0 if all(o.ok for o in outcomes) and not aborted else 1
-    from reports.exports import publish_markdown
-    from reports.rundir import RunDirError
+    from rtcap.reports.exports import publish_markdown
+    from rtcap.reports.rundir import RunDirError
 
     try:
         # After the thresholds, so the summary (for a CI job summary or a PR comment) carries their verdicts.
@@ -246,7 +246,7 @@ def _preflight(runs: list, base: object) -> int | None:
 
     `runs` are the RunOptions of a single run, or of every arm of a scenario; `base` names the directory.
     """
-    from loadtests.validate import PreflightError, preflight
+    from rtcap.loadtests.run.validate import PreflightError, preflight
 
     try:
         notes = preflight(runs, base.out_dir, base.name)  # type: ignore[attr-defined]
@@ -262,8 +262,8 @@ def _preflight(runs: list, base: object) -> int | None:
 
 def _run_scenario(args: argparse.Namespace, options: object) -> int:
     """`rtcap run --scenario NAME`: every arm, then the claim against what was measured."""
-    from loadtests.run import RunError
-    from loadtests.scenarios import SCENARIOS, arm_options, run_scenario
+    from rtcap.loadtests.run.sweep import RunError
+    from rtcap.loadtests.run.scenarios import SCENARIOS, arm_options, run_scenario
 
     if args.transports or args.threshold or args.abort_early:
         print("rtcap run: error: --scenario sets its own transports; --transports, --threshold and --abort-early "
@@ -281,7 +281,7 @@ def _run_scenario(args: argparse.Namespace, options: object) -> int:
                          options)
     if refused is not None:
         return refused
-    from loadtests.interrupt import Interrupted
+    from rtcap.loadtests.run.interrupt import Interrupted
 
     try:
         root = run_scenario(SCENARIOS[args.scenario], options, steps, hold, args.settle,
@@ -301,9 +301,9 @@ def _run_scenario(args: argparse.Namespace, options: object) -> int:
 
 def check_command(args: argparse.Namespace) -> int:
     """`rtcap check-target`: 0 when every declared transport and the process check pass, 1 otherwise."""
-    from loadtests.check import check_process, check_transport, format_table
-    from targets.adapter import AdapterError, load_adapter
-    from targets.launch import LaunchError, launch
+    from rtcap.loadtests.transports.check import check_process, check_transport, format_table
+    from rtcap.targets.adapter import AdapterError, load_adapter
+    from rtcap.targets.launch import LaunchError, launch
 
     try:
         adapter = load_adapter(args.file)
@@ -345,11 +345,11 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run a capacity sweep and write a run directory and an HTML report")
     add_run_arguments(run)
     report = commands.add_parser("report", help="render run directories into a self-contained HTML report (or --format json|md)")
-    from reports.cli import add_report_arguments
+    from rtcap.reports.cli import add_report_arguments
 
     add_report_arguments(report)
     plan = commands.add_parser("plan", help="instances, memory, CPU and bandwidth N viewers need, from a run's model")
-    from reports.plan_cli import add_plan_arguments
+    from rtcap.reports.plan_cli import add_plan_arguments
 
     add_plan_arguments(plan)
     check = commands.add_parser("check-target", help="check a target adapter against its server before any load")
@@ -368,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `rtcap` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:2] == ["target", "serve"]:
-        from targets.reference.__main__ import main as serve_main
+        from rtcap.targets.reference.__main__ import main as serve_main
 
         return serve_main(argv[2:]) or 0
     args = build_parser().parse_args(argv)
@@ -377,11 +377,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check-target":
         return check_command(args)
     if args.command == "report":
-        from reports.cli import run_report
+        from rtcap.reports.cli import run_report
 
         return run_report(args)
     if args.command == "plan":
-        from reports.plan_cli import run_plan
+        from rtcap.reports.plan_cli import run_plan
 
         return run_plan(args)
     return 2

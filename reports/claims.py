@@ -1,4 +1,4 @@
-"""A scenario's claim against what its runs measured (`rtcap run --scenario NAME`; loadtests/scenarios.py).
+"""A scenario's claim against what its runs measured (`rtcap run --scenario NAME`; loadtests/run/scenarios.py).
 
 Each judge reads the arms' run directories (summary.json and the highest-load valid step of steps.csv, the
 step the headline figures come from) and returns the figures and sentences that answer the claim: the
@@ -14,10 +14,10 @@ from typing import Any
 
 import pandas as pd
 
-from reports.page import md_table
-from reports.rundir import Run, load_run
-from reports.summary import build_summary, md_text
-from reports.wire import finite, fmt_bytes, transport_name, wire_numbers
+from rtcap.reports.page import md_table
+from rtcap.reports.rundir import Run, load_run
+from rtcap.reports.summary import build_summary, md_text
+from rtcap.reports.wire import finite, fmt_bytes, transport_name, wire_numbers
 
 
 def _summary(run: Run) -> dict[str, Any]:
@@ -232,7 +232,7 @@ JUDGES: dict[str, Callable[[Mapping[str, Run]], dict[str, Any]]] = {
     "conditional": judge_conditional, "signalling": judge_signalling, "rpc-over-ws": judge_rpc,
     "presence": judge_presence,
 }
-"""The judge of each scenario (loadtests/scenarios.py SCENARIOS), by name."""
+"""The judge of each scenario (loadtests/run/scenarios.py SCENARIOS), by name."""
 
 
 def _clean(value: Any) -> Any:

@@ -12,10 +12,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from reports.content import build_report
-from reports.exports import dumps_json, report_markdown
-from reports.html import render_html
-from reports.rundir import RunDirError
+from rtcap.reports.content import build_report
+from rtcap.reports.exports import dumps_json, report_markdown
+from rtcap.reports.html import render_html
+from rtcap.reports.rundir import RunDirError
 
 PROG = "rtcap report"
 FORMATS = ("html", "json", "md")
@@ -98,7 +98,7 @@ def run_report(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Standalone entry point (`python -m reports.cli RUN...`)."""
+    """Standalone entry point (`python -m rtcap.reports.cli RUN...`)."""
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__)
     add_report_arguments(parser)
     return run_report(parser.parse_args(argv))

@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from reports.figures import fmt_num
-from reports.page import fmt_cpu
-from reports.params import t95
-from reports.wire import finite, fmt_bytes, transport_name
+from rtcap.reports.figures import fmt_num
+from rtcap.reports.page import fmt_cpu
+from rtcap.reports.params import t95
+from rtcap.reports.wire import finite, fmt_bytes, transport_name
 
 Z95 = 1.96
 # The same in a paragraph, for the page and the markdown export.

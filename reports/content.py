@@ -9,12 +9,12 @@ from typing import Any
 
 import pandas as pd
 
-from reports.compare import compare_runs
-from reports.headline import Sentence, sentence
-from reports.params import poll_interval, run_params, update_rate
-from reports.rundir import Run, load_runs
-from reports.summary import build_summary, write_summary
-from reports.tradeoff import tradeoff
+from rtcap.reports.compare import compare_runs
+from rtcap.reports.headline import Sentence, sentence
+from rtcap.reports.params import poll_interval, run_params, update_rate
+from rtcap.reports.rundir import Run, load_runs
+from rtcap.reports.summary import build_summary, write_summary
+from rtcap.reports.tradeoff import tradeoff
 
 
 @dataclass

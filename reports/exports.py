@@ -1,6 +1,6 @@
 """The report as JSON (for tools) and as short markdown (for a CI job summary or a PR comment).
 
-Every piece of text in the markdown passes reports.summary.md_text on its way in: names, notes, warnings and
+Every piece of text in the markdown passes rtcap.reports.summary.md_text on its way in: names, notes, warnings and
 threshold details can carry what a server or an adapter said, and CI renders the file with its inline HTML.
 """
 
@@ -14,17 +14,17 @@ from typing import Any
 
 import pandas as pd
 
-from reports.compare import comparison_frame
-from reports.content import Report
-from reports.figures import fmt_num
-from reports.gate import RESULTS_FILE
-from reports.page import fmt_cpu, fmt_kib, md_table
-from reports.patterns import TITLE as PATTERNS_TITLE
-from reports.patterns import patterns_frame
-from reports.summary import Markdown, md_code, md_text
-from reports.thresholds import show_value
-from reports.wire import TITLE as WIRE_TITLE
-from reports.wire import fmt_bytes, transport_name, wire_numbers, wire_table
+from rtcap.reports.compare import comparison_frame
+from rtcap.reports.content import Report
+from rtcap.reports.figures import fmt_num
+from rtcap.reports.gate import RESULTS_FILE
+from rtcap.reports.page import fmt_cpu, fmt_kib, md_table
+from rtcap.reports.patterns import TITLE as PATTERNS_TITLE
+from rtcap.reports.patterns import patterns_frame
+from rtcap.reports.summary import Markdown, md_code, md_text
+from rtcap.reports.thresholds import show_value
+from rtcap.reports.wire import TITLE as WIRE_TITLE
+from rtcap.reports.wire import fmt_bytes, transport_name, wire_numbers, wire_table
 
 FORMAT_VERSION = 1
 WITHIN_NOISE = ("_Within noise: the difference's 95% CI contains zero (fitted slopes, bytes) or the two runs' "
@@ -179,7 +179,7 @@ STEP_SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
 
 def publish_markdown(run_dir: Path, environ: Mapping[str, str]) -> list[Path]:
     """Write the run's markdown summary to RUN/summary.md and append it to $GITHUB_STEP_SUMMARY if set."""
-    from reports.content import build_report
+    from rtcap.reports.content import build_report
 
     text = report_markdown(build_report([run_dir]))
     written = [run_dir / SUMMARY_MD]

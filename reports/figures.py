@@ -12,11 +12,11 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-from reports import model
-from reports.flags import MEMORY_UNSETTLED, has_flag, reasons
-from reports.slo import BY_TRANSPORT
-from reports.wire import transport_name
-from targets.transports import REGISTRY, get
+from rtcap.reports import model
+from rtcap.reports.flags import MEMORY_UNSETTLED, has_flag, reasons
+from rtcap.reports.slo import BY_TRANSPORT
+from rtcap.reports.wire import transport_name
+from rtcap.targets.transports import REGISTRY, get
 
 KIB = 1024
 MIB = 1024 * 1024

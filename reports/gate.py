@@ -15,15 +15,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from reports.rundir import STEPS_FILE, read_steps
-from reports.thresholds import (Outcome, Threshold, ThresholdError, evaluate, parse_threshold, parse_thresholds,
+from rtcap.reports.rundir import STEPS_FILE, read_steps
+from rtcap.reports.thresholds import (Outcome, Threshold, ThresholdError, evaluate, parse_threshold, parse_thresholds,
                                show_value)
 
 ENV_VAR = "RTCAP_THRESHOLDS"
 RESULTS_FILE = "thresholds.json"
 JUNIT_FILE = "junit.xml"
 ABORTED_FILE = "aborted.json"
-"""Written by an aborted test (loadtests/abort.py) into its record directory: which thresholds, what was seen."""
+"""Written by an aborted test (loadtests/generator/abort.py) into its record directory: which thresholds, what was seen."""
 
 
 def configured_thresholds(directory: Path = Path(".")) -> list[str]:
@@ -92,7 +92,7 @@ def check_run(run_dir: Path, thresholds: list[Threshold], say: object = print,
 
 
 def early_verdicts(aborted: Mapping[str, object]) -> list[Outcome]:
-    """The misses an aborted test wrote (loadtests/abort.py's aborted.json) as outcomes."""
+    """The misses an aborted test wrote (loadtests/generator/abort.py's aborted.json) as outcomes."""
     found = []
     for item in aborted.get("thresholds", []):  # type: ignore[union-attr]
         threshold = parse_threshold(item["threshold"])

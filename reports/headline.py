@@ -15,13 +15,13 @@ from typing import Any
 
 import pandas as pd
 
-from reports import slo as slo_rule
-from reports.figures import fmt_num
-from reports.flags import reasons
-from reports.page import fmt_cpu, fmt_kib, fmt_pct, fmt_seconds
-from reports.params import step_list
-from reports.wire import finite, fmt_bytes, transport_name
-from targets.transports import get
+from rtcap.reports import slo as slo_rule
+from rtcap.reports.figures import fmt_num
+from rtcap.reports.flags import reasons
+from rtcap.reports.page import fmt_cpu, fmt_kib, fmt_pct, fmt_seconds
+from rtcap.reports.params import step_list
+from rtcap.reports.wire import finite, fmt_bytes, transport_name
+from rtcap.targets.transports import get
 
 
 @dataclass(frozen=True)

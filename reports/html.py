@@ -10,14 +10,14 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
-from reports import figures, patterns, wire
-from reports.content import Report, build_report
-from reports.headline import transport_sentence
-from reports.page import esc as _e
-from reports.page import table as _table
-from reports.planner_html import planner_section
-from reports.rundir import Run
-from reports.sections import comparison_section, fig_div, findings_section, headline_section, tradeoff_section
+from rtcap.reports import figures, patterns, wire
+from rtcap.reports.content import Report, build_report
+from rtcap.reports.headline import transport_sentence
+from rtcap.reports.page import esc as _e
+from rtcap.reports.page import table as _table
+from rtcap.reports.planner_html import planner_section
+from rtcap.reports.rundir import Run
+from rtcap.reports.sections import comparison_section, fig_div, findings_section, headline_section, tradeoff_section
 
 __all__ = ["FIGURE_NOTES", "build_figures", "render_html", "render_report", "transport_sentence"]
 

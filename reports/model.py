@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from reports.flags import MEMORY_UNSETTLED, has_flag
+from rtcap.reports.flags import MEMORY_UNSETTLED, has_flag
 
 MIN_FIT_POINTS = 3  # a line through two points has no residuals, hence no error estimate
 RECOMMENDED_FIT_POINTS = 5

@@ -9,8 +9,8 @@ from typing import Any
 
 import pandas as pd
 
-from reports.figures import KIB, fmt_num
-from reports.wire import finite
+from rtcap.reports.figures import KIB, fmt_num
+from rtcap.reports.wire import finite
 
 TEXT_COLUMNS = ("run", "transport", "figure", "polling", "push", "verdict", "runs")
 
@@ -36,7 +36,7 @@ def table(frame: pd.DataFrame, titles: Sequence[Sequence[str]] | None = None) ->
 
 def md_table(frame: pd.DataFrame) -> str:
     """A GitHub-flavoured markdown table; every header and cell goes through md_text (Markdown cells as they are)."""
-    from reports.summary import md_text
+    from rtcap.reports.summary import md_text
 
     lines = ["| " + " | ".join(md_text(c) for c in frame.columns) + " |",
              "| " + " | ".join("---" for _ in frame.columns) + " |"]

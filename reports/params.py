@@ -15,12 +15,12 @@ from typing import Any
 import pandas as pd
 from scipy import stats
 
-from reports import model as fits
-from reports.plan import run_models
-from reports.rundir import Run
-from reports.summary import build_summary
-from reports.wire import finite, transport_name
-from targets.transports import get, where
+from rtcap.reports import model as fits
+from rtcap.reports.plan import run_models
+from rtcap.reports.rundir import Run
+from rtcap.reports.summary import build_summary
+from rtcap.reports.wire import finite, transport_name
+from rtcap.targets.transports import get, where
 
 ONE_STREAM_FEED = where(lambda t: t.kind == "held stream" and t.feed and t.connections_per_user == 1)
 """Each connection receives every published event once: messages/s per connection is the update rate."""

@@ -51,12 +51,12 @@ from typing import Any
 
 import pandas as pd
 
-from reports import model as fits
-from reports.figures import throughput_kind
-from reports.rundir import Run
-from reports.summary import build_summary
-from reports.wire import finite
-from targets.transports import get
+from rtcap.reports import model as fits
+from rtcap.reports.figures import throughput_kind
+from rtcap.reports.rundir import Run
+from rtcap.reports.summary import build_summary
+from rtcap.reports.wire import finite
+from rtcap.targets.transports import get
 
 RESOURCES = ("memory", "cpu", "connections")
 RESOURCE_WORDS = {"memory": "memory", "cpu": "CPU", "connections": "connections at SLO"}

@@ -14,10 +14,10 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from reports import plan as planner
-from reports.plan import RESOURCE_WORDS, PlanInputError, PlanInputs
-from reports.rundir import RunDirError, load_run
-from reports.summary import build_summary
+from rtcap.reports import plan as planner
+from rtcap.reports.plan import RESOURCE_WORDS, PlanInputError, PlanInputs
+from rtcap.reports.rundir import RunDirError, load_run
+from rtcap.reports.summary import build_summary
 
 PROG = "rtcap plan"
 UNIT_WORDS = {"message": ("msg/s", "message"), "request": ("req/s", "request")}
@@ -256,7 +256,7 @@ def run_plan(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Standalone entry point (`python -m reports.plan_cli RUN ...`)."""
+    """Standalone entry point (`python -m rtcap.reports.plan_cli RUN ...`)."""
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__)
     add_plan_arguments(parser)
     return run_plan(parser.parse_args(argv))

@@ -15,9 +15,9 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from reports import plan
-from reports.rundir import Run
-from reports.wire import finite
+from rtcap.reports import plan
+from rtcap.reports.rundir import Run
+from rtcap.reports.wire import finite
 
 FIELDS = (  # (input name, label, CLI option)
     ("viewers", "viewers", "--viewers"),

@@ -37,11 +37,11 @@ STEP_OPTIONAL_NUMERIC_COLUMNS = (
     "payload_bytes", "bytes_per_client_5min", "payload_per_client_5min", "overhead_per_client_5min",
     "missed_ticks", "request_p50_ms", "request_p99_ms", "generator_lag_p99_ms",
     "generator_lag_max_ms", "settle_s",
-    # The patterns between polling and WebSockets (loadtests/collect.py PATTERN_COLUMNS, WS_PATTERN_COLUMNS).
+    # The patterns between polling and WebSockets (loadtests/run/collect.py PATTERN_COLUMNS, WS_PATTERN_COLUMNS).
     "not_modified", "bytes_saved", "cache_hits", "cache_misses", "cache_hit_rps", "handler_rps", "cache_age_mean_s",
     "round_trips", "round_trips_per_event", "notifications", "unanswered", "in_flight", "messages_sent",
     "messages_received", "msgs_in_per_s", "msgs_out_per_s", "room_size", "fanout",
-    # Liveness, publishes and the generator's own errors (loadtests/collect.py LIVENESS_COLUMNS).
+    # Liveness, publishes and the generator's own errors (loadtests/run/collect.py LIVENESS_COLUMNS).
     "published", "publish_errors", "publish_p99_ms", "health_failures", "seq_resets", "generator_errors",
     "exceptions", "tcp_outgoing",
 )

@@ -8,13 +8,13 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
-from reports.compare import METHOD, comparison_frame
-from reports.content import Report
-from reports.figures import MIB, fmt_num
-from reports.headline import Fact, Sentence
-from reports.page import esc, fmt_rate, fmt_ratio, fmt_seconds, table
-from reports.tradeoff import INF, tradeoff_figure
-from reports.wire import fmt_bytes
+from rtcap.reports.compare import METHOD, comparison_frame
+from rtcap.reports.content import Report
+from rtcap.reports.figures import MIB, fmt_num
+from rtcap.reports.headline import Fact, Sentence
+from rtcap.reports.page import esc, fmt_rate, fmt_ratio, fmt_seconds, table
+from rtcap.reports.tradeoff import INF, tradeoff_figure
+from rtcap.reports.wire import fmt_bytes
 
 TRADEOFF_NOTE = (
     "For the same viewers and the same freshness: polling asks once per interval whether or not anything "

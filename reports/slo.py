@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from targets.transports import where
+from rtcap.targets.transports import where
 
 POLL_SLACK_MS = 250.0
 """Default allowance above the poll interval for a polled transport's staleness p99."""

@@ -11,12 +11,12 @@ from typing import Any
 
 import pandas as pd
 
-from reports import model, wire
-from reports import slo as slo_rule
-from reports.flags import (FLAG_WORDS, GENERATOR_LAGGING, MEMORY_UNSETTLED, TARGET_FLAGS, distinct, has_flag,
+from rtcap.reports import model, wire
+from rtcap.reports import slo as slo_rule
+from rtcap.reports.flags import (FLAG_WORDS, GENERATOR_LAGGING, MEMORY_UNSETTLED, TARGET_FLAGS, distinct, has_flag,
                            split_flags, words)
-from reports.rundir import META_FILE, STEPS_FILE, SUMMARY_FILE, RunDirError, read_json, read_steps
-from targets.transports import get
+from rtcap.reports.rundir import META_FILE, STEPS_FILE, SUMMARY_FILE, RunDirError, read_json, read_steps
+from rtcap.targets.transports import get
 
 SLO_KEYS = ("delivery_p99_ms", "error_rate")
 __all__ = ["FLAG_WORDS", "Markdown", "build_summary", "check_slo", "md_code", "md_text", "summarize_transport",

@@ -27,10 +27,10 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from reports.figures import HEIGHT, transport_color
-from reports.page import fmt_rate, fmt_ratio, fmt_seconds
-from reports.params import feed_transports
-from reports.wire import finite
+from rtcap.reports.figures import HEIGHT, transport_color
+from rtcap.reports.page import fmt_rate, fmt_ratio, fmt_seconds
+from rtcap.reports.params import feed_transports
+from rtcap.reports.wire import finite
 
 INF = math.inf
 

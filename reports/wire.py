@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from targets.transports import REGISTRY, get
+from rtcap.targets.transports import REGISTRY, get
 
 WINDOW_S = 300.0
 TITLE = "Bytes on the wire per client, per 5 minutes"

@@ -465,7 +465,7 @@ def _import_class(ref: str, source: Path | None, table: KeyReader) -> type | Non
     for part in attr.split("."):
         obj = getattr(obj, part, None)
     if not (isinstance(obj, type) and issubclass(obj, TargetAdapter)):
-        table.error("class", f"{ref!r} is not a subclass of targets.adapter.TargetAdapter (got {obj!r})")
+        table.error("class", f"{ref!r} is not a subclass of rtcap.targets.adapter.TargetAdapter (got {obj!r})")
         return None
     return obj
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from targets.adapter import TargetAdapter
+from rtcap.targets.adapter import TargetAdapter
 
 LOG_TAIL_LINES = 20
 """Lines of the server's output quoted when it fails to start."""

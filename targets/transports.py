@@ -51,7 +51,7 @@ class Transport:
     """How reports name it."""
     kind: Kind
     user_class: str
-    """The Locust user in loadtests/catalog.py that measures it (a name: importing this module imports no Locust)."""
+    """The Locust user in loadtests/generator/catalog.py that measures it (a name: importing this module imports no Locust)."""
     holds_connection: bool
     """Every user keeps a connection open, so the target must show about as many (flag connections_short)."""
     websocket: bool
@@ -68,7 +68,7 @@ class Transport:
     pattern_figures: tuple[str, ...] = ()
     """steps.csv columns that become its summary.json "patterns" (reports/summary.py)."""
     connections_per_user: int = 1
-    """Sockets one user holds: the open-file preflight counts them (loadtests/validate.py)."""
+    """Sockets one user holds: the open-file preflight counts them (loadtests/run/validate.py)."""
     shown: int
     """Position in report tables: polling from most to least wasteful, then push."""
     colour: int | None = None

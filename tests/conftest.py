@@ -7,8 +7,8 @@ from dataclasses import replace
 
 import pytest
 
-from targets.adapter import load_adapter, reference_adapter_path
-from targets.launch import LaunchedTarget, launch
+from rtcap.targets.adapter import load_adapter, reference_adapter_path
+from rtcap.targets.launch import LaunchedTarget, launch
 
 
 def launch_reference(*server_args: str, rate: float = 20, payload: int = 64) -> LaunchedTarget:

@@ -63,10 +63,10 @@ def test_options_appear_in_the_web_ui_start_form() -> None:
 
 
 def test_rtcap_target_serve_is_the_reference_server_command() -> None:
-    done = subprocess.run([sys.executable, "-m", "loadtests.cli", "target", "serve", "--port", "99999"],
+    done = subprocess.run([sys.executable, "-m", "rtcap.loadtests.cli", "target", "serve", "--port", "99999"],
                           capture_output=True, text=True, timeout=30)
     assert done.returncode == 2
     assert "port" in done.stderr
-    helped = subprocess.run([sys.executable, "-m", "loadtests.cli", "target", "serve", "--help"],
+    helped = subprocess.run([sys.executable, "-m", "rtcap.loadtests.cli", "target", "serve", "--help"],
                             capture_output=True, text=True, timeout=30)
     assert helped.returncode == 0 and "--payload" in helped.stdout and "--rate" in helped.stdout

@@ -30,8 +30,8 @@ def test_the_example_ci_workflow_is_valid_and_its_rtcap_command_parses() -> None
 
     import yaml
 
-    from loadtests.cli import build_parser
-    from reports.gate import gather
+    from rtcap.loadtests.cli import build_parser
+    from rtcap.reports.gate import gather
 
     text = (ROOT / "README.md").read_text()
     block = re.search(r"```yaml\n(.*?)```", text.split("## In CI", 1)[1], re.S)

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from loadtests.check import check_transport
-from loadtests.cli import build_parser
-from loadtests.run import RunError, RunOptions, load_target, locust_command
-from reports import figures, slo, wire
-from targets import adapter as adapters
-from targets.transports import NAMES, REGISTRY, RUN_DEFAULT, UnknownTransport, checked, lookup
+from rtcap.loadtests.transports.check import check_transport
+from rtcap.loadtests.cli import build_parser
+from rtcap.loadtests.run.sweep import RunError, RunOptions, load_target, locust_command
+from rtcap.reports import figures, slo, wire
+from rtcap.targets import adapter as adapters
+from rtcap.targets.transports import NAMES, REGISTRY, RUN_DEFAULT, UnknownTransport, checked, lookup
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,7 +56,7 @@ def test_the_adapter_accepts_exactly_the_registry() -> None:
 
 def test_each_transport_has_the_user_class_its_record_names() -> None:
     # Importing Locust patches the process for gevent: look at the users from a separate interpreter.
-    code = ("import json, locust, locustfile\nfrom loadtests import catalog\n"
+    code = ("import json, locust, locustfile\nfrom rtcap.loadtests.generator import catalog\n"
             "concrete = sorted(n for n, v in vars(catalog).items() if isinstance(v, type) and issubclass(v, locust.User)"
             " and v.__module__ == catalog.__name__)\n"
             "print(json.dumps({'users': {n: getattr(locustfile, n).transport for n in locustfile.__all__},"
@@ -109,7 +109,7 @@ def test_an_unknown_transport_is_refused_everywhere(capsys: pytest.CaptureFixtur
 
 def test_the_reference_server_labels_only_registry_transports() -> None:
     # The bundled server's Prometheus labels name its own handlers, a subset of the transports.
-    from targets.reference import httpcache, metrics
+    from rtcap.targets.reference import httpcache, metrics
 
     for labels in (metrics.TRANSPORTS, metrics.STREAM_TRANSPORTS, metrics.FAULT_TRANSPORTS, httpcache.ENDPOINTS):
         assert set(labels) <= set(NAMES), labels

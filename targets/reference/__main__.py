@@ -1,4 +1,4 @@
-"""Command line of the reference target: `python -m targets.reference --port 0`."""
+"""Command line of the reference target: `python -m rtcap.targets.reference --port 0`."""
 
 from __future__ import annotations
 
@@ -272,9 +272,9 @@ def config_from_args(args: argparse.Namespace) -> TargetConfig:
 
 
 def build_arg_parser() -> argparse.ArgumentParser:
-    """The argument parser of `python -m targets.reference`."""
+    """The argument parser of `python -m rtcap.targets.reference`."""
     parser = argparse.ArgumentParser(
-        prog="python -m targets.reference",
+        prog="python -m rtcap.targets.reference",
         description="Reference real-time target: polling, long polling, SSE and WebSockets on one server.",
     )
     add_target_arguments(parser)

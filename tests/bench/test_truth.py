@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.truth import ballast_slopes, delay_shift, fault_counts, multiples, wire_bytes
+from rtcap.bench.truth import ballast_slopes, delay_shift, fault_counts, multiples, wire_bytes
 
 
 def test_multiples_counts_strictly_inside() -> None:

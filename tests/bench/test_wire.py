@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.wire import WirePlan, comparison, run_comparison
+from rtcap.bench.wire import WirePlan, comparison, run_comparison
 
 
 def test_full_state_polling_costs_the_most_bytes_and_push_the_least_latency(tmp_path: Path) -> None:

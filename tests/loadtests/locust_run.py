@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from loadtests.timeline import read_timeline
+from rtcap.loadtests.generator.timeline import read_timeline
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -16,7 +16,7 @@ def start_locust(host: str, user_class: str, users: int, seconds: int, record: P
                  locustfile: str = "locustfile.py") -> subprocess.Popen:
     """Start `python -m locust -f locustfile.py --headless` for one user class ("" for all); output goes to record/locust.log.
 
-    `locustfile` (relative to the repository) may name another file, e.g. loadtests/catalog.py for every user class."""
+    `locustfile` (relative to the repository) may name another file, e.g. loadtests/generator/catalog.py for every user class."""
     record.mkdir(parents=True, exist_ok=True)
     command = [
         sys.executable, "-m", "locust", "-f", str(ROOT / locustfile), "--headless", "--host", host,

@@ -40,7 +40,7 @@ cache_header = "X-Cache"
 def start_steps(host: str, user_class: str, steps: str, record: Path, *extra: str) -> subprocess.Popen:
     """Headless Locust with the step shape (as `rtcap run` runs it), 3 s holds; output goes to record/locust.log."""
     record.mkdir(parents=True, exist_ok=True)
-    files = f"{ROOT / 'loadtests' / 'catalog.py'},{ROOT / 'loadtests' / 'stepload.py'}"
+    files = f"{ROOT / 'loadtests' / 'generator' / 'catalog.py'},{ROOT / 'loadtests' / 'generator' / 'stepload.py'}"
     command = [
         sys.executable, "-m", "locust", "-f", files, "--headless", "--host", host, "--only-summary",
         "--loglevel", "WARNING", "--csv", str(record / "locust"), "--rtcap-record", str(record), "--steps", steps,

@@ -35,7 +35,7 @@ def test_rtcap_run_stops_the_sweep_after_the_step_that_missed(tmp_path: Path) ->
     step_summary = tmp_path / "step_summary.md"
     step_summary.write_text("earlier job output\n")
     done = subprocess.run(
-        [sys.executable, "-m", "loadtests.cli", "run", "--transports", "sse,ws", "--steps", "20,40,60,80",
+        [sys.executable, "-m", "rtcap.loadtests.cli", "run", "--transports", "sse,ws", "--steps", "20,40,60,80",
          "--hold", "3", "--settle", "1", "--settle-max", "5", "--rate", "10", "--threshold", "sse.delivery.p99<1us",
          "--threshold", "sse.lost<1", "--abort-early", "--out-dir", str(tmp_path), "--name", "a", "--no-report"],
         capture_output=True, text=True, cwd=ROOT, timeout=180, env={**_env(), "GITHUB_STEP_SUMMARY": str(step_summary)})
@@ -56,7 +56,7 @@ def test_rtcap_run_stops_the_sweep_after_the_step_that_missed(tmp_path: Path) ->
 
 
 def test_abort_early_without_a_threshold_is_refused(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "loadtests.cli", "run", "--abort-early", "--out-dir", str(tmp_path)],
+    done = subprocess.run([sys.executable, "-m", "rtcap.loadtests.cli", "run", "--abort-early", "--out-dir", str(tmp_path)],
                           capture_output=True, text=True, cwd=ROOT, timeout=60, env=_env())
     assert done.returncode == 2 and "--abort-early needs at least one threshold" in done.stderr
     assert not any(tmp_path.iterdir())
@@ -72,7 +72,7 @@ def _env() -> dict[str, str]:
 def test_a_sweep_aborted_before_any_step_still_writes_its_report_and_verdicts(tmp_path: Path) -> None:
     # errors < 0 can never hold: the first check aborts, before the first step has finished.
     done = subprocess.run(
-        [sys.executable, "-m", "loadtests.cli", "run", "--transports", "poll,ws", "--steps", "20,40", "--hold", "4",
+        [sys.executable, "-m", "rtcap.loadtests.cli", "run", "--transports", "poll,ws", "--steps", "20,40", "--hold", "4",
          "--settle", "1", "--settle-max", "0", "--threshold", "poll.errors<0", "--abort-early",
          "--out-dir", str(tmp_path), "--name", "early"],
         capture_output=True, text=True, cwd=ROOT, timeout=180, env=_env())

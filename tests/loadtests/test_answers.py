@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from loadtests.answers import AnswerMeter, age_seconds, cache_hit
-from targets.launch import LaunchedTarget
+from rtcap.loadtests.transports.answers import AnswerMeter, age_seconds, cache_hit
+from rtcap.targets.launch import LaunchedTarget
 from tests.conftest import launch_reference
 from tests.loadtests.locust_run import finish, locust_stats, start_locust
 from tests.loadtests.polled import adapter_file

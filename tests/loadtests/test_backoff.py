@@ -2,7 +2,7 @@
 
 import random
 
-from loadtests.backoff import Backoff
+from rtcap.loadtests.transports.backoff import Backoff
 
 
 def test_delays_stay_under_a_doubling_ceiling_capped() -> None:

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from bench.proxy import CutProxy
-from loadtests.http_client import HTTPConnection
-from loadtests.sse_client import SSEClient
-from loadtests.sse_parser import SSEEvent
-from loadtests.ws_client import WebSocketClient
+from rtcap.bench.proxy import CutProxy
+from rtcap.loadtests.transports.http_client import HTTPConnection
+from rtcap.loadtests.transports.sse_client import SSEClient
+from rtcap.loadtests.transports.sse_parser import SSEEvent
+from rtcap.loadtests.transports.ws_client import WebSocketClient
 from tests.conftest import launch_reference
 from tests.loadtests.locust_run import finish, start_locust, subscribers
 

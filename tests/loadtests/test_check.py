@@ -11,9 +11,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from loadtests.check import check_process, check_transport, format_table
-from loadtests.cli import main
-from targets.adapter import adapter_from_dict, load_adapter, reference_adapter_path
+from rtcap.loadtests.transports.check import check_process, check_transport, format_table
+from rtcap.loadtests.cli import main
+from rtcap.targets.adapter import adapter_from_dict, load_adapter, reference_adapter_path
 
 
 @pytest.fixture

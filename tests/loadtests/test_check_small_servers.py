@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from loadtests.check import check_process, check_transport, format_table
-from targets.adapter import TargetAdapter, adapter_from_dict
-from targets.launch import LaunchedTarget, launch
+from rtcap.loadtests.transports.check import check_process, check_transport, format_table
+from rtcap.targets.adapter import TargetAdapter, adapter_from_dict
+from rtcap.targets.launch import LaunchedTarget, launch
 
 SERVER = r'''
 """A one-channel event server: POST /publish numbers and stamps an event; GET /poll lists them."""

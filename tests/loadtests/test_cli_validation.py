@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from loadtests import validate
-from loadtests.cli import build_parser, main
-from loadtests.staircase import MAX_STEP_USERS, MAX_STEPS, parse_steps
-from targets.adapter import reference_adapter_path
+from rtcap.loadtests.run import validate
+from rtcap.loadtests.cli import build_parser, main
+from rtcap.loadtests.generator.staircase import MAX_STEP_USERS, MAX_STEPS, parse_steps
+from rtcap.targets.adapter import reference_adapter_path
 
 ROOT = Path(__file__).resolve().parents[2]
 RTCAP = ROOT / ".venv" / "bin" / "rtcap"
@@ -28,18 +28,18 @@ class LoadStarted(Exception):
 
 @pytest.fixture(autouse=True)
 def no_load(monkeypatch: pytest.MonkeyPatch) -> None:
-    import loadtests.run
-    import loadtests.scenarios
-    import targets.launch
+    import rtcap.loadtests.run.sweep
+    import rtcap.loadtests.run.scenarios
+    import rtcap.targets.launch
 
     def started(*_: object, **__: object) -> None:
         raise LoadStarted
 
     # The entry points every run goes through must exist; the others are a second line of defence.
-    monkeypatch.setattr(loadtests.run, "run_sweep", started)
-    monkeypatch.setattr(loadtests.scenarios, "run_scenario", started)
-    monkeypatch.setattr(targets.launch, "launch", started)
-    for module, name in ((loadtests.run, "launch"), (loadtests.run, "run_transport"), (loadtests.scenarios, "run_sweep")):
+    monkeypatch.setattr(rtcap.loadtests.run.sweep, "run_sweep", started)
+    monkeypatch.setattr(rtcap.loadtests.run.scenarios, "run_scenario", started)
+    monkeypatch.setattr(rtcap.targets.launch, "launch", started)
+    for module, name in ((rtcap.loadtests.run.sweep, "launch"), (rtcap.loadtests.run.sweep, "run_transport"), (rtcap.loadtests.run.scenarios, "run_sweep")):
         monkeypatch.setattr(module, name, started, raising=False)
     monkeypatch.delenv("RTCAP_THRESHOLDS", raising=False)
 
@@ -196,7 +196,7 @@ def test_preflight_really_raises_the_soft_limit_of_its_process() -> None:
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != resource.RLIM_INFINITY and hard < 600:
         pytest.skip(f"hard open-file limit {hard} is too low to test raising the soft one")
-    code = ("import resource; from loadtests.validate import preflight_open_files as p; "
+    code = ("import resource; from rtcap.loadtests.run.validate import preflight_open_files as p; "
             "print(p([400], ['ws'])); print(resource.getrlimit(resource.RLIMIT_NOFILE)[0])")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT,
                           preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard)))

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from loadtests.collect import collect_transport, label_samples, step_row
-from loadtests.timeline import encode_histogram, new_histogram
+from rtcap.loadtests.run.collect import collect_transport, label_samples, step_row
+from rtcap.loadtests.generator.timeline import encode_histogram, new_histogram
 
 
 def second(t: int, transport: str, latencies_ms: list[float], **extra: int) -> dict:
@@ -210,7 +210,7 @@ def test_websocket_pattern_figures_per_window() -> None:
 
 
 def test_published_events_with_no_deliveries_make_the_step_invalid() -> None:
-    from loadtests.collect import Evidence
+    from rtcap.loadtests.run.collect import Evidence
 
     quiet = [second(t, "sse", []) for t in range(100, 104)]
     published = Evidence(publishes=[{"t": 101.0, "ok": True, "ms": 2.0}])
@@ -224,8 +224,8 @@ def test_published_events_with_no_deliveries_make_the_step_invalid() -> None:
 
 
 def test_failed_health_probes_a_stopped_process_and_failed_publishes_are_the_targets_fault() -> None:
-    from loadtests.collect import Evidence
-    from reports.flags import TARGET_FLAGS
+    from rtcap.loadtests.run.collect import Evidence
+    from rtcap.reports.flags import TARGET_FLAGS
 
     seconds = [second(t, "sse", [1.0] * 10) for t in range(100, 104)]
     samples = [sample(101, "target", 100, 1.0, tcp=10)]

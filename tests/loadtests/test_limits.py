@@ -10,9 +10,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from loadtests import limits, netio
-from loadtests.limits import DEFAULT_LIMITS, LimitExceeded, RedirectRefused, TimeLimitExceeded, for_read_timeout, size
-from loadtests.netio import CountingSocket
+from rtcap.loadtests.transports import limits, netio
+from rtcap.loadtests.transports.limits import DEFAULT_LIMITS, LimitExceeded, RedirectRefused, TimeLimitExceeded, for_read_timeout, size
+from rtcap.loadtests.transports.netio import CountingSocket
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-from loadtests.collect import collect_transport
+from rtcap.loadtests.run.collect import collect_transport
 from tests.loadtests.locust_run import finish, locust_stats, start_locust
 from tests.loadtests.polled import QUIET_WAIT_S, adapter_file, start_steps
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from loadtests.pacer import Pacer
+from rtcap.loadtests.transports.pacer import Pacer
 
 
 def test_ticks_follow_the_rate_and_skip_what_passed_while_busy() -> None:

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import launch_reference
-from loadtests.timeline import read_timeline
+from rtcap.loadtests.generator.timeline import read_timeline
 from tests.loadtests.locust_run import finish, locust_stats, start_locust
 
 SECONDS = 7
 USERS = 4
-CATALOG = "loadtests/catalog.py"
+CATALOG = "loadtests/generator/catalog.py"
 
 
 def active(record: Path, transport: str) -> float:

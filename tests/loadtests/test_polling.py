@@ -42,12 +42,12 @@ def _record(request_type, name, response_time, response_length, exception=None, 
 
 
 def start_users(host: str, user_class: str, users: int, seconds: int, record: Path, *extra: str) -> subprocess.Popen:
-    """Headless Locust on loadtests/catalog.py (every user class, StateUser included) plus the request probe."""
+    """Headless Locust on loadtests/generator/catalog.py (every user class, StateUser included) plus the request probe."""
     record.mkdir(parents=True, exist_ok=True)
     probe = record / "probe.py"
     probe.write_text(PROBE, encoding="utf-8")
     command = [
-        sys.executable, "-m", "locust", "-f", f"{ROOT / 'loadtests' / 'catalog.py'},{probe}", "--headless",
+        sys.executable, "-m", "locust", "-f", f"{ROOT / 'loadtests' / 'generator' / 'catalog.py'},{probe}", "--headless",
         "--host", host, "-u", str(users), "-r", str(users), "-t", f"{seconds}s", "--only-summary",
         "--loglevel", "WARNING", "--csv", str(record / "locust"), "--rtcap-record", str(record), *extra, user_class,
     ]

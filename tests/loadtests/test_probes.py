@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from loadtests.probes import CgroupProbe, MetricsProbe, ProbeError, parse_process_metrics
+from rtcap.loadtests.run.probes import CgroupProbe, MetricsProbe, ProbeError, parse_process_metrics
 
 V1_MEMORY = Path("/sys/fs/cgroup/memory")
 V2_ROOT = Path("/sys/fs/cgroup")

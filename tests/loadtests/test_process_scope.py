@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from loadtests.check import check_process, format_table
-from loadtests.observe import probe_for
-from loadtests.sampler import read_sockstat
-from targets.adapter import load_adapter
-from targets.launch import free_port
+from rtcap.loadtests.transports.check import check_process, format_table
+from rtcap.loadtests.run.observe import probe_for
+from rtcap.loadtests.run.sampler import read_sockstat
+from rtcap.targets.adapter import load_adapter
+from rtcap.targets.launch import free_port
 
 FAMILY = Path(__file__).parent / "faults" / "family.py"
 
@@ -73,7 +73,7 @@ def test_group_scope_sums_the_siblings_and_check_target_lists_them(tmp_path: Pat
 
 
 def test_an_unknown_scope_is_an_adapter_error(tmp_path: Path) -> None:
-    from targets.adapter import AdapterError
+    from rtcap.targets.adapter import AdapterError
 
     with pytest.raises(AdapterError, match="process.scope"):
         adapter_for(tmp_path, 8080, "everything")

@@ -20,12 +20,12 @@ from urllib.parse import quote
 
 import pytest
 
-from bench.proxy import CutProxy
-from loadtests.http_client import HTTPConnection, TooManyRedirects, hop_headers
-from loadtests.limits import RedirectRefused
-from loadtests.polling import bind_http_user
-from loadtests.publisher import PublishError, publish_once
-from targets.adapter import AdapterError, TargetAdapter, load_adapter
+from rtcap.bench.proxy import CutProxy
+from rtcap.loadtests.transports.http_client import HTTPConnection, TooManyRedirects, hop_headers
+from rtcap.loadtests.transports.limits import RedirectRefused
+from rtcap.loadtests.transports.polling import bind_http_user
+from rtcap.loadtests.run.publisher import PublishError, publish_once
+from rtcap.targets.adapter import AdapterError, TargetAdapter, load_adapter
 
 SERVER = r'''
 """Answers each path as its name says, after appending the request to the log (argv[2])."""

@@ -12,8 +12,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from loadtests.cli import main
-from loadtests.timeline import read_timeline
+from rtcap.loadtests.cli import main
+from rtcap.loadtests.generator.timeline import read_timeline
 
 FIXED_FIELDS = {"max_connections", "mem_per_conn_bytes", "mem_per_conn_ci95", "baseline_rss_bytes", "delivery_ms",
                 "rps", "msgs_per_s", "bytes_per_event", "errors", "lost", "duplicated", "reordered", "capacity_at_slo"}
@@ -23,7 +23,7 @@ FIXED_FIELDS = {"max_connections", "mem_per_conn_bytes", "mem_per_conn_ci95", "b
 def small_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small sweep of poll, sse and ws: 3 steps of 20-60 users, 4 s holds."""
     out = tmp_path_factory.mktemp("runs")
-    command = [sys.executable, "-m", "loadtests.cli", "run", "--steps", "20,40,60", "--hold", "4", "--settle", "1",
+    command = [sys.executable, "-m", "rtcap.loadtests.cli", "run", "--steps", "20,40,60", "--hold", "4", "--settle", "1",
                "--settle-max", "4", "--rate", "5", "--out-dir", str(out), "--name", "small"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -163,7 +163,7 @@ rate = 10
 [transports.sse]
 url = "/sse?channel={channel}"
 [process]
-start = ["{python}", "-m", "targets.reference", "--port", "{port}", "--rate", "0"]
+start = ["{python}", "-m", "rtcap.targets.reference", "--port", "{port}", "--rate", "0"]
 ready_url = "/healthz"
 """)
     code = main(["run", "--target", str(adapter), "--transports", "sse", "--steps", "5,10,15", "--hold", "3",

@@ -20,9 +20,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from loadtests.observe import listening_pid
+from rtcap.loadtests.run.observe import listening_pid
 
-RTCAP = [sys.executable, "-m", "loadtests.cli", "run"]
+RTCAP = [sys.executable, "-m", "rtcap.loadtests.cli", "run"]
 SERVER = Path(__file__).parent / "faults" / "server.py"
 DEADLINE_S = 150.0
 
@@ -205,10 +205,10 @@ def test_a_step_beyond_the_open_file_limit_is_refused_before_any_load(tmp_path: 
 
 
 def test_a_target_restarted_on_the_same_port_is_not_taken_for_the_same_one(run_factory) -> None:
-    from targets.launch import free_port
+    from rtcap.targets.launch import free_port
 
     port = free_port()
-    serve = [sys.executable, "-m", "targets.reference", "--host", "127.0.0.1", "--port", str(port), "--rate", "5"]
+    serve = [sys.executable, "-m", "rtcap.targets.reference", "--host", "127.0.0.1", "--port", str(port), "--rate", "5"]
 
     def start() -> subprocess.Popen:
         process = subprocess.Popen([*serve], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

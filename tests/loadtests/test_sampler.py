@@ -8,7 +8,7 @@ import time
 import psutil
 import pytest
 
-from loadtests.sampler import ProcessProbe, Sampler, read_sockstat
+from rtcap.loadtests.run.sampler import ProcessProbe, Sampler, read_sockstat
 
 
 def test_sockstat_is_read_from_proc() -> None:
@@ -92,7 +92,7 @@ def test_a_process_tree_is_summed_when_asked() -> None:
 
 
 def test_target_samples_are_appended_live_for_the_step_shape(tmp_path) -> None:
-    from loadtests.settle import LiveSamples
+    from rtcap.loadtests.generator.settle import LiveSamples
 
     child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.readline()"], stdin=subprocess.PIPE)
     live_path = tmp_path / "target_live.jsonl"

@@ -7,9 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from loadtests.cli import SCENARIO_NAMES, main
-from loadtests.scenarios import SCENARIOS
-from reports.claims import JUDGES
+from rtcap.loadtests.cli import SCENARIO_NAMES, main
+from rtcap.loadtests.run.scenarios import SCENARIOS
+from rtcap.reports.claims import JUDGES
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -22,7 +22,7 @@ def test_every_scenario_has_a_judge_and_a_name_on_the_command_line() -> None:
 
 def test_the_five_second_cache_claim_is_measured(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "loadtests.cli", "run", "--scenario", "cache-5s", "--steps", "30", "--hold", "9",
+        [sys.executable, "-m", "rtcap.loadtests.cli", "run", "--scenario", "cache-5s", "--steps", "30", "--hold", "9",
          "--settle", "1", "--settle-max", "4", "--out-dir", str(tmp_path), "--name", "c", "--no-report"],
         capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr

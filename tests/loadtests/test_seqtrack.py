@@ -8,8 +8,8 @@ from pathlib import Path
 
 from locust.env import Environment
 
-from loadtests import metrics
-from loadtests.seqtrack import SeqTracker, Verdict
+from rtcap.loadtests.transports import metrics
+from rtcap.loadtests.transports.seqtrack import SeqTracker, Verdict
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -57,7 +57,7 @@ def test_missing_window_is_bounded() -> None:
 
 SPARSE_FEED = """
 import json, time, tracemalloc
-from loadtests.seqtrack import SeqTracker
+from rtcap.loadtests.transports.seqtrack import SeqTracker
 tracker = SeqTracker()
 tracemalloc.start()
 started = time.perf_counter()

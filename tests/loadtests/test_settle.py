@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from loadtests.settle import KIB, LiveSamples, SettleRule
+from rtcap.loadtests.generator.settle import KIB, LiveSamples, SettleRule
 
 MIB = 1024 * KIB
 

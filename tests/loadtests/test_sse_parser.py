@@ -4,8 +4,8 @@ import time
 
 import pytest
 
-from loadtests.limits import MIB, SSE_LINE_BYTES, LimitExceeded
-from loadtests.sse_parser import SSEComment, SSEEvent, SSEParser, SSERetry
+from rtcap.loadtests.transports.limits import MIB, SSE_LINE_BYTES, LimitExceeded
+from rtcap.loadtests.transports.sse_parser import SSEComment, SSEEvent, SSEParser, SSERetry
 
 
 def feed_all(parser: SSEParser, *chunks: bytes) -> list:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from loadtests.staircase import Staircase, parse_steps
+from rtcap.loadtests.generator.staircase import Staircase, parse_steps
 
 
 def test_parse_steps_forms() -> None:

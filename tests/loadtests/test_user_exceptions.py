@@ -6,10 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from loadtests import collect
-from loadtests.recorder import is_generator_limit
+from rtcap.loadtests.run import collect
+from rtcap.loadtests.generator.recorder import is_generator_limit
 
-PACKAGE = Path(__file__).parents[2] / "loadtests"
+PACKAGE = Path(__file__).parents[2] / "loadtests" / "generator"
 RAISING_USER = '''
 from locust import User, constant, task
 

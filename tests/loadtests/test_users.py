@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.proxy import CutProxy
+from rtcap.bench.proxy import CutProxy
 from tests.loadtests.locust_run import finish, locust_stats, start_locust, subscribers
 
 USERS = 10

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from targets.launch import LaunchedTarget, free_port
+from rtcap.targets.launch import LaunchedTarget, free_port
 from tests.conftest import launch_reference
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -125,7 +125,7 @@ def test_the_capacity_tab_rows_follow_the_test_over_http(web_ui: tuple[str, Path
     run_dir = Path(path[1]).parent
     steps = (run_dir / "steps.csv").read_text().splitlines()
     assert len(steps) == 2 and steps[1].startswith("sse,0,12,12")  # one row: 12 users, 12 connections
-    again = subprocess.run([sys.executable, "-m", "loadtests.cli", "report", str(run_dir), "--format", "md"],
+    again = subprocess.run([sys.executable, "-m", "rtcap.loadtests.cli", "report", str(run_dir), "--format", "md"],
                            capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert again.returncode == 0 and "SSE" in again.stdout, again.stderr
 

@@ -210,7 +210,7 @@ def second_run_dir(make_run: Callable[..., Path]) -> Path:
 @pytest.fixture(scope="session")
 def rendered_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(run_dir, report.html) rendered once per session: the page embeds ~5 MB of plotly.js."""
-    from reports.html import render_report
+    from rtcap.reports.html import render_report
 
     run = write_run(tmp_path_factory.mktemp("rendered"), "baseline", truth_steps())
     return run, render_report([run], run / "report.html")

@@ -8,8 +8,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from reports.compare import comparison_frame, p99_interval, welch
-from reports.content import build_report
+from rtcap.reports.compare import comparison_frame, p99_interval, welch
+from rtcap.reports.content import build_report
 from tests.reports.conftest import NOISE, TRUTH, truth_steps
 
 LATENCY = ["latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "latency_max_ms", "latency_mean_ms"]

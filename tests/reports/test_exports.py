@@ -9,9 +9,9 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from loadtests.cli import main as rtcap_main
-from reports.cli import main
-from reports.gate import RESULTS_FILE
+from rtcap.loadtests.cli import main as rtcap_main
+from rtcap.reports.cli import main
+from rtcap.reports.gate import RESULTS_FILE
 from tests.reports.conftest import MIB
 
 
@@ -106,7 +106,7 @@ def test_explicit_format_with_any_name(run_dir: Path, tmp_path: Path, capsys: py
 
 
 def test_server_provided_text_reaches_summary_md_as_text(make_run, run_dir: Path) -> None:
-    from reports.exports import publish_markdown
+    from rtcap.reports.exports import publish_markdown
     from tests.reports.conftest import meta_for
 
     steps = pd.read_csv(run_dir / "steps.csv")

@@ -1,4 +1,4 @@
-"""Tests for reports.figures: inspect fig.to_dict(), never rendered output."""
+"""Tests for rtcap.reports.figures: inspect fig.to_dict(), never rendered output."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from reports import figures, model
-from reports.rundir import load_runs
-from reports.summary import write_summary
+from rtcap.reports import figures, model
+from rtcap.reports.rundir import load_runs
+from rtcap.reports.summary import write_summary
 
 MIB = 1024 * 1024
 
@@ -241,7 +241,7 @@ def test_band_labels_quote_the_runs_limits(steps: pd.DataFrame) -> None:
 def test_polled_transports_get_their_own_slo_line() -> None:
     import pandas as pd
 
-    from reports.figures import latency_figure
+    from rtcap.reports.figures import latency_figure
 
     steps = pd.DataFrame([{"transport": t, "step": 0, "users": 10, "connections": 10.0, "latency_p50_ms": 5.0,
                            "latency_p99_ms": 9.0, "valid": True, "flags": ""} for t in ("poll", "sse")])

@@ -1,10 +1,10 @@
-"""Tests for reports.flags: plain words for step flags."""
+"""Tests for rtcap.reports.flags: plain words for step flags."""
 
 from __future__ import annotations
 
 import pandas as pd
 
-from reports import flags
+from rtcap.reports import flags
 
 
 def test_reasons_in_plain_words() -> None:

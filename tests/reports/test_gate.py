@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from loadtests.cli import main
-from reports.gate import configured_thresholds, gather, junit_xml
-from reports.thresholds import Outcome, ThresholdError, parse_threshold
+from rtcap.loadtests.cli import main
+from rtcap.reports.gate import configured_thresholds, gather, junit_xml
+from rtcap.reports.thresholds import Outcome, ThresholdError, parse_threshold
 
 
 def test_thresholds_come_from_flags_environment_and_config(tmp_path: Path) -> None:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from reports.content import build_report
-from reports.headline import Fact, Sentence, transport_sentence
-from reports.page import fmt_cpu
+from rtcap.reports.content import build_report
+from rtcap.reports.headline import Fact, Sentence, transport_sentence
+from rtcap.reports.page import fmt_cpu
 
 
 def by_transport(run_dir: Path) -> dict[str, Sentence]:

@@ -1,4 +1,4 @@
-"""Tests for reports.html: the self-contained report page."""
+"""Tests for rtcap.reports.html: the self-contained report page."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import re
 from html.parser import HTMLParser
 from pathlib import Path
 
-from reports.headline import transport_sentence
-from reports.html import render_report
+from rtcap.reports.headline import transport_sentence
+from rtcap.reports.html import render_report
 
 BANNER = re.compile(r"\* plotly\.js v\d+\.\d+\.\d+")
 

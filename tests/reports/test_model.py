@@ -1,4 +1,4 @@
-"""Tests for reports.model: line fits and capacity at SLO."""
+"""Tests for rtcap.reports.model: line fits and capacity at SLO."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reports.model import (FitError, LineFit, capacity_at_slo, fit_line, fit_warnings, memory_fit,
+from rtcap.reports.model import (FitError, LineFit, capacity_at_slo, fit_line, fit_warnings, memory_fit,
                            select_fit_steps, settle_warnings)
 
 SLO = {"delivery_p99_ms": 1000.0, "error_rate": 0.01}

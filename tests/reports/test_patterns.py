@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from reports.patterns import patterns_frame
-from reports.summary import pattern_figures
+from rtcap.reports.patterns import patterns_frame
+from rtcap.reports.summary import pattern_figures
 
 
 def test_rows_and_columns_follow_what_was_measured() -> None:

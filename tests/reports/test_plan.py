@@ -1,4 +1,4 @@
-"""Tests for reports.plan and reports.plan_cli: units, formulas (hand-computed), models, the CLI."""
+"""Tests for rtcap.reports.plan and rtcap.reports.plan_cli: units, formulas (hand-computed), models, the CLI."""
 
 from __future__ import annotations
 
@@ -14,12 +14,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from loadtests.cli import main as rtcap_main
-from reports import plan
-from reports.plan import (PlanInputError, PlanInputs, connections_at_slo, plan_transport, run_models,
+from rtcap.loadtests.cli import main as rtcap_main
+from rtcap.reports import plan
+from rtcap.reports.plan import (PlanInputError, PlanInputs, connections_at_slo, plan_transport, run_models,
                           transport_model)
-from reports.plan_cli import fmt_int, fmt_range, main
-from reports.rundir import load_run
+from rtcap.reports.plan_cli import fmt_int, fmt_range, main
+from rtcap.reports.rundir import load_run
 from tests.reports.conftest import MIB, TRUTH, truth_steps
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -236,14 +236,14 @@ def test_rtcap_dispatches_plan(run_dir: Path, capsys: pytest.CaptureFixture[str]
 
 
 def test_no_traceback_on_bad_input(run_dir: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "loadtests.cli", "plan", str(run_dir), *ARGS[:-1], "4 gigs"],
+    proc = subprocess.run([sys.executable, "-m", "rtcap.loadtests.cli", "plan", str(run_dir), *ARGS[:-1], "4 gigs"],
                           cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "cannot read '4 gigs' as a memory size" in proc.stderr
 
 
 def test_summary_json_is_used_when_present(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from reports.summary import write_summary
+    from rtcap.reports.summary import write_summary
 
     summary = write_summary(run_dir)
     summary["transports"]["sse"]["mem_per_conn_bytes"] = None  # what the report shows, the plan uses
@@ -263,7 +263,7 @@ def test_report_embeds_the_models(rendered_report: tuple[Path, Path]) -> None:
 
 
 def test_planner_json_cannot_close_its_script(make_run: Any, tmp_path: Path) -> None:
-    from reports.html import render_report
+    from rtcap.reports.html import render_report
 
     run = make_run("evil")
     meta = json.loads((run / "meta.json").read_text())

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from reports.plan_cli import (
+from rtcap.reports.plan_cli import (
     FRESHNESS_RANGE_S,
     MAX_INSTANCE_CORES,
     MAX_INSTANCE_MEMORY,

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from reports.plan_cli import main as plan_main
-from reports.plan_cli import model_line
+from rtcap.reports.plan_cli import main as plan_main
+from rtcap.reports.plan_cli import model_line
 from tests.reports.browser import Browser, needs_browser
 
 pytestmark = needs_browser
@@ -139,7 +139,7 @@ def test_planner_reads_the_url_hash_and_flags_bad_input(
     planner.type("instance_memory", "4 gigs")
     assert planner.rows() == {"state": "error", "rows": []}
     message = planner.eval('document.getElementById("plan-err-instance_memory").textContent')
-    from reports.plan import PlanInputError, parse_size
+    from rtcap.reports.plan import PlanInputError, parse_size
 
     with pytest.raises(PlanInputError) as exc:
         parse_size("4 gigs")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
-from reports.html import render_report
+from rtcap.reports.html import render_report
 from tests.reports.browser import Browser, needs_browser
 
 pytestmark = needs_browser

@@ -1,4 +1,4 @@
-"""Tests for reports.cli: the `report` subcommand."""
+"""Tests for rtcap.reports.cli: the `report` subcommand."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from reports.cli import add_report_arguments, main, run_report
+from rtcap.reports.cli import add_report_arguments, main, run_report
 
 
 def parse(argv: list[str]) -> argparse.Namespace:

@@ -1,4 +1,4 @@
-"""Tests for reports.rundir: loading and validating run directories."""
+"""Tests for rtcap.reports.rundir: loading and validating run directories."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from reports.rundir import STEP_COLUMNS, RunDirError, load_run, load_runs
+from rtcap.reports.rundir import STEP_COLUMNS, RunDirError, load_run, load_runs
 
 
 def test_load_run_types(run_dir: Path) -> None:
@@ -156,7 +156,7 @@ def test_a_samples_file_cut_short_is_refused(run_dir: Path) -> None:
 
 @pytest.mark.parametrize("name", ["meta.json", "summary.json"])
 def test_a_json_file_cut_short_names_its_line(run_dir: Path, name: str) -> None:
-    from reports.summary import write_summary
+    from rtcap.reports.summary import write_summary
 
     write_summary(run_dir)
     _cut(run_dir / name, 15)

@@ -1,4 +1,4 @@
-"""Tests for reports.summary: summary.json from steps.csv + meta.json."""
+"""Tests for rtcap.reports.summary: summary.json from steps.csv + meta.json."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from reports.rundir import RunDirError
-from reports.summary import write_summary
+from rtcap.reports.rundir import RunDirError
+from rtcap.reports.summary import write_summary
 
 FIXED_FIELDS = {
     "max_connections", "mem_per_conn_bytes", "mem_per_conn_ci95", "mem_per_conn_r2",
@@ -191,13 +191,13 @@ def test_old_run_without_new_columns(old_run_dir: Path, truth: dict) -> None:
     ("a<=b x>y", "a&lt;=b x&gt;y"),
 ])
 def test_md_text_keeps_text_from_becoming_markup(text: str, markdown: str) -> None:
-    from reports.summary import md_text
+    from rtcap.reports.summary import md_text
 
     assert md_text(text) == markdown
 
 
 def test_md_code_and_markdown_values() -> None:
-    from reports.summary import Markdown, md_code, md_text
+    from rtcap.reports.summary import Markdown, md_code, md_text
 
     assert md_code("sse.delivery.p99<5s") == "`sse.delivery.p99<5s`"  # literal inside a code span
     assert md_code("a`b|c") == "``a`b\\|c``" and md_code("`x") == "`` `x ``"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from reports.thresholds import ThresholdError, evaluate, parse_threshold, parse_thresholds
+from rtcap.reports.thresholds import ThresholdError, evaluate, parse_threshold, parse_thresholds
 
 
 def test_units_become_base_units() -> None:
@@ -81,7 +81,7 @@ def test_evaluation_uses_the_worst_valid_step_and_the_summary() -> None:
 
 
 def test_only_misses_no_later_data_can_mend_are_final() -> None:
-    from reports.thresholds import final_once_missed
+    from rtcap.reports.thresholds import final_once_missed
 
     def final(text: str, per_step: bool) -> bool:
         return final_once_missed(parse_threshold(text), per_step)
@@ -95,7 +95,7 @@ def test_only_misses_no_later_data_can_mend_are_final() -> None:
 
 
 def test_doomed_lists_the_final_misses_only() -> None:
-    from reports.thresholds import doomed
+    from rtcap.reports.thresholds import doomed
 
     summary = {"transports": {"sse": {"lost": 2, "errors": 0}}}
     steps = pd.DataFrame([{"transport": "sse", "valid": True, "latency_p99_ms": 300.0, "error_rate": 0.0}])

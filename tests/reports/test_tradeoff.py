@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from reports.content import build_report
-from reports.tradeoff import break_even_bytes, break_even_cpu, costs, tradeoff, tradeoff_figure
+from rtcap.reports.content import build_report
+from rtcap.reports.tradeoff import break_even_bytes, break_even_cpu, costs, tradeoff, tradeoff_figure
 from tests.reports.conftest import meta_for, truth_steps
 
 

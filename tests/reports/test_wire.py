@@ -1,4 +1,4 @@
-"""Tests for reports.wire: the per-client bytes comparison (Ably's table, from measured steps)."""
+"""Tests for rtcap.reports.wire: the per-client bytes comparison (Ably's table, from measured steps)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from reports import wire
-from reports.rundir import load_runs
+from rtcap.reports import wire
+from rtcap.reports.rundir import load_runs
 
 # Hand-computed from the fixture's WIRE model (conftest.py): per user and 30 s window, 30 events
 # and 10 requests (polling) or 1 request (push); per client over 5 min everything is x10.

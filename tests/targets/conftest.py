@@ -165,11 +165,11 @@ class Target:
 
 
 def launch(*args: str) -> Target:
-    """Start `python -m targets.reference --port 0 ARGS` and wait for its listening line."""
+    """Start `python -m rtcap.targets.reference --port 0 ARGS` and wait for its listening line."""
     # stderr goes to a file: a pipe nobody reads could fill up and stall the server.
     with tempfile.NamedTemporaryFile("w", prefix="rtcap-target-", suffix=".log", delete=False) as err:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "targets.reference", "--port", "0", *args],
+            [sys.executable, "-m", "rtcap.targets.reference", "--port", "0", *args],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=err,

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from targets.adapter import (
+from rtcap.targets.adapter import (
     TRANSPORTS,
     AdapterError,
     FieldError,
@@ -98,7 +98,7 @@ def test_reference_adapter_publisher_and_process(reference: TargetAdapter) -> No
     assert process.kind == "started" and process.value is None
     assert process.ready_url == "/healthz" and process.stop_signal == "SIGTERM" and process.start_timeout == 20.0
     command = process.render_start(port=8123, rate=2.5, payload=16, channel="live")
-    assert command == [sys.executable, "-m", "targets.reference", "--host", "127.0.0.1", "--port", "8123",
+    assert command == [sys.executable, "-m", "rtcap.targets.reference", "--host", "127.0.0.1", "--port", "8123",
                        "--rate", "2.5", "--payload", "16"]
     unstarted = load_adapter(reference_adapter_path())
     assert unstarted.base_url == "http://127.0.0.1:{port}"
@@ -199,7 +199,7 @@ ERROR_CASES = {
     "class not importable": ('class = "no_such_module_rtcap:X"\n' + MINIMAL, "class",
                              "cannot import 'no_such_module_rtcap'"),
     "class not a TargetAdapter subclass": ('class = "pathlib:Path"\n' + MINIMAL, "class",
-                                           "'pathlib:Path' is not a subclass of targets.adapter.TargetAdapter"),
+                                           "'pathlib:Path' is not a subclass of rtcap.targets.adapter.TargetAdapter"),
     "cache_header not a header name": (MINIMAL + '[transports.poll]\nurl = "/p"\ncache_header = "X Cache"\n',
                                        "transports.poll.cache_header",
                                        "expected an HTTP header name such as X-Cache (letters, digits, - and no "
@@ -483,7 +483,7 @@ class CountingAdapter(TargetAdapter):
 def test_class_adapter_overrides_extract(tmp_path: Path) -> None:
     module = f"rtcap_test_adapter_{uuid.uuid4().hex}"  # found next to the TOML file, which goes first on sys.path
     (tmp_path / f"{module}.py").write_text(textwrap.dedent("""
-        from targets.adapter import TargetAdapter
+        from rtcap.targets.adapter import TargetAdapter
 
         class Odd(TargetAdapter):
             def extract(self, transport, message, sse_id=None):
@@ -538,7 +538,7 @@ def test_port_placeholder_observes_the_picked_port(tmp_path: Path) -> None:
 
 
 def test_ws_resume_url_renders_with_the_last_seq(tmp_path) -> None:
-    from targets.adapter import load_adapter, reference_adapter_path
+    from rtcap.targets.adapter import load_adapter, reference_adapter_path
 
     adapter = load_adapter(reference_adapter_path()).with_port(8123)
     url = adapter.transport("ws").render_resume_url(adapter.base_url, channel="live", cursor=41)

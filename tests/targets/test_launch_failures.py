@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from targets.adapter import TargetAdapter, adapter_from_dict
-from targets.launch import LaunchedTarget, LaunchError, launch
+from rtcap.targets.adapter import TargetAdapter, adapter_from_dict
+from rtcap.targets.launch import LaunchedTarget, LaunchError, launch
 
 SERVER = r'''
 """Answers /healthz as told; prints some lines first, so the log has something to show."""

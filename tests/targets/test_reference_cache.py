@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from targets.reference.conditional import Answer
-from targets.reference.config import TargetConfig
-from targets.reference.httpcache import AnswerCache
+from rtcap.targets.reference.conditional import Answer
+from rtcap.targets.reference.config import TargetConfig
+from rtcap.targets.reference.httpcache import AnswerCache
 
 
 def _answer(n: int) -> Answer:
@@ -69,7 +69,7 @@ def test_without_a_ttl_every_poll_runs_the_handler(target: Any, channel: str) ->
 @pytest.mark.parametrize(("value", "message"), [("-1", "must be >= 0"), ("soon", "expected a number"),
                                                 ("7200", "must be <= 3600")])
 def test_a_bad_cache_ttl_is_refused_with_its_reason(value: str, message: str) -> None:
-    done = subprocess.run([sys.executable, "-m", "targets.reference", "--cache-ttl", value], capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "rtcap.targets.reference", "--cache-ttl", value], capture_output=True,
                           text=True, timeout=30)
     assert done.returncode == 2 and f"--cache-ttl: {message}" in done.stderr
     with pytest.raises(ValueError, match="cache_ttl must be 0..3600"):

@@ -1,6 +1,6 @@
 """Calibration knobs of the reference target: ballast, delivery delay and injected faults.
 
-Real servers (`python -m targets.reference --port 0 ...`) and real clients; each knob must produce
+Real servers (`python -m rtcap.targets.reference --port 0 ...`) and real clients; each knob must produce
 exactly the known answer a measurement is then checked against.
 """
 
@@ -17,11 +17,11 @@ from typing import Any
 import psutil
 import pytest
 
-from targets.reference import TargetConfig, create_app
-from targets.reference.__main__ import build_arg_parser, config_from_args, main
-from targets.reference.calibration import Calibration, make_ballast
-from targets.reference.hub import Hub
-from targets.reference.metrics import Metrics
+from rtcap.targets.reference import TargetConfig, create_app
+from rtcap.targets.reference.__main__ import build_arg_parser, config_from_args, main
+from rtcap.targets.reference.calibration import Calibration, make_ballast
+from rtcap.targets.reference.hub import Hub
+from rtcap.targets.reference.metrics import Metrics
 from tests.targets.conftest import SSEStream, Target
 
 MiB = 1 << 20

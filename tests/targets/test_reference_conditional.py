@@ -7,7 +7,7 @@ import math
 from email.utils import formatdate
 from typing import Any
 
-from targets.reference.conditional import Answer, last_modified, not_modified
+from rtcap.targets.reference.conditional import Answer, last_modified, not_modified
 
 PAST = formatdate(0, usegmt=True)
 FUTURE = formatdate(4_102_444_800, usegmt=True)  # 2100

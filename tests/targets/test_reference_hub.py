@@ -11,10 +11,10 @@ import time
 
 import pytest
 
-from targets.reference.config import TargetConfig
-from targets.reference.hub import Hub
-from targets.reference.seqset import SeqSet
-from targets.reference.ticker import run_ticker
+from rtcap.targets.reference.config import TargetConfig
+from rtcap.targets.reference.hub import Hub
+from rtcap.targets.reference.seqset import SeqSet
+from rtcap.targets.reference.ticker import run_ticker
 
 
 def sample(hub: Hub, name: str, **labels: str) -> float | None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from targets.reference.hub import Hub
-from targets.reference.rpc import answer
+from rtcap.targets.reference.hub import Hub
+from rtcap.targets.reference.rpc import answer
 
 
 def test_answers_match_request_ids_and_say_what_failed() -> None:

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 import websocket
 
-from targets.reference.__main__ import build_arg_parser, config_from_args, main
-from targets.reference.access import OriginPolicy, is_loopback, normalise_origin
-from targets.reference.config import TargetConfig
+from rtcap.targets.reference.__main__ import build_arg_parser, config_from_args, main
+from rtcap.targets.reference.access import OriginPolicy, is_loopback, normalise_origin
+from rtcap.targets.reference.config import TargetConfig
 from tests.targets.conftest import ROOT, Target
 
 TOKEN = "s3cret-token"
@@ -51,7 +51,7 @@ def publish(target: Target, channel: str, headers: dict[str, str] | None = None,
 
 def test_off_loopback_without_a_token_refuses_to_start_in_one_line() -> None:
     env = {k: v for k, v in os.environ.items() if k != "RTCAP_PUBLISH_TOKEN"}
-    done = subprocess.run([sys.executable, "-m", "targets.reference", "--host", "0.0.0.0", "--port", "0"],
+    done = subprocess.run([sys.executable, "-m", "rtcap.targets.reference", "--host", "0.0.0.0", "--port", "0"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
     assert done.returncode == 2 and done.stdout == ""
     lines = done.stderr.splitlines()

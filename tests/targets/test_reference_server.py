@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 import websocket
 
-from targets.reference import TargetConfig, create_app
-from targets.reference.__main__ import build_arg_parser, config_from_args, main
-from targets.reference.server import listening_line
+from rtcap.targets.reference import TargetConfig, create_app
+from rtcap.targets.reference.__main__ import build_arg_parser, config_from_args, main
+from rtcap.targets.reference.server import listening_line
 
 
 def ws_close_code(ws: websocket.WebSocket) -> int:

@@ -1,6 +1,6 @@
 """Run nginx + nchan (a pub/sub server rtcap did not write) in the foreground on a loopback port.
 
-    python -m targets.examples.nchan.serve --port 0
+    python -m rtcap.targets.examples.nchan.serve --port 0
 
 renders nginx.conf.template into a temporary prefix directory, starts
 `nginx -c PREFIX/nginx.conf -p PREFIX/ -e stderr -g 'daemon off;'` as a child process, waits until it
@@ -26,7 +26,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from targets.examples.launcher import HOST, Launcher, Missing, missing
+from rtcap.targets.examples.launcher import HOST, Launcher, Missing, missing
 
 HERE = Path(__file__).resolve().parent
 TEMPLATE = HERE / "nginx.conf.template"

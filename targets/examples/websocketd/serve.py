@@ -1,6 +1,6 @@
 """Run websocketd (a WebSocket server rtcap did not write) in the foreground on a loopback port.
 
-    python -m targets.examples.websocketd.serve --port 0 --rate 2
+    python -m rtcap.targets.examples.websocketd.serve --port 0 --rate 2
 
 starts `websocketd --port=P --address=127.0.0.1 PYTHON -I -S ticker.py --rate R` as a child process,
 waits until it accepts connections, and prints (flushed):
@@ -22,7 +22,7 @@ import socket
 import sys
 from pathlib import Path
 
-from targets.examples.launcher import HOST, Launcher, Missing, missing
+from rtcap.targets.examples.launcher import HOST, Launcher, Missing, missing
 
 HERE = Path(__file__).resolve().parent
 TICKER = HERE / "ticker.py"

@@ -20,11 +20,11 @@ import h11
 import pytest
 import websocket
 
-from loadtests.http_client import HTTPConnection
-from loadtests.limits import DEFAULT_LIMITS, MIB, LimitExceeded, RedirectRefused, TimeLimitExceeded
-from loadtests.sse_client import SSEClient, SSEConnectError, StreamClosed
-from loadtests.sse_parser import SSEEvent
-from loadtests.ws_client import WebSocketClient, WebSocketClosed
+from rtcap.loadtests.transports.http_client import HTTPConnection
+from rtcap.loadtests.transports.limits import DEFAULT_LIMITS, MIB, LimitExceeded, RedirectRefused, TimeLimitExceeded
+from rtcap.loadtests.transports.sse_client import SSEClient, SSEConnectError, StreamClosed
+from rtcap.loadtests.transports.sse_parser import SSEEvent
+from rtcap.loadtests.transports.ws_client import WebSocketClient, WebSocketClosed
 from tests.loadtests.hostile.server import CASES
 
 LIMITS = replace(DEFAULT_LIMITS, head_timeout=1.0, body_timeout=1.0)

@@ -42,7 +42,7 @@ def test_users_report_each_limit_as_a_named_error_of_their_transport(hostile: in
     # --read-timeout 1: the poll's body deadline is 1 s (no deadline is longer than the read timeout).
     locust = start_locust(f"http://127.0.0.1:{hostile}", "PollUser", 3, SECONDS, record, "--target",
                           str(adapter_file(tmp_path, hostile)), "--read-timeout", "1", "SSEUser", "WebSocketUser",
-                          locustfile="loadtests/catalog.py")
+                          locustfile="loadtests/generator/catalog.py")
     totals = finish(locust, record, timeout=SECONDS + 30)
     errors = {(row["Method"], row["Error"]) for row in failures(record)}
     expected = {
@@ -68,7 +68,7 @@ url = "/ws-close-storm?channel={{channel}}"
 ''', encoding="utf-8")
     record = tmp_path / "run"
     locust = start_locust(f"http://127.0.0.1:{hostile}", "WebSocketUser", 2, SECONDS, record, "--target",
-                          str(adapter), locustfile="loadtests/catalog.py")
+                          str(adapter), locustfile="loadtests/generator/catalog.py")
     totals = finish(locust, record, timeout=SECONDS + 30)
     # Doubling ceilings 0.5, 1, 2, 4, 8, 10 s: well under 12 connects per user in 6 s; a reset each time gave ~24.
     assert 2 <= totals["ws"]["connects"] <= 24, totals["ws"]

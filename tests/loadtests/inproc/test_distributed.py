@@ -22,9 +22,10 @@ from locust import User, constant, task
 from locust.argument_parser import get_parser
 from locust.env import Environment
 
-from loadtests import hooks, metrics
-from loadtests.timeline import decode_histogram, read_timeline
-from targets.launch import free_port
+from rtcap.loadtests.generator import hooks
+from rtcap.loadtests.transports import metrics
+from rtcap.loadtests.generator.timeline import decode_histogram, read_timeline
+from rtcap.targets.launch import free_port
 from tests.loadtests.locust_run import subscribers
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -221,7 +222,7 @@ def test_workers_that_quit_on_their_own_lose_nothing(tmp_path: Path, cluster) ->
 
 def run_locust(reference_url: str, record: Path, *extra: str) -> subprocess.CompletedProcess:
     """A headless staircase of SSE users, 10 then 20, 3 s each, recorded into `record`."""
-    files = f"{ROOT / 'loadtests' / 'catalog.py'},{ROOT / 'loadtests' / 'stepload.py'}"
+    files = f"{ROOT / 'loadtests' / 'generator' / 'catalog.py'},{ROOT / 'loadtests' / 'generator' / 'stepload.py'}"
     command = [sys.executable, "-m", "locust", "-f", files, "--headless", "--host", reference_url,
                "--steps", "10,20", "--step-hold", "3", "--step-settle", "1", "--step-spawn-rate", "100",
                "--rtcap-record", str(record), "--json-file", str(record / "locust"), "--only-summary",

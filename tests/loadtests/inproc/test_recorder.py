@@ -10,10 +10,11 @@ import pytest
 from locust.argument_parser import get_parser
 from locust.env import Environment
 
-from loadtests import hooks, metrics
-from loadtests.collect import merge_seconds
-from loadtests.recorder import GENERATOR, MASTER, WORKER, TimelineRecorder
-from loadtests.timeline import decode_histogram, encode_histogram, new_histogram, read_timeline
+from rtcap.loadtests.generator import hooks
+from rtcap.loadtests.transports import metrics
+from rtcap.loadtests.run.collect import merge_seconds
+from rtcap.loadtests.generator.recorder import GENERATOR, MASTER, WORKER, TimelineRecorder
+from rtcap.loadtests.generator.timeline import decode_histogram, encode_histogram, new_histogram, read_timeline
 
 OLD_KEYS = {"t", "transport", "delivered", "requests", "connects", "errors", "open_connections", "delivery_hist",
             "connect_hist"}

@@ -90,10 +90,10 @@ class Example:
 
 
 def launch(name: str, *args: str, lines: int = 1) -> Example:
-    """Run `python -m targets.examples.NAME.serve --port 0 ARGS`; skip the test if the server is not installed."""
+    """Run `python -m rtcap.targets.examples.NAME.serve --port 0 ARGS`; skip the test if the server is not installed."""
     with tempfile.NamedTemporaryFile("w", prefix=f"rtcap-{name}-", suffix=".log", delete=False) as err:
         proc = subprocess.Popen(
-            [sys.executable, "-m", f"targets.examples.{name}.serve", "--port", "0", *args],
+            [sys.executable, "-m", f"rtcap.targets.examples.{name}.serve", "--port", "0", *args],
             cwd=ROOT,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,

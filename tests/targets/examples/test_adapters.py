@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from loadtests.cli import main
+from rtcap.loadtests.cli import main
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "targets" / "examples"
 NCHAN_MODULE = Path("/usr/lib/nginx/modules/ngx_nchan_module.so")

@@ -1,0 +1,266 @@
+"""Refuse bad input to `rtcap` before anything starts: a typo must cost an error line, not a run.
+
+Two kinds of check live here. Parse-time checks are argparse types (`number`, `run_name`, `http_url`), so a
+bad value exits 2 with argparse's one-line "argument --x: ..." message. Preflight checks need the parsed
+options together (`check_server_args`, `preflight_open_files`, `prepare_out_dir`) and raise PreflightError,
+which `rtcap run` prints as one line and exits 2 on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import math
+import os
+import re
+import resource
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rtcap.targets.transports import lookup
+
+if TYPE_CHECKING:
+    from rtcap.loadtests.run.sweep import RunOptions
+    from rtcap.targets.adapter import TargetAdapter
+
+# Upper bounds of the numeric options: far beyond any sensible run, yet finite, so that inf, 1e300 and
+# slips of the keyboard are refused before load instead of overflowing a timer or a report.
+MAX_SECONDS = 86_400.0
+"""--hold, --settle, --settle-max: one day."""
+MAX_INTERVAL_S = 3_600.0
+"""--poll-interval, check-target --timeout: one hour."""
+MAX_MS = 3_600_000.0
+"""--slo-p99-ms, --generator-lag-limit-ms: one hour."""
+MAX_SPAWN_RATE = 100_000.0
+"""--spawn-rate: users started per second."""
+MAX_EVENT_RATE = 10_000.0
+"""--rate: events published per second."""
+MAX_USER_RATE = 1_000.0
+"""--chat-rate, --request-rate, --typing-rate: messages per second per user."""
+MAX_PAYLOAD_BYTES = 1_048_576
+"""--payload: bytes per event."""
+MAX_PROCESSES = 256
+"""--processes: load-generating processes on one host."""
+MAX_PID = 4_194_304
+"""--target-pid: Linux's largest pid_max."""
+MAX_ROOM_SIZE = 1_000_000
+"""--room-size: users per room (the most users one step may have)."""
+MAX_NAME_LENGTH = 100
+"""--name: characters; the run directory's name, inside every path the run prints."""
+
+FD_MARGIN = 100
+"""Descriptors a process needs besides its users' sockets: interpreter, logs, pipes, /proc reads, listeners."""
+
+_URL = re.compile(r"^https?://[^/?#{}\s]+")
+
+
+class PreflightError(ValueError):
+    """The run cannot start as asked; the message is one line naming the option to change."""
+
+
+def _show(value: float) -> str:
+    """A bound as people write it: 86,400 rather than 86400.0, 0.5 rather than 5e-01."""
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:g}"
+
+
+def number(kind: type, minimum: float | None = None, maximum: float | None = None, *,
+           above: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite `kind` (int or float) from `minimum` (exclusive with `above`) to `maximum`."""
+    low = None if minimum is None else f"{'above' if above else 'at least'} {_show(minimum)}"
+    span = " and ".join(part for part in (low, None if maximum is None else f"at most {_show(maximum)}") if part)
+    if minimum is not None and maximum is not None and not above:
+        span = f"from {_show(minimum)} to {_show(maximum)}"
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except (ValueError, OverflowError):
+            raise argparse.ArgumentTypeError(
+                f"expected {'a whole number' if kind is int else 'a number'}, got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number {span}, got {text!r}")
+        if ((minimum is not None and (value < minimum or (above and value == minimum)))
+                or (maximum is not None and value > maximum)):
+            raise argparse.ArgumentTypeError(f"must be {span}, got {text}")
+        return value
+
+    return parse
+
+
+def run_name(text: str) -> str:
+    """An argparse type: a run name is one directory under --out-dir, so one plain path component."""
+    problem = (
+        "must not be empty" if not text
+        else f"has {len(text)} characters, at most {MAX_NAME_LENGTH}" if len(text) > MAX_NAME_LENGTH
+        else "must not contain '/' or '\\' (it names one directory under --out-dir)" if "/" in text or "\\" in text
+        else "must not start with '.' (no '..', no hidden directory)" if text.startswith(".")
+        else "must not contain control characters" if any(ord(c) < 32 or ord(c) == 127 for c in text)
+        else None
+    )
+    if problem:
+        raise argparse.ArgumentTypeError(f"{problem}, got {text!r}")
+    return text
+
+
+def http_url(text: str) -> str:
+    """An argparse type: an absolute http(s) base URL, without its trailing slash."""
+    if not _URL.match(text):
+        raise argparse.ArgumentTypeError(f"expected an absolute http(s) URL such as http://127.0.0.1:8000, got {text!r}")
+    return text.rstrip("/")
+
+
+def prepare_out_dir(out_dir: Path, name: str) -> Path:
+    """Create `out_dir`, prove it takes files and that `name` is free in it; return the run directory.
+
+    Writing a probe is the only honest test: permission bits say nothing about read-only mounts, /proc, or
+    root (who passes every permission check).
+    """
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise PreflightError(f"--out-dir {out_dir}: is a file, not a directory") from None
+    except OSError as error:
+        raise PreflightError(f"--out-dir {out_dir}: cannot create it: {error.strerror or error}") from None
+    try:
+        handle, probe = tempfile.mkstemp(prefix=".rtcap-probe-", dir=out_dir)
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as error:
+        raise PreflightError(f"--out-dir {out_dir}: cannot write into it: {error.strerror or error}") from None
+    run_dir = out_dir / name
+    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+        raise PreflightError(f"--name {name}: {run_dir} already exists and is not empty; choose another --name")
+    return run_dir
+
+
+def reference_args(command: Sequence[str]) -> list[str] | None:
+    """The arguments a start command hands the reference target, or None when it starts another server."""
+    command = list(command)
+    for i, arg in enumerate(command):
+        if arg == "-m" and command[i + 1:i + 2] in (["rtcap.targets.reference"], ["rtcap.targets.reference.__main__"]):
+            return command[i + 2:]
+        if command[i:i + 2] == ["target", "serve"] and i and (Path(command[i - 1]).name == "rtcap"
+                                                               or command[i - 1] == "rtcap.loadtests.cli"):
+            return command[i + 2:]
+    return None
+
+
+def _parse_reference(args: list[str]) -> argparse.Namespace:
+    """Parse `args` with the reference target's own parser; PreflightError instead of its exit."""
+    from rtcap.targets.reference.__main__ import build_arg_parser, config_from_args
+
+    parser = build_arg_parser()
+
+    def refuse(message: str = "", *_: object) -> None:
+        raise PreflightError(str(message or "--help is not an option to pass on").strip())
+
+    parser.error = refuse  # type: ignore[method-assign]
+    parser.exit = lambda status=0, message=None: refuse(message or "")  # type: ignore[method-assign]
+    with contextlib.redirect_stdout(io.StringIO()):  # --help would print the whole help first
+        namespace = parser.parse_args(args)
+    try:
+        config_from_args(namespace)
+    except ValueError as error:
+        raise PreflightError(str(error)) from None
+    return namespace
+
+
+def check_server_args(adapter: TargetAdapter, server_args: Sequence[str], rate: float | None = None,
+                      payload: int | None = None) -> None:
+    """Refuse --server-args the server rtcap starts would refuse, before it is started.
+
+    The reference target's options are checked by its own parser (unknown options, bad values, and the
+    options rtcap sets itself: --host and --port, --rate and --payload); another server judges its own.
+    """
+    start = adapter.process.start
+    if start is None:
+        if server_args:
+            raise PreflightError(f"--server-args: target {adapter.name!r} ({adapter.source}) has no process.start, "
+                                 "so rtcap starts no server to pass them to")
+        return
+    command = adapter.process.render_start(port=0, rate=adapter.publish.rate if rate is None else rate,
+                                           payload=adapter.publish.payload if payload is None else payload,
+                                           channel=adapter.channel)
+    given = reference_args(command)
+    if given is None:
+        return
+    try:
+        base = _parse_reference(given)
+    except PreflightError as error:
+        raise PreflightError(f"{adapter.source}: process.start: {error}") from None
+    try:
+        asked = _parse_reference([*given, *server_args])
+    except PreflightError as error:
+        raise PreflightError(f"--server-args: {error} (see rtcap target serve --help)") from None
+    for option in ("host", "port", "rate", "payload"):
+        if getattr(asked, option) != getattr(base, option):
+            own = f"; use rtcap run --{option}" if option in ("rate", "payload") else ""
+            raise PreflightError(f"--server-args: --{option} is set by rtcap run itself{own}")
+
+
+def open_files_needed(steps: Sequence[int], transports: Sequence[str], processes: int = 1,
+                      starts_target: bool = True) -> int:
+    """Descriptors the busiest process of a run needs at its largest step.
+
+    Each load-generating process holds its share of the users' sockets; a target rtcap starts holds the other
+    end of every one of them in one process, and inherits rtcap's limit.
+    """
+    per_user = max((lookup(t).connections_per_user for t in transports), default=1)
+    users = max(steps, default=0)
+    generator = -(-users // max(1, processes)) * per_user
+    return max(generator, users * per_user if starts_target else 0) + FD_MARGIN
+
+
+def preflight_open_files(steps: Sequence[int], transports: Sequence[str], processes: int = 1,
+                         starts_target: bool = True) -> str | None:
+    """Make the open-file limit fit the largest step, or refuse the run before it starts.
+
+    Raises the soft limit (RLIMIT_NOFILE) in this process when the hard limit allows it: Locust and the target
+    are children and inherit it. Returns a note saying so (None when it already fits); PreflightError with the
+    numbers and the fix when even the hard limit is too low.
+    """
+    need = open_files_needed(steps, transports, processes, starts_target)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or need <= soft:
+        return None
+    per_user = max((lookup(t).connections_per_user for t in transports), default=1)
+    what = (f"--steps: the largest step, {max(steps):,} users ({per_user} connection{'s' * (per_user > 1)} each), "
+            f"needs about {need:,} open files in one process")
+    fix = (f"raise the hard limit (ulimit -n {need} as root, LimitNOFILE={need} in a systemd unit, nofile in "
+           "/etc/security/limits.conf) or lower --steps")
+    if hard != resource.RLIM_INFINITY and need > hard:
+        raise PreflightError(f"{what}, but this process may open at most {hard:,} (soft limit {soft:,}, hard limit "
+                             f"{hard:,}); {fix}")
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
+    except (ValueError, OSError) as error:
+        raise PreflightError(f"{what}, but raising the soft limit from {soft:,} failed ({error}); {fix}") from None
+    return f"raised the open-file soft limit from {soft:,} to {need:,} for the largest step, {max(steps):,} users"
+
+
+def preflight(runs: Sequence[RunOptions], out_dir: Path, name: str) -> list[str]:
+    """Every check of what `runs` (one run, or a scenario's arms) need before the first starts.
+
+    In the order a run would meet them: the target adapter and transports, the options for the server rtcap
+    starts, the open-file limit, then the run directory (last, since it creates --out-dir). Returns notes to
+    print; PreflightError names the first problem.
+    """
+    from rtcap.loadtests.run.sweep import RunError, load_target
+
+    notes = []
+    for options in runs:
+        try:
+            adapter = load_target(options)
+        except RunError as error:
+            raise PreflightError(str(error)) from None
+        starts_target = not options.host and adapter.process.start is not None
+        if not options.host:
+            check_server_args(adapter, options.server_args, options.rate, options.payload)
+        note = preflight_open_files(options.steps, options.transports, options.processes, starts_target)
+        if note and note not in notes:
+            notes.append(note)
+    prepare_out_dir(out_dir, name)
+    return notes

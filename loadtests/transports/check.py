@@ -1,0 +1,417 @@
+"""`rtcap check-target`: before any load, prove each declared transport works as its adapter says.
+
+For each transport: connect, publish a few events (or wait for the server's own), check that they arrive in
+order with the declared seq and ts fields, and measure connect time (polled transports: also the time to the
+first answer, which for a long poll includes the hold) and the apparent clock offset; then check that the
+process sampler finds the server. Blocking, Locust-free clients: this runs in the orchestrator.
+
+Only fresh events count: an event whose message carries a publish time must have been published after the
+check started (ts >= start - CLOCK_TOLERANCE_S) and have arrived within MAX_DELIVERY_S of it. Anything else
+is a stale page, replayed history, a clock offset or a ts in the wrong unit, and passing on it would measure
+nothing: such events are ignored, and the check fails naming the likely cause if no fresh ones come.
+
+Publishing is paced by arrivals: the next event is published when the last one arrived, or PUBLISH_RETRY_S
+after it if it did not. A server that answers a held long poll only with events published while it is held
+(a GRIP/Pushpin backend) therefore gets events while its poll is held, and one published in the instant
+between two polls is simply followed by another.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import statistics
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from rtcap.loadtests.transports import check_patterns
+from rtcap.loadtests.transports.http_client import HTTPConnection
+from rtcap.loadtests.run.observe import ObserveError, describe, probe_for
+from rtcap.loadtests.run.publisher import PublishError, publish_once
+from rtcap.loadtests.run.sampler import read_sockstat
+from rtcap.loadtests.transports.sse_client import SSEClient
+from rtcap.loadtests.transports.sse_parser import SSEEvent
+from rtcap.loadtests.generator.targeting import parse_body
+from rtcap.loadtests.transports.ws_client import WebSocketClient
+from rtcap.targets.adapter import TargetAdapter
+from rtcap.targets.adapter_fields import FieldError
+from rtcap.targets.transports import Transport, UnknownTransport, lookup
+
+MAX_DELIVERY_S = 5.0
+"""Longest receive time - ts an event may show and still be one the check just made happen."""
+CLOCK_TOLERANCE_S = 1.0
+"""How far an event's ts may lie before the check's start (or after its arrival): clock granularity and skew."""
+PUBLISH_RETRY_S = 0.5
+"""Publish another event when the last one has not arrived after this long."""
+PUBLISHES_PER_EVENT = 4
+"""At most this many publishes per event the check waits for (events lost between polls are re-published)."""
+
+
+class CheckFailed(RuntimeError):
+    """One transport did not behave as declared."""
+
+
+@dataclass
+class CheckResult:
+    """What checking one transport found."""
+
+    transport: str
+    ok: bool = False
+    why: str = ""
+    connect_ms: float | None = None
+    """TCP connect (polled), response head (sse) or handshake (WebSocket) time."""
+    first_answer_ms: float | None = None
+    """Polled transports: from sending the first poll to its answer (a long poll's hold included)."""
+    events: int = 0
+    offset_ms: float | None = None
+    figures: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ProcessCheck:
+    """Whether the sampler can observe the target process."""
+
+    ok: bool
+    how: str
+    rss_bytes: int | None = None
+    why: str = ""
+    members: list[tuple[int, str, int]] = field(default_factory=list)
+    """(pid, name, RSS) of every process the sampler will sum: what is counted, and so what is not."""
+
+
+class _Poller:
+    """Polls with the users' own keep-alive client and the validators of the last 200 (ETag, Last-Modified)."""
+
+    def __init__(self, base_url: str, headers: dict[str, str], conditional: bool, timeout: float,
+                 follow_redirects: bool = False) -> None:
+        self.http = HTTPConnection(base_url, timeout=timeout, follow_redirects=follow_redirects)
+        self.headers = headers
+        self.conditional = conditional
+        self.validators: dict[str, str] = {}
+
+    def get(self, url: str) -> bytes | None:
+        """The body of a 200, or None for a 304; CheckFailed for any other status."""
+        response = self.http.get(url, {**self.headers, **self.validators})
+        if response.status == 304:
+            return None
+        if response.status != 200:
+            raise CheckFailed(f"GET {url} answered {response.status}")
+        if self.conditional:
+            found = {"If-None-Match": response.headers.get("etag"),
+                     "If-Modified-Since": response.headers.get("last-modified")}
+            self.validators = {k: v for k, v in found.items() if v}
+        return response.body
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.http.close()
+
+
+class _Receiver:
+    """Collects (message, receive time, sse id) from one connection on a background thread."""
+
+    def __init__(self) -> None:
+        self.items: queue.Queue = queue.Queue()
+        self.error: BaseException | None = None
+        self.client: Any = None
+        self.stop = threading.Event()
+        self.polling = threading.Event()
+        """Set when a polled transport's first request is going out: publishing before it could go unseen."""
+        self.first_answer_ms: float | None = None
+
+    def run(self, loop: Any) -> None:
+        """Run `loop` on a daemon thread, keeping its first exception."""
+        def guarded() -> None:
+            try:
+                loop()
+            except BaseException as error:  # noqa: BLE001 - reported by the checker, not raised on a thread
+                if not self.stop.is_set():
+                    self.error = error
+            finally:
+                self.polling.set()  # never leave the checker waiting for a poll that will not come
+        threading.Thread(target=guarded, daemon=True).start()
+
+
+class _CheckPublisher:
+    """Publishes the check's events; {seq} keeps rising across checks of several transports on one channel (a
+    server may still hold the previous check's events in its buffer)."""
+
+    def __init__(self, adapter: TargetAdapter, limit: int) -> None:
+        self.spec = adapter.publish
+        self.channel = adapter.channel
+        self.base = int(time.time() * 1000)
+        self.limit = limit
+        self.sent = 0
+
+    def publish(self) -> bool:
+        """Publish the next event; False once `limit` events were published."""
+        if self.sent >= self.limit:
+            return False
+        self.sent += 1
+        publish_once(self.spec, self.base + self.sent, self.channel, counter=self.sent)
+        return True
+
+
+def _open(adapter: TargetAdapter, record: Transport, timeout: float, receiver: _Receiver) -> float:
+    """Connect `record`'s transport and start receiving; return the connect time in ms."""
+    transport = record.name
+    if record.polled:
+        return _open_polled(adapter, record, timeout, receiver)
+    spec = adapter.transport(transport)
+    values = {"channel": adapter.channel, "room": spec.room}
+    if transport == "signal":
+        return check_patterns.open_signal(adapter, timeout, receiver, CheckFailed)
+    if transport == "presence":
+        return check_patterns.open_presence(adapter, timeout, receiver)
+    if transport == "sse":
+        client = receiver.client = SSEClient(adapter.url_for("sse"), headers=adapter.headers, timeout=timeout)
+        connect_ms = client.connect()
+
+        def read_sse() -> None:
+            for item, received_at in client.items():
+                if isinstance(item, SSEEvent):
+                    receiver.items.put((parse_body(item.data), received_at, item.id))
+        receiver.run(read_sse)
+        return connect_ms
+    if transport in ("ws", "chat"):  # the feed and the chat room: one socket, messages as they come
+        client = receiver.client = WebSocketClient(adapter.url_for(transport, **values), headers=adapter.headers,
+                                                   timeout=timeout)
+        connect_ms = client.connect()
+        subscribe = spec.render_subscribe(**values)
+        if subscribe is not None:
+            client.send_text(subscribe)
+
+        def read_ws() -> None:
+            while True:
+                text, received_at, _wire = client.receive()
+                receiver.items.put((parse_body(text), received_at, None))
+        receiver.run(read_ws)
+        return connect_ms
+    raise CheckFailed(f"no event check for transport {transport!r}")  # never another transport's check
+
+
+def _open_polled(adapter: TargetAdapter, record: Transport, timeout: float, receiver: _Receiver) -> float:
+    """Connect, then poll on the receiver's thread; the first answer only syncs the cursor (what it lists was
+    there before the check), later answers deliver. Returns once the first poll is going out: a long poll may
+    be held until something is published, which the checker does next."""
+    transport = record.name
+    spec = adapter.transport(transport)
+    poller = receiver.client = _Poller(adapter.base_url, adapter.headers, spec.conditional, timeout,
+                                       adapter.follow_redirects)
+    connect_ms = poller.http.connect()
+
+    def read_polls() -> None:
+        cursor: Any = "0"
+        seen: set[Any] = set()  # full-state polling repeats old events every time
+        first = True
+        while not receiver.stop.is_set():
+            sent = time.perf_counter()
+            receiver.polling.set()
+            raw = poller.get(adapter.url_for(transport, cursor=cursor))
+            received_at = time.time()
+            if first:
+                receiver.first_answer_ms = (time.perf_counter() - sent) * 1000.0
+            news = False
+            if raw is not None:
+                reply = parse_body(raw)
+                last = None
+                for event in spec.events_in(reply):
+                    if adapter.is_event(transport, event):
+                        seq = adapter.extract(transport, event)[0]
+                        last = seq
+                        if seq not in seen and not first:
+                            receiver.items.put((event, received_at, None))
+                            news = True
+                        seen.add(seq)
+                cursor = spec.cursor_in(reply, last if last is not None else cursor)
+            first = False
+            # Short polls keep an interval; a long poll asks again at once unless it came back empty-handed
+            # without being held (a server that does not hold must not be hammered).
+            if record.interval or (not news and time.perf_counter() - sent < 0.2):
+                receiver.stop.wait(0.2)
+    receiver.run(read_polls)
+    receiver.polling.wait(timeout)
+    return connect_ms
+
+
+def _send(adapter: TargetAdapter, transport: str, count: int, receiver: _Receiver) -> None:
+    """Chat and presence: the events are the check's own messages, sent on the connection."""
+    if transport == "chat":
+        spec = adapter.transport("chat")
+        for n in range(1, count + 1):
+            receiver.client.send_text(spec.render_send(n, 16, channel=adapter.channel, room=spec.room))
+    elif transport == "presence":
+        for text in check_patterns.presence_messages(adapter, count):
+            receiver.client.send_text(text)
+
+
+def _unit_hint(ts: float, received_at: float, unit: str | None) -> str | None:
+    """If ts is off from now by a power of 1000, the ts_unit that would read it right (or the factor)."""
+    for power in (3, 6, 9, -3, -6, -9):
+        if abs(ts * 10.0 ** power - received_at) < 86_400:
+            divisors = {"s": 0, "ms": 3, "us": 6, "ns": 9}
+            if unit in divisors:
+                right = next((u for u, d in divisors.items() if d == divisors[unit] - power), None)
+                if right is not None:
+                    return f'ts is in {right}, not {unit}: set ts_unit = "{right}"'
+            return f"ts is off by a factor of 10^{power}: wrong ts unit (ms vs s)?"
+    return None
+
+
+def _stale_cause(ts: float, received_at: float, started: float, unit: str | None) -> str:
+    """The likely reason an event is not fresh, in words."""
+    hint = _unit_hint(ts, received_at, unit)
+    if hint is not None:
+        return hint
+    lag = received_at - ts
+    if lag < 0:
+        return f"clock offset: the server's clock is ahead of this machine's by ~{-lag:.1f} s"
+    if ts < started - CLOCK_TOLERANCE_S:
+        return (f"published {started - ts:.1f} s before the check started: a stale page, a cached answer or replayed "
+                f"history (or a clock offset: the server's clock is behind this machine's by ~{lag:.0f} s)")
+    return f"delivered {lag:.1f} s after publishing: the server holds events back (or a clock offset of ~{lag:.0f} s)"
+
+
+def _is_fresh(ts: float, received_at: float, started: float) -> bool:
+    """Published after the check started, and arrived within MAX_DELIVERY_S (CLOCK_TOLERANCE_S either way)."""
+    lag = received_at - ts
+    return ts >= started - CLOCK_TOLERANCE_S and -CLOCK_TOLERANCE_S <= lag <= MAX_DELIVERY_S
+
+
+def _ts_unit(adapter: TargetAdapter, transport: str) -> str | None:
+    return adapter.transport(transport).message.ts_unit if type(adapter).extract is TargetAdapter.extract else None
+
+
+def check_transport(adapter: TargetAdapter, transport: str, count: int = 3, timeout: float = 10.0) -> CheckResult:
+    """Connect, make `count` events happen, and check that fresh ones arrive in order with the declared fields."""
+    result = CheckResult(transport)
+    receiver = _Receiver()
+    started = time.time()
+    try:
+        record = lookup(transport)  # an unknown name is refused, never checked as some other transport
+        if record.request_response:
+            # Answers to requests, not events: every id answered and successful is the check.
+            result.connect_ms, result.figures = check_patterns.check_requests(adapter, transport, count, timeout,
+                                                                              CheckFailed)
+            result.events, result.ok = count, True
+            return result
+        publisher = None
+        if adapter.publish.mode == "http" and record.kind != "room":  # a room's events are the check's messages
+            publisher = _CheckPublisher(adapter, count * PUBLISHES_PER_EVENT + 1)
+        if record.polled and publisher is not None:
+            # Some servers give a first poll on an empty channel no cursor to follow (nchan answers 304):
+            # one event beforehand gives every viewer a place in the stream, as a live channel would.
+            publisher.publish()
+        result.connect_ms = _open(adapter, record, timeout, receiver)
+        _send(adapter, transport, count, receiver)
+        seqs, offsets = [], []
+        stale: tuple[int, Any, float, float] = (0, None, 0.0, 0.0)  # (how many, the last one's seq, ts, receive time)
+        deadline = time.monotonic() + timeout
+        publish_at = time.monotonic() if publisher is not None else deadline
+        rounds = 0
+        while len(seqs) < count:
+            now = time.monotonic()
+            if receiver.error is not None:
+                raise CheckFailed(f"connection failed after {len(seqs)} event(s): {receiver.error}")
+            if now >= deadline:
+                raise CheckFailed(_missing_events(adapter, transport, len(seqs), count, timeout, stale, started))
+            if publisher is not None and now >= publish_at:
+                # Short polls get the first events in one burst, so that one answer lists several and shows
+                # their order; the rest go one at a time, each once the last arrived (or went unseen).
+                burst = count if record.interval and rounds == 0 else 1
+                published = [publisher.publish() for _ in range(burst)]
+                publish_at = now + PUBLISH_RETRY_S if all(published) else deadline
+                rounds += 1
+            try:
+                wait = min(deadline, publish_at, now + PUBLISH_RETRY_S) - now  # a receiver error shows within it
+                message, received_at, sse_id = receiver.items.get(timeout=max(0.0, wait))
+            except queue.Empty:
+                continue
+            if not adapter.is_event(transport, message):
+                continue
+            seq, publish_ts = adapter.extract(transport, message, sse_id)
+            if publish_ts is not None and not _is_fresh(publish_ts, received_at, started):
+                stale = (stale[0] + 1, seq, publish_ts, received_at)
+                continue
+            if seqs and not seq > seqs[-1]:
+                raise CheckFailed(f"seq went from {seqs[-1]!r} to {seq!r}: sequence numbers must increase"
+                                  + (' (a list newest first needs order = "desc")' if record.polled else ""))
+            seqs.append(seq)
+            if publisher is not None:
+                publish_at = time.monotonic()  # it arrived: the next one now
+            if publish_ts is not None:
+                offsets.append(received_at - publish_ts)
+        result.events = len(seqs)
+        if offsets:
+            result.offset_ms = statistics.median(offsets) * 1000.0
+            result.figures.append("delivery latency")
+        else:
+            result.figures.append("throughput only (messages carry no publish time)")
+        result.figures += ["connect time", "bytes", "loss/duplicates/reordering"]
+        result.ok = True
+    except (CheckFailed, FieldError, PublishError, UnknownTransport) as error:
+        result.why = str(error)
+    except (OSError, ValueError, json.JSONDecodeError) as error:
+        result.why = f"{error.__class__.__name__}: {error}"
+    except Exception as error:  # noqa: BLE001 - a client library's own error: report it, do not crash the table
+        result.why = f"{error.__class__.__name__}: {error}"
+    finally:
+        receiver.stop.set()
+        result.first_answer_ms = receiver.first_answer_ms
+        if receiver.client is not None:
+            # A WebSocket's reader thread may be blocked in recv: a handshake close would wait on it forever.
+            getattr(receiver.client, "abort", receiver.client.close)()
+    return result
+
+
+def _missing_events(adapter: TargetAdapter, transport: str, got: int, count: int, timeout: float,
+                    stale: tuple[int, Any, float, float], started: float) -> str:
+    """Why the check is short of events: how many came, and what the stale ones say about the cause."""
+    expected = ("published" if adapter.publish.mode == "http" or lookup(transport).kind == "room"
+                else "from the server itself")
+    why = f"{got} of {count} events {expected} arrived within {timeout:g} s"
+    ignored, seq, ts, received_at = stale
+    if not ignored:
+        return why
+    cause = _stale_cause(ts, received_at, started, _ts_unit(adapter, transport))
+    return (f"{why}; {ignored} stale event(s) ignored (the last: seq {seq!r}, recv - ts = "
+            f"{(received_at - ts) * 1000:,.0f} ms; fresh means ts >= check start - {CLOCK_TOLERANCE_S:g} s and "
+            f"recv - ts <= {MAX_DELIVERY_S:g} s). Likely cause: {cause}")
+
+
+def check_process(adapter: TargetAdapter, started_pid: int | None = None) -> ProcessCheck:
+    """Can the sampler read the target's memory? (Client-side figures work either way.)"""
+    how = describe(adapter)
+    try:
+        probe = probe_for(adapter, started_pid)
+    except ObserveError as error:
+        return ProcessCheck(False, how, why=str(error))
+    if probe is None:
+        return ProcessCheck(True, how, why="memory per connection and target CPU will be unavailable")
+    try:
+        members = probe.members() if hasattr(probe, "members") else []
+        return ProcessCheck(True, how, rss_bytes=probe.read(read_sockstat()).rss_bytes, members=members)
+    except Exception as error:  # noqa: BLE001 - psutil and probe errors alike
+        return ProcessCheck(False, how, why=f"{error.__class__.__name__}: {error}")
+
+
+def format_table(results: list[CheckResult], process: ProcessCheck) -> str:
+    """The check as a plain-text table, one line per transport plus the process line."""
+    def ms(value: float | None) -> str:
+        return "-" if value is None else f"{value:.1f} ms"
+
+    rows = [("transport", "result", "connect", "first answer", "events", "recv - ts", "figures / why")]
+    for r in results:
+        rows.append((r.transport, "ok" if r.ok else "FAILED", ms(r.connect_ms), ms(r.first_answer_ms), str(r.events),
+                     ms(r.offset_ms), ", ".join(r.figures) if r.ok else r.why))
+    memory = "-" if process.rss_bytes is None else f"rss {process.rss_bytes / 2**20:.1f} MiB"
+    rows.append(("process", "ok" if process.ok else "FAILED", "", "", "", memory,
+                 process.how + (f": {process.why}" if process.why else "")))
+    for pid, name, rss in process.members:
+        rows.append(("", "", "", "", "", f"rss {rss / 2**20:.1f} MiB", f"sums pid {pid} ({name})"))
+    columns = len(rows[0]) - 1
+    widths = [max(len(row[i]) for row in rows) for i in range(columns)]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row[:columns], widths)) + "  " + row[columns]
+                     for row in rows)

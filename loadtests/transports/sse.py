@@ -1,0 +1,46 @@
+"""Server-Sent Events: an abstract Locust listener on top of `sse_client.SSEClient`.
+
+A stream past a limit (an oversized line or event, a head too slow, nothing parsed for `--read-timeout`, a
+redirect) raises LimitExceeded, a ValueError: `StreamUser` reports it against the target and reconnects.
+"""
+
+from __future__ import annotations
+
+import h11
+
+from rtcap.loadtests.transports import metrics
+from rtcap.loadtests.transports.limits import for_settings
+from rtcap.loadtests.transports.sse_client import SSEClient, SSEConnectError, StreamClosed
+from rtcap.loadtests.transports.sse_parser import SSEEvent
+from rtcap.loadtests.transports.stream import StreamUser
+from rtcap.loadtests.generator.targeting import parse_body
+
+
+class SSEListener(StreamUser):
+    """Holds one SSE connection, reports each event's delivery latency, reconnects with Last-Event-ID."""
+
+    abstract = True
+    transport = "sse"
+    stream_errors = (*StreamUser.stream_errors, SSEConnectError, StreamClosed, h11.ProtocolError)
+
+    def on_start(self) -> None:
+        """Set up the listener; it has no Last-Event-ID until its first event."""
+        super().on_start()
+        self.last_event_id: str | None = None
+
+    def new_client(self) -> SSEClient:
+        """A client for the adapter's SSE URL that resumes after the last event id this listener saw."""
+        url = self.adapter.url_for(self.transport, channel=self.channel)
+        return SSEClient(url, headers=self.adapter.headers, timeout=self.settings.read_timeout,
+                         last_event_id=self.last_event_id, limits=for_settings(self.settings))
+
+    def read(self, client: SSEClient) -> None:
+        """Report every event until the stream ends."""
+        for item, received_at in client.items():
+            if isinstance(item, SSEEvent):
+                self.last_event_id = item.id
+                # Application bytes: the data value an EventSource hands the page (field names and line
+                # breaks are framing); counted for every event, whether or not the adapter accepts it.
+                metrics.count(self.transport, "payload_bytes", len(item.data.encode("utf-8")))
+                self.on_payload(parse_body(item.data), received_at, item.wire_bytes, item.id)
+                self.flush_bytes(client)
