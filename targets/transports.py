@@ -51,7 +51,13 @@ class Transport:
     """How reports name it."""
     kind: Kind
     user_class: str
-    """The Locust user in loadtests/generator/catalog.py that measures it (a name: importing this module imports no Locust)."""
+    """The concrete Locust user that measures it (a name: importing this module imports no Locust)."""
+    user_module: str
+    """The module under rtcap.loadtests.transports that defines `user_class` (it imports Locust)."""
+    check_module: str
+    """The Locust-free module under rtcap.loadtests.transports whose `open_check` (or, for request/response,
+    `check_requests`) proves the transport works before any load (rtcap check-target); the orchestrator
+    imports it, and must never import Locust."""
     holds_connection: bool
     """Every user keeps a connection open, so the target must show about as many (flag connections_short)."""
     websocket: bool
@@ -102,38 +108,43 @@ def _places(**values: tuple[str, ...]) -> Mapping[str, tuple[str, ...]]:
 
 
 REGISTRY: tuple[Transport, ...] = (
-    Transport(name="poll", display="Delta polling", kind="polled", user_class="PollUser", holds_connection=False,
+    Transport(name="poll", display="Delta polling", kind="polled", user_class="PollUser", user_module="polling", check_module="poll_check",
+              holds_connection=False,
               websocket=False, feed=True, interval=True, adapter_keys=POLLED_KEYS,
               placeholders=_places(url=("channel", "cursor")), pattern_figures=POLLED_FIGURES, shown=1, colour=0,
               default=True),
-    Transport(name="longpoll", display="Long polling", kind="polled", user_class="LongPollUser",
+    Transport(name="longpoll", display="Long polling", kind="polled", user_class="LongPollUser", user_module="longpoll", check_module="poll_check",
               holds_connection=True, websocket=False, feed=True, adapter_keys=POLLED_KEYS,
               placeholders=_places(url=("channel", "cursor")), pattern_figures=POLLED_FIGURES, shown=2, colour=4),
-    Transport(name="state", display="Full-state polling", kind="polled", user_class="StateUser",
+    Transport(name="state", display="Full-state polling", kind="polled", user_class="StateUser", user_module="polling", check_module="poll_check",
               holds_connection=False, websocket=False, feed=True, interval=True,
               adapter_keys=("events", "order", "conditional", "cache_header"), pattern_figures=POLLED_FIGURES,
               shown=0, colour=5),
-    Transport(name="sse", display="SSE", kind="held stream", user_class="SSEUser", holds_connection=True,
+    Transport(name="sse", display="SSE", kind="held stream", user_class="SSEUser", user_module="sse", check_module="sse_client",
+              holds_connection=True,
               websocket=False, feed=True, shown=3, colour=1, default=True),
-    Transport(name="ws", display="WebSocket", kind="held stream", user_class="WebSocketUser", holds_connection=True,
+    Transport(name="ws", display="WebSocket", kind="held stream", user_class="WebSocketUser", user_module="ws", check_module="ws_client",
+              holds_connection=True,
               websocket=True, feed=True, adapter_keys=("subscribe", "resume_url"), shown=4, colour=2, default=True),
-    Transport(name="chat", display="WebSocket chat", kind="room", user_class="ChatUser", holds_connection=True,
+    Transport(name="chat", display="WebSocket chat", kind="room", user_class="ChatUser", user_module="ws", check_module="ws_client",
+              holds_connection=True,
               websocket=True, feed=False, adapter_keys=("subscribe", "room", "send"),
               placeholders=_places(url=("channel", "room"), subscribe=("channel", "room"),
                                    send=("channel", "room", "n", "padding")), shown=5, colour=3),
     Transport(name="signal", display="Signalling (WebSocket notice + REST fetch)", kind="held stream",
-              user_class="SignalUser", holds_connection=True, websocket=True, feed=True,
+              user_class="SignalUser", user_module="signalling", check_module="check_patterns",
+              holds_connection=True, websocket=True, feed=True,
               adapter_keys=("fetch", "events", "cursor", "order", "subscribe", "notify_match", "notify_seq"),
               pattern_figures=("round_trips", "notifications", "round_trips_per_event"), connections_per_user=2,
               shown=6),
-    Transport(name="rpc", display="Request/response over WebSocket", kind="request/response", user_class="RpcUser",
+    Transport(name="rpc", display="Request/response over WebSocket", kind="request/response", user_class="RpcUser", user_module="rpc", check_module="check_patterns",
               holds_connection=True, websocket=True, feed=False,
               adapter_keys=("request", "response_id", "response_match", "status", "subscribe"),
               pattern_figures=("round_trips", "unanswered", "in_flight", "request_p50_ms", "request_p99_ms"), shown=7),
-    Transport(name="rest", display="Request/response over REST", kind="request/response", user_class="RestUser",
+    Transport(name="rest", display="Request/response over REST", kind="request/response", user_class="RestUser", user_module="rest", check_module="check_patterns",
               holds_connection=False, websocket=False, feed=False, adapter_keys=("conditional",),
               pattern_figures=("round_trips", "not_modified", "request_p50_ms", "request_p99_ms"), shown=8),
-    Transport(name="presence", display="Typing indicators", kind="room", user_class="PresenceUser",
+    Transport(name="presence", display="Typing indicators", kind="room", user_class="PresenceUser", user_module="presence", check_module="check_patterns",
               holds_connection=True, websocket=True, feed=False, adapter_keys=("room", "send", "presence", "sender",
                                                                                   "subscribe"),
               placeholders=_places(url=("channel", "room"), subscribe=("channel", "room", "client"),

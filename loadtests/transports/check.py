@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rtcap.loadtests.transports import check_patterns
+from rtcap.loadtests.transports.checking import CheckFailed, Receiver
 from rtcap.loadtests.transports.http_client import HTTPConnection
 from rtcap.loadtests.run.observe import ObserveError, describe, probe_for
 from rtcap.loadtests.run.publisher import PublishError, publish_once
@@ -47,10 +48,6 @@ PUBLISH_RETRY_S = 0.5
 """Publish another event when the last one has not arrived after this long."""
 PUBLISHES_PER_EVENT = 4
 """At most this many publishes per event the check waits for (events lost between polls are re-published)."""
-
-
-class CheckFailed(RuntimeError):
-    """One transport did not behave as declared."""
 
 
 @dataclass
@@ -109,31 +106,6 @@ class _Poller:
         self.http.close()
 
 
-class _Receiver:
-    """Collects (message, receive time, sse id) from one connection on a background thread."""
-
-    def __init__(self) -> None:
-        self.items: queue.Queue = queue.Queue()
-        self.error: BaseException | None = None
-        self.client: Any = None
-        self.stop = threading.Event()
-        self.polling = threading.Event()
-        """Set when a polled transport's first request is going out: publishing before it could go unseen."""
-        self.first_answer_ms: float | None = None
-
-    def run(self, loop: Any) -> None:
-        """Run `loop` on a daemon thread, keeping its first exception."""
-        def guarded() -> None:
-            try:
-                loop()
-            except BaseException as error:  # noqa: BLE001 - reported by the checker, not raised on a thread
-                if not self.stop.is_set():
-                    self.error = error
-            finally:
-                self.polling.set()  # never leave the checker waiting for a poll that will not come
-        threading.Thread(target=guarded, daemon=True).start()
-
-
 class _CheckPublisher:
     """Publishes the check's events; {seq} keeps rising across checks of several transports on one channel (a
     server may still hold the previous check's events in its buffer)."""
@@ -154,7 +126,7 @@ class _CheckPublisher:
         return True
 
 
-def _open(adapter: TargetAdapter, record: Transport, timeout: float, receiver: _Receiver) -> float:
+def _open(adapter: TargetAdapter, record: Transport, timeout: float, receiver: Receiver) -> float:
     """Connect `record`'s transport and start receiving; return the connect time in ms."""
     transport = record.name
     if record.polled:
@@ -192,7 +164,7 @@ def _open(adapter: TargetAdapter, record: Transport, timeout: float, receiver: _
     raise CheckFailed(f"no event check for transport {transport!r}")  # never another transport's check
 
 
-def _open_polled(adapter: TargetAdapter, record: Transport, timeout: float, receiver: _Receiver) -> float:
+def _open_polled(adapter: TargetAdapter, record: Transport, timeout: float, receiver: Receiver) -> float:
     """Connect, then poll on the receiver's thread; the first answer only syncs the cursor (what it lists was
     there before the check), later answers deliver. Returns once the first poll is going out: a long poll may
     be held until something is published, which the checker does next."""
@@ -236,7 +208,7 @@ def _open_polled(adapter: TargetAdapter, record: Transport, timeout: float, rece
     return connect_ms
 
 
-def _send(adapter: TargetAdapter, transport: str, count: int, receiver: _Receiver) -> None:
+def _send(adapter: TargetAdapter, transport: str, count: int, receiver: Receiver) -> None:
     """Chat and presence: the events are the check's own messages, sent on the connection."""
     if transport == "chat":
         spec = adapter.transport("chat")
@@ -287,7 +259,7 @@ def _ts_unit(adapter: TargetAdapter, transport: str) -> str | None:
 def check_transport(adapter: TargetAdapter, transport: str, count: int = 3, timeout: float = 10.0) -> CheckResult:
     """Connect, make `count` events happen, and check that fresh ones arrive in order with the declared fields."""
     result = CheckResult(transport)
-    receiver = _Receiver()
+    receiver = Receiver()
     started = time.time()
     try:
         record = lookup(transport)  # an unknown name is refused, never checked as some other transport
