@@ -17,131 +17,26 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from rtcap.loadtests.transports import limits
-from rtcap.loadtests.run.validate import (
-    MAX_EVENT_RATE,
-    MAX_INTERVAL_S,
-    MAX_MS,
-    MAX_PAYLOAD_BYTES,
-    MAX_PID,
-    MAX_PROCESSES,
-    MAX_ROOM_SIZE,
-    MAX_SECONDS,
-    MAX_SPAWN_RATE,
-    MAX_USER_RATE,
-    http_url,
-    number,
-    run_name,
-)
-from rtcap.targets import transports as registry
+from rtcap.loadtests import options as declared
+from rtcap.loadtests.run.validate import MAX_INTERVAL_S, http_url, number
+from rtcap.reports import schema
 
-QUICK = {"steps": "40,80,120,160,200", "hold": 6.0, "settle": 2.0}
+QUICK = {"steps": "40,80,120,160,200", "hold": 6.0}
+"""--quick: a short sweep (the options it does not name keep loadtests/options.py's defaults)."""
 QUICK_STEPS = [40, 80, 120]
 """--quick with --scenario: three steps, enough for a memory fit."""
-DEFAULT = {"steps": "100,200,300,400,500,600", "hold": 15.0, "settle": 2.0}
 SCENARIO_NAMES = ("cache-5s", "live-scores", "long-polling", "conditional", "signalling", "rpc-over-ws", "presence")
 """loadtests/run/scenarios.py SCENARIOS (kept here so `rtcap --help` imports nothing heavy; a test checks both agree)."""
 
 
-def _transports(text: str) -> list[str]:
-    """--transports: a comma list of names from targets/transports.py; any other name is refused."""
-    try:
-        return registry.checked(name.strip() for name in text.split(",") if name.strip())
-    except registry.UnknownTransport as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-
-
-def _server_args(text: str) -> list[str]:
-    import shlex
-
-    try:
-        return shlex.split(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"cannot split {text!r}: {error}") from None
-
-
-def _steps(text: str) -> list[int]:
-    from rtcap.loadtests.generator.staircase import parse_steps
-
-    try:
-        return parse_steps(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-
-
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of `rtcap run`."""
+    """Options of `rtcap run`: the presets here, every other option as loadtests/options.py declares it."""
     parser.add_argument("--quick", action="store_true", help=f"short sweep: steps {QUICK['steps']}, hold {QUICK['hold']:g} s")
     parser.add_argument("--scenario", choices=sorted(SCENARIO_NAMES),
                         help="a preset per claim of the articles rtcap started from (its own transports, server and "
                              "user options, one run per arm, a verdict in scenario.json and summary.md): "
                              + ", ".join(sorted(SCENARIO_NAMES)))
-    parser.add_argument("--transports", type=_transports, default=None,
-                        help=f"comma list from {','.join(registry.NAMES)} (default {','.join(registry.RUN_DEFAULT)}; "
-                             "state = full-state polling, longpoll = long polling, signal = WebSocket notice then "
-                             "REST fetch, rpc/rest = request/response over WebSocket/HTTP, presence = typing "
-                             "indicators in rooms)")
-    parser.add_argument("--steps", type=_steps, help=f"users per step, '100,200' or 'start:stop:step' (default {DEFAULT['steps']})")
-    parser.add_argument("--hold", type=number(float, 0, MAX_SECONDS, above=True),
-                        help=f"seconds each step holds (default {DEFAULT['hold']:g})")
-    parser.add_argument("--settle", type=number(float, 0, MAX_SECONDS),
-                        help=f"least seconds after a step's users run before measuring (default {DEFAULT['settle']:g})")
-    parser.add_argument("--settle-max", type=number(float, 0, MAX_SECONDS), default=30.0,
-                        help="then wait up to this many seconds for the target's memory to settle (default 30; 0: fixed --settle)")
-    parser.add_argument("--spawn-rate", type=number(float, 0, MAX_SPAWN_RATE, above=True), default=100.0,
-                        help="users started per second between steps (default 100)")
-    parser.add_argument("--target", type=Path, help="target adapter file (TOML) describing your server; default: the bundled reference target")
-    parser.add_argument("--rate", type=number(float, 0, MAX_EVENT_RATE, above=True),
-                        help="events per second published during the run (default: the adapter's publish.rate, 1)")
-    parser.add_argument("--payload", type=number(int, 0, MAX_PAYLOAD_BYTES),
-                        help="payload bytes per event (default: the adapter's publish.payload, 64)")
-    parser.add_argument("--poll-interval", type=number(float, 0, MAX_INTERVAL_S, above=True), default=1.0,
-                        help="seconds between polls of one viewer (default 1)")
-    parser.add_argument("--chat-rate", type=number(float, 0, MAX_USER_RATE), default=0.2,
-                        help="chat messages per second per chatter (default 0.2; 0: listen only)")
-    parser.add_argument("--no-conditional-get", action="store_true",
-                        help="polling viewers send no If-None-Match / If-Modified-Since (every poll gets a full 200)")
-    parser.add_argument("--request-rate", type=number(float, 0, MAX_USER_RATE), default=1.0,
-                        help="rpc and rest: requests per second per user (default 1; 0: closed loop)")
-    parser.add_argument("--typing-rate", type=number(float, 0, MAX_USER_RATE, above=True), default=1.0,
-                        help="presence: typing indicators per second per user (default 1)")
-    parser.add_argument("--room-size", type=number(int, 0, MAX_ROOM_SIZE), default=10,
-                        help="presence: users per room (default 10; 0: one room)")
-    parser.add_argument("--server-args", type=_server_args, default=[], metavar="ARGS",
-                        help="extra options for the server rtcap starts, one quoted string: "
-                             "--server-args '--cache-ttl 5 --state-bytes 8192' (see rtcap target serve --help)")
-    parser.add_argument("--channel", default="", help="channel to subscribe to (default: the adapter's, live)")
-    parser.add_argument("--host", type=http_url, help="measure an already running server at this base URL instead of starting one")
-    parser.add_argument("--target-pid", type=number(int, 1, MAX_PID), help="with --host: pid of the server process to sample")
-    parser.add_argument("--slo-p99-ms", type=number(float, 0, MAX_MS, above=True), default=1000.0,
-                        help="delivery p99 that counts as meeting the SLO (default 1000 ms)")
-    parser.add_argument("--slo-error-rate", type=number(float, 0, 1), default=0.01,
-                        help="error rate (a fraction from 0 to 1) that counts as meeting the SLO (default 0.01)")
-    parser.add_argument("--max-message-bytes", type=number(int, 1024, 1 << 30), default=limits.WS_MESSAGE_BYTES,
-                        metavar="BYTES", help="largest SSE event or WebSocket message a client accepts (default 1 MiB); "
-                                              "a larger one is an error against the target and closes the connection")
-    parser.add_argument("--max-body-bytes", type=number(int, 1024, 1 << 34), default=limits.HTTP_BODY_BYTES,
-                        metavar="BYTES", help="largest HTTP response body a poll or fetch accepts (default 8 MiB)")
-    parser.add_argument("--head-timeout", type=number(float, 0, 3600, above=True), default=limits.HEAD_TIMEOUT_S,
-                        metavar="S", help="seconds a poll, fetch or connection may wait for its response head (default 30)")
-    parser.add_argument("--slo-poll-slack", type=number(float, 0, MAX_MS), default=250.0, metavar="MS",
-                        help="polled transports (poll, state) are held to staleness p99 <= poll interval + this "
-                             "(default 250 ms): a poll's staleness is spread over its interval, whatever the server")
-    parser.add_argument("--generator-lag-limit-ms", type=number(float, 0, MAX_MS, above=True), default=100.0,
-                        help="a step whose load generator woke timers later than this (p99) is not counted (default 100)")
-    parser.add_argument("--processes", type=number(int, 1, MAX_PROCESSES), default=1,
-                        help="load-generating processes; above 1, Locust runs a master plus this many workers (default 1)")
-    parser.add_argument("--threshold", action="append", metavar="EXPR",
-                        help="pass/fail gate, repeatable: 'sse.delivery.p99<250ms', 'ws.errors<0.1%%', "
-                             "'sse.mem_per_conn<32KiB', 'poll.rps>=500' (also RTCAP_THRESHOLDS, rtcap.toml, "
-                             "[tool.rtcap] in pyproject.toml); exit 1 when one is not met")
-    parser.add_argument("--abort-early", action="store_true",
-                        help="stop the sweep as soon as a threshold can no longer be met (a finished step's latency "
-                             "or error rate, or a count such as lost, over its upper bound); what was measured is kept")
-    parser.add_argument("--name", type=run_name,
-                        help="run name: one directory under --out-dir, no '/' or leading '.' (default: run-YYYYmmdd-HHMMSS)")
-    parser.add_argument("--out-dir", type=Path, default=Path("runs"), help="where run directories go (default ./runs)")
-    parser.add_argument("--no-report", action="store_true", help="write the run directory only")
+    declared.add_run_arguments(parser)
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -152,7 +47,7 @@ def run_command(args: argparse.Namespace) -> int:
     from rtcap.reports.thresholds import ThresholdError
 
     try:
-        thresholds = gather(args.threshold)  # before any load: a typo must not cost a run
+        thresholds = gather(args.thresholds)  # before any load: a typo must not cost a run
     except ThresholdError as error:
         print(f"rtcap run: error: {error}", file=sys.stderr)
         return 2
@@ -160,16 +55,21 @@ def run_command(args: argparse.Namespace) -> int:
         print("rtcap run: error: --abort-early needs at least one threshold (--threshold, RTCAP_THRESHOLDS, rtcap.toml)",
               file=sys.stderr)
         return 2
-    preset = QUICK if args.quick else DEFAULT
-    from rtcap.loadtests.generator.staircase import parse_steps
+    values = {o.dest: getattr(args, o.dest) for o in declared.RUN}
+    if args.quick:  # the preset, where the option was not given
+        from rtcap.loadtests.generator.staircase import parse_steps
 
-    hold = args.hold if args.hold is not None else preset["hold"]
-    settle = args.settle if args.settle is not None else min(preset["settle"], hold / 3)
+        values["steps"] = values["steps"] or parse_steps(QUICK["steps"])
+        values["hold"] = values["hold"] if values["hold"] is not None else QUICK["hold"]
+    values = {dest: declared.default(dest) if value is None else value for dest, value in values.items()}
+    hold = values["hold"]
+    settle = values["settle"] = args.settle if args.settle is not None else min(declared.default("settle"), hold / 3)
     if not 0 <= settle < hold:
         print(f"rtcap run: error: --settle {settle:g} must be at least 0 and below --hold {hold:g}", file=sys.stderr)
         return 2
-    if args.settle_max and args.settle_max < settle:
-        print(f"rtcap run: error: --settle-max {args.settle_max:g} must be 0 or at least --settle {settle:g}", file=sys.stderr)
+    if values["settle_max"] and values["settle_max"] < settle:
+        print(f"rtcap run: error: --settle-max {values['settle_max']:g} must be 0 or at least --settle {settle:g}",
+              file=sys.stderr)
         return 2
     if args.server_args and args.host:
         print("rtcap run: error: --server-args is for a server rtcap starts, not one at --host", file=sys.stderr)
@@ -177,21 +77,9 @@ def run_command(args: argparse.Namespace) -> int:
     if args.target_pid and not args.host:
         print("rtcap run: error: --target-pid goes with --host", file=sys.stderr)
         return 2
-    options = RunOptions(
-        name=args.name or datetime.now().strftime("run-%Y%m%d-%H%M%S"), out_dir=args.out_dir,
-        transports=args.transports or list(registry.RUN_DEFAULT), steps=args.steps or parse_steps(preset["steps"]), hold=hold,
-        settle=settle,
-        settle_max=args.settle_max,
-        spawn_rate=args.spawn_rate, target=args.target, rate=args.rate, payload=args.payload, host=args.host,
-        target_pid=args.target_pid, channel=args.channel, poll_interval=args.poll_interval, chat_rate=args.chat_rate,
-        slo_p99_ms=args.slo_p99_ms, slo_error_rate=args.slo_error_rate, slo_poll_slack_ms=args.slo_poll_slack,
-        max_message_bytes=args.max_message_bytes, max_body_bytes=args.max_body_bytes, head_timeout=args.head_timeout,
-        report=not args.no_report,
-        processes=args.processes, generator_lag_limit_ms=args.generator_lag_limit_ms,
-        thresholds=[t.text for t in thresholds], abort_early=args.abort_early,
-        conditional_get=not args.no_conditional_get, request_rate=args.request_rate, typing_rate=args.typing_rate,
-        room_size=args.room_size, server_args=args.server_args,
-    )
+    values["name"] = args.name or datetime.now().strftime("run-%Y%m%d-%H%M%S")
+    values["thresholds"] = [t.text for t in thresholds]
+    options = RunOptions(**values)
     if args.abort_early:
         from rtcap.reports.thresholds import final_once_missed
 
@@ -220,14 +108,14 @@ def run_command(args: argparse.Namespace) -> int:
         failed = 3  # the target died: what was measured is written and judged, and the run still failed
     print(f"run directory: {run_dir}")
     if options.report:
-        print(f"report: {run_dir / 'report.html'}")
+        print(f"report: {run_dir / schema.REPORT_FILE}")
     code = 0
     if thresholds:
         import json
 
         from rtcap.reports.gate import check_run, early_verdicts
 
-        aborted = json.loads((run_dir / "meta.json").read_text(encoding="utf-8")).get("aborted")
+        aborted = json.loads((run_dir / schema.META_FILE).read_text(encoding="utf-8")).get("aborted")
         outcomes = check_run(run_dir, thresholds, verdicts=early_verdicts(aborted) if aborted else ())
         code = 0 if all(o.ok for o in outcomes) and not aborted else 1
     from rtcap.reports.exports import publish_markdown
@@ -265,7 +153,7 @@ def _run_scenario(args: argparse.Namespace, options: object) -> int:
     from rtcap.loadtests.run.sweep import RunError
     from rtcap.loadtests.run.scenarios import SCENARIOS, arm_options, run_scenario
 
-    if args.transports or args.threshold or args.abort_early:
+    if args.transports or args.thresholds or args.abort_early:
         print("rtcap run: error: --scenario sets its own transports; --transports, --threshold and --abort-early "
               "go with a single run", file=sys.stderr)
         return 2
@@ -293,15 +181,15 @@ def _run_scenario(args: argparse.Namespace, options: object) -> int:
         print(f"rtcap run: error: {error}", file=sys.stderr)
         return 3
     print(f"scenario directory: {root}")
-    print(f"summary: {root / 'summary.md'}")
+    print(f"summary: {root / schema.SUMMARY_MD_FILE}")
     if options.report:  # type: ignore[attr-defined]
-        print(f"report: {root / 'report.html'}")
+        print(f"report: {root / schema.REPORT_FILE}")
     return 0
 
 
 def check_command(args: argparse.Namespace) -> int:
     """`rtcap check-target`: 0 when every declared transport and the process check pass, 1 otherwise."""
-    from rtcap.loadtests.transports.check import check_process, check_transport, format_table
+    from rtcap.loadtests.run.check import check_process, check_transport, format_table
     from rtcap.targets.adapter import AdapterError, load_adapter
     from rtcap.targets.launch import LaunchError, launch
 
@@ -354,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_plan_arguments(plan)
     check = commands.add_parser("check-target", help="check a target adapter against its server before any load")
     check.add_argument("file", type=Path, help="target adapter file (TOML)")
-    check.add_argument("--transports", type=_transports,
+    check.add_argument("--transports", type=declared.transport_list,
                        help="comma list of transports to check (default: all the adapter declares)")
     check.add_argument("--host", type=http_url, help="check a server already running at this base URL (instead of starting one)")
     check.add_argument("--timeout", type=number(float, 0, MAX_INTERVAL_S, above=True), default=10.0,

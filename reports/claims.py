@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from rtcap.reports.schema import META_FILE
 from rtcap.reports.page import md_table
 from rtcap.reports.rundir import Run, load_run
 from rtcap.reports.summary import build_summary, md_text
@@ -22,7 +23,7 @@ from rtcap.reports.wire import finite, fmt_bytes, transport_name, wire_numbers
 
 def _summary(run: Run) -> dict[str, Any]:
     if run.summary is None:
-        run.summary = build_summary(run.meta, run.steps, run.path / "meta.json")
+        run.summary = build_summary(run.meta, run.steps, run.path / META_FILE)
     return run.summary
 
 

@@ -16,6 +16,7 @@ from rtcap.reports.content import build_report
 from rtcap.reports.exports import dumps_json, report_markdown
 from rtcap.reports.html import render_html
 from rtcap.reports.rundir import RunDirError
+from rtcap.reports import schema
 
 PROG = "rtcap report"
 FORMATS = ("html", "json", "md")
@@ -57,7 +58,7 @@ def resolve_output(fmt: str | None, output: str | None, first_run: Path) -> tupl
             raise UsageError("the html report is not written to standard output: give -o FILE.html, "
                              "or --format json|md for text")
         return fmt, None
-    path = Path(output) if output is not None else first_run / "report.html"
+    path = Path(output) if output is not None else first_run / schema.REPORT_FILE
     if path.is_dir():
         raise UsageError(f"-o {output} is a directory: give a file name, e.g. {path / ('report.' + fmt)}")
     return fmt, path

@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from rtcap.reports.schema import META_FILE
 from rtcap.reports.compare import compare_runs
 from rtcap.reports.headline import Sentence, sentence
 from rtcap.reports.params import poll_interval, run_params, update_rate
@@ -43,7 +44,7 @@ def ensure_summaries(runs: Sequence[Run]) -> None:
             try:
                 run.summary = write_summary(run.path)
             except OSError:
-                run.summary = build_summary(run.meta, run.steps, run.path / "meta.json")
+                run.summary = build_summary(run.meta, run.steps, run.path / META_FILE)
 
 
 def run_sentences(run: Run, params: dict[str, dict[str, Any]]) -> list[Sentence]:

@@ -19,6 +19,7 @@ from rtcap.reports.content import Report
 from rtcap.reports.figures import fmt_num
 from rtcap.reports.gate import RESULTS_FILE
 from rtcap.reports.page import fmt_cpu, fmt_kib, md_table
+from rtcap.reports import schema
 from rtcap.reports.patterns import TITLE as PATTERNS_TITLE
 from rtcap.reports.patterns import patterns_frame
 from rtcap.reports.summary import Markdown, md_code, md_text
@@ -172,7 +173,7 @@ def report_markdown(report: Report) -> str:
     return "\n".join(out).rstrip("\n") + "\n"
 
 
-SUMMARY_MD = "summary.md"
+SUMMARY_MD = schema.SUMMARY_MD_FILE
 STEP_SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
 """The file GitHub Actions shows as the job summary; other CI systems can point it anywhere."""
 

@@ -15,15 +15,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from rtcap.reports.rundir import STEPS_FILE, read_steps
+from rtcap.reports.rundir import read_steps
+from rtcap.reports.schema import JUNIT_FILE, STEPS_FILE, SUMMARY_FILE
+from rtcap.reports.schema import THRESHOLDS_FILE as RESULTS_FILE
 from rtcap.reports.thresholds import (Outcome, Threshold, ThresholdError, evaluate, parse_threshold, parse_thresholds,
                                show_value)
 
 ENV_VAR = "RTCAP_THRESHOLDS"
-RESULTS_FILE = "thresholds.json"
-JUNIT_FILE = "junit.xml"
-ABORTED_FILE = "aborted.json"
-"""Written by an aborted test (loadtests/generator/abort.py) into its record directory: which thresholds, what was seen."""
 
 
 def configured_thresholds(directory: Path = Path(".")) -> list[str]:
@@ -80,7 +78,7 @@ def check_run(run_dir: Path, thresholds: list[Threshold], say: object = print,
     A miss found while the run was aborted stands only if the finished run misses it too: the step that
     tripped it may have been judged invalid afterwards (its generator saturated), and then it does not count.
     """
-    summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    summary = json.loads((run_dir / SUMMARY_FILE).read_text(encoding="utf-8"))
     steps_path = run_dir / STEPS_FILE
     steps = read_steps(steps_path) if steps_path.exists() and steps_path.stat().st_size else pd.DataFrame()
     missed = {o.threshold.text for o in evaluate(thresholds, summary, steps) if not o.ok}

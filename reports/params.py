@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 from scipy import stats
 
+from rtcap.reports.schema import META_FILE
 from rtcap.reports import model as fits
 from rtcap.reports.plan import run_models
 from rtcap.reports.rundir import Run
@@ -113,7 +114,7 @@ def transport_params(m: Mapping[str, Any], steps: pd.DataFrame) -> dict[str, Any
 def run_params(run: Run) -> dict[str, dict[str, Any]]:
     """Parameters of every transport of a run, keyed by transport, in summary order."""
     if run.summary is None:
-        run.summary = build_summary(run.meta, run.steps, run.path / "meta.json")
+        run.summary = build_summary(run.meta, run.steps, run.path / META_FILE)
     return {m["transport"]: transport_params(m, run.steps[run.steps["transport"] == m["transport"]])
             for m in run_models(run)}
 

@@ -51,6 +51,7 @@ from typing import Any
 
 import pandas as pd
 
+from rtcap.reports.schema import META_FILE
 from rtcap.reports import model as fits
 from rtcap.reports.figures import throughput_kind
 from rtcap.reports.rundir import Run
@@ -269,7 +270,7 @@ def connections_per_viewer(valid: pd.DataFrame) -> float:
 
 def run_models(run: Run, transports: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """Models of a run's transports (all in summary order, or those named), summary built if absent."""
-    summary = run.summary or build_summary(run.meta, run.steps, run.path / "meta.json")
+    summary = run.summary or build_summary(run.meta, run.steps, run.path / META_FILE)
     slo = summary.get("slo") or run.meta.get("slo") or {}
     names = list(summary.get("transports") or {})
     return [transport_model(run.name, t, run.steps[run.steps["transport"] == t],

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from rtcap.reports.schema import META_FILE
 from rtcap.reports import plan as planner
 from rtcap.reports.plan import RESOURCE_WORDS, PlanInputError, PlanInputs
 from rtcap.reports.rundir import RunDirError, load_run
@@ -234,7 +235,7 @@ def run_plan(args: argparse.Namespace) -> int:
         run = load_run(args.run)
         if run.summary is None:
             # Read-only: a plan never writes into the run directory (`rtcap report` does that).
-            run.summary = build_summary(run.meta, run.steps, run.path / "meta.json")
+            run.summary = build_summary(run.meta, run.steps, run.path / META_FILE)
         names = list(run.summary.get("transports") or {})
         unknown = [t for t in args.transports or [] if t not in names]
         if unknown:

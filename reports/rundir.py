@@ -16,50 +16,22 @@ from typing import Any
 
 import pandas as pd
 
-META_FILE = "meta.json"
-STEPS_FILE = "steps.csv"
-SAMPLES_FILE = "samples.csv"
-SUMMARY_FILE = "summary.json"
+from rtcap.reports import schema
 
-STEP_TEXT_COLUMNS = ("transport", "flags")
-STEP_NUMERIC_COLUMNS = (
-    "step", "users", "connections", "t_start", "t_end", "duration_s", "requests", "rps",
-    "delivered", "msgs_per_s", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms",
-    "latency_max_ms", "latency_mean_ms", "connect_p50_ms", "connect_p99_ms", "errors",
-    "error_rate", "lost", "duplicated", "reordered", "bytes_received", "bytes_sent",
-    "bytes_per_event", "rss_bytes", "uss_bytes", "cpu_percent", "sockstat_tcp_mem_bytes",
-    "generator_cpu_percent",
-)
-STEP_COLUMNS = STEP_TEXT_COLUMNS + STEP_NUMERIC_COLUMNS + ("valid",)
-# Added to steps.csv later: older runs lack them, so they are filled with NaN ("" for settled)
-# on load and every consumer treats them as unknown.
-STEP_OPTIONAL_NUMERIC_COLUMNS = (
-    "payload_bytes", "bytes_per_client_5min", "payload_per_client_5min", "overhead_per_client_5min",
-    "missed_ticks", "request_p50_ms", "request_p99_ms", "generator_lag_p99_ms",
-    "generator_lag_max_ms", "settle_s",
-    # The patterns between polling and WebSockets (loadtests/run/collect.py PATTERN_COLUMNS, WS_PATTERN_COLUMNS).
-    "not_modified", "bytes_saved", "cache_hits", "cache_misses", "cache_hit_rps", "handler_rps", "cache_age_mean_s",
-    "round_trips", "round_trips_per_event", "notifications", "unanswered", "in_flight", "messages_sent",
-    "messages_received", "msgs_in_per_s", "msgs_out_per_s", "room_size", "fanout",
-    # Liveness, publishes and the generator's own errors (loadtests/run/collect.py LIVENESS_COLUMNS).
-    "published", "publish_errors", "publish_p99_ms", "health_failures", "seq_resets", "generator_errors",
-    "exceptions", "tcp_outgoing",
-)
-STEP_OPTIONAL_TEXT_COLUMNS = ("settled", "publish_error", "exception_names")
+# The format is written down in reports/schema.py; this module reads it.
+_STEP_REQUIRED = schema.columns(schema.STEP_SCHEMA, since_first=True)
+_STEP_TEXT = schema.columns(schema.STEP_SCHEMA, since_first=True, kind="text")
+# Added to steps.csv later: older runs lack them, so they are filled with NaN ("" for text) on load and every
+# consumer treats them as unknown.
+_STEP_OPTIONAL_NUMERIC = schema.columns(schema.STEP_SCHEMA, since_first=False, kind="number")
+_STEP_OPTIONAL_TEXT = schema.columns(schema.STEP_SCHEMA, since_first=False, kind="text")
+_STEP_KEYS = schema.columns(schema.STEP_SCHEMA, key=True)
+_SAMPLE_REQUIRED = schema.columns(schema.SAMPLE_SCHEMA, since_first=True)
+_SAMPLE_TEXT = schema.columns(schema.SAMPLE_SCHEMA, since_first=True, kind="text")
+META_FILE, STEPS_FILE, SAMPLES_FILE, SUMMARY_FILE = (schema.META_FILE, schema.STEPS_FILE, schema.SAMPLES_FILE,
+                                                     schema.SUMMARY_FILE)
+META_SHAPE, SUMMARY_SHAPE = schema.META_SHAPE, schema.SUMMARY_SHAPE
 
-SAMPLE_TEXT_COLUMNS = ("transport", "role", "phase")
-SAMPLE_NUMERIC_COLUMNS = (
-    "t", "elapsed_s", "pid", "rss_bytes", "uss_bytes", "cpu_percent", "num_fds",
-    "tcp_established", "sockstat_tcp_inuse", "sockstat_tcp_mem_bytes", "step",
-)
-SAMPLE_COLUMNS = SAMPLE_TEXT_COLUMNS + SAMPLE_NUMERIC_COLUMNS
-
-STEP_KEY_COLUMNS = ("step", "users")
-"""Numeric columns that identify a step: every row needs them (an empty cell is a damaged row, not unknown)."""
-# The JSON shapes readers rely on: a key that is present must have this type (absent or null is allowed).
-META_SHAPE: dict[str, type] = {"transports": list, "steps": list, "options": dict, "target": dict, "notes": list,
-                               "slo": dict, "settle": dict, "host": dict, "aborted": dict}
-SUMMARY_SHAPE: dict[str, type] = {"transports": dict, "slo": dict}
 _NAN_WORDS = {"nan", "-nan", "+nan"}
 
 _TRUE = {"true", "1", "yes", "y", "t"}
@@ -204,18 +176,18 @@ def _parse_valid(values: pd.Series, path: Path) -> pd.Series:
 
 def _add_optional(df: pd.DataFrame) -> pd.DataFrame:
     """Coerce the optional steps.csv columns, adding absent ones as unknown."""
-    for col in STEP_OPTIONAL_NUMERIC_COLUMNS:
+    for col in _STEP_OPTIONAL_NUMERIC:
         df[col] = (pd.to_numeric(df[col], errors="coerce").astype(float) if col in df
                    else float("nan"))
-    for col in STEP_OPTIONAL_TEXT_COLUMNS:
+    for col in _STEP_OPTIONAL_TEXT:
         df[col] = df[col].fillna("").astype(str).str.strip().str.lower() if col in df else ""
     return df
 
 
 def read_steps(path: Path) -> pd.DataFrame:
     """Read and validate a steps.csv file; optional columns an older run lacks are added empty."""
-    df = _add_optional(_read_csv(path, STEP_COLUMNS, STEP_TEXT_COLUMNS, STEP_OPTIONAL_TEXT_COLUMNS,
-                                 STEP_OPTIONAL_NUMERIC_COLUMNS, STEP_KEY_COLUMNS))
+    df = _add_optional(_read_csv(path, _STEP_REQUIRED, _STEP_TEXT, _STEP_OPTIONAL_TEXT,
+                                 _STEP_OPTIONAL_NUMERIC, _STEP_KEYS))
     df["valid"] = _parse_valid(df["valid"], path)
     if df["transport"].eq("").any():
         raise RunDirError(f"{path}: empty transport in row(s) {list(df.index[df['transport'].eq('')])}")
@@ -226,9 +198,9 @@ def read_samples(path: Path) -> pd.DataFrame:
     """Read and validate a samples.csv file; a missing file yields an empty frame."""
     # Resource samples only feed the timeline figure, so a run without them still reports.
     if not path.exists():
-        return pd.DataFrame({c: pd.Series(dtype=str if c in SAMPLE_TEXT_COLUMNS else float)
-                             for c in SAMPLE_COLUMNS})
-    return _read_csv(path, SAMPLE_COLUMNS, SAMPLE_TEXT_COLUMNS)
+        return pd.DataFrame({c: pd.Series(dtype=str if c in _SAMPLE_TEXT else float)
+                             for c in _SAMPLE_REQUIRED})
+    return _read_csv(path, _SAMPLE_REQUIRED, _SAMPLE_TEXT)
 
 
 def load_run(path: Path | str) -> Run:

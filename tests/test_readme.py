@@ -41,6 +41,6 @@ def test_the_example_ci_workflow_is_valid_and_its_rtcap_command_parses() -> None
     command = next(s["run"] for s in steps if "rtcap run" in s.get("run", ""))
     argv = shlex.split(command)
     args = build_parser().parse_args(argv[argv.index("run"):])
-    assert args.abort_early and len(gather(args.threshold, environ={}, directory=ROOT / "tests")) == 6
+    assert args.abort_early and len(gather(args.thresholds, environ={}, directory=ROOT / "tests")) == 6
     uploaded = next(s for s in steps if s.get("uses", "").startswith("actions/upload-artifact"))
     assert uploaded["with"]["path"] == f"runs/{args.name}"

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from rtcap.loadtests.transports.check import check_transport
+from rtcap.loadtests.run.check import check_transport
 from rtcap.loadtests.cli import build_parser
 from rtcap.loadtests.run.sweep import RunError, RunOptions, load_target, locust_command
 from rtcap.reports import figures, slo, wire
 from rtcap.targets import adapter as adapters
-from rtcap.targets.transports import NAMES, REGISTRY, RUN_DEFAULT, UnknownTransport, checked, lookup
+from rtcap.targets.transports import NAMES, REGISTRY, RUN_DEFAULT, Transport, UnknownTransport, checked, lookup
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,7 +58,7 @@ def test_each_transport_has_the_user_class_its_record_names() -> None:
     # Importing Locust patches the process for gevent: look at the users from a separate interpreter.
     code = ("import json, locust, locustfile\nfrom rtcap.loadtests.generator import catalog\n"
             "concrete = sorted(n for n, v in vars(catalog).items() if isinstance(v, type) and issubclass(v, locust.User)"
-            " and v.__module__ == catalog.__name__)\n"
+            " and v.abstract is False)\n"
             "print(json.dumps({'users': {n: getattr(locustfile, n).transport for n in locustfile.__all__},"
             " 'concrete': concrete}))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
@@ -66,6 +66,59 @@ def test_each_transport_has_the_user_class_its_record_names() -> None:
     found = json.loads(done.stdout.strip().splitlines()[-1])
     assert found["users"] == {t.user_class: t.name for t in REGISTRY}
     assert found["concrete"] == sorted(t.user_class for t in REGISTRY)
+
+
+def test_each_user_module_defines_its_concrete_user_class() -> None:
+    # catalog.py takes each user from its record's module: the class must be defined there, runnable by Locust.
+    code = ("import importlib, json, locust\n"
+            "from rtcap.targets.transports import REGISTRY\n"
+            "found = {}\n"
+            "for t in REGISTRY:\n"
+            "    module = importlib.import_module('rtcap.loadtests.transports.' + t.user_module)\n"
+            "    v = getattr(module, t.user_class, None)\n"
+            "    found[t.name] = isinstance(v, type) and issubclass(v, locust.User) and v.abstract is False"
+            " and v.__module__ == module.__name__ and v.transport == t.name\n"
+            "print(json.dumps(found))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {t.name: True for t in REGISTRY}
+
+
+def _needed_hooks(record: Transport) -> tuple[str, ...]:
+    """The check hooks loadtests/run/check.py calls for a record of this kind."""
+    if record.request_response:
+        return ("check_requests",)
+    return ("open_check", "send_check") if record.kind == "room" else ("open_check",)
+
+
+@pytest.mark.parametrize("record", REGISTRY, ids=NAMES)
+def test_each_check_module_is_locust_free_and_has_the_hooks_its_kind_needs(record: Transport) -> None:
+    # The orchestrator imports the check module: importing it must pull in neither Locust nor gevent.
+    code = ("import importlib, json, sys\n"
+            f"module = importlib.import_module('rtcap.loadtests.transports.{record.check_module}')\n"
+            f"hooks = [h for h in {list(_needed_hooks(record))!r} if not callable(getattr(module, h, None))]\n"
+            "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('locust', 'gevent'))\n"
+            "print(json.dumps({'missing': hooks, 'heavy': heavy}))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"missing": [], "heavy": []}
+
+
+def test_a_check_module_without_the_needed_hook_is_an_error_naming_both(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Never a fallback to another transport's check: the row fails before the target is touched.
+    from rtcap.loadtests.run import check
+
+    reference = adapters.load_adapter(adapters.reference_adapter_path()).with_base_url("http://127.0.0.1:9")
+    cases = {"sse": ("checking", "open_check"), "chat": ("sse_client", "send_check"),
+             "rest": ("ws_client", "check_requests")}
+    for name, (module, hook) in cases.items():
+        record = dataclasses.replace(lookup(name), check_module=module)
+        monkeypatch.setattr(check, "lookup", lambda _name, record=record: record)
+        result = check_transport(reference, name, timeout=1.0)
+        assert not result.ok and result.connect_ms is None, name
+        assert result.why == (f"transport {name!r} cannot be checked: its check module "
+                              f"rtcap.loadtests.transports.{module} has no {hook}() (a {record.kind} transport "
+                              f"needs it)"), result.why
 
 
 def test_rtcap_run_starts_the_registry_user(tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ from locust.runners import WORKER_REPORT_INTERVAL, WorkerRunner
 
 from rtcap.loadtests.generator import gate_hooks, hooks
 from rtcap.loadtests.run.collect import GENERATOR, step_row
-from rtcap.reports.gate import ABORTED_FILE
+from rtcap.reports.schema import ABORTED_FILE
 from rtcap.reports.thresholds import COUNTS, Outcome, Threshold, doomed
 
 logger = logging.getLogger(__name__)
@@ -37,15 +37,6 @@ MASTER_ROWS_DELAY_S = WORKER_REPORT_INTERVAL + 1.5
 
 _watchers: dict[int, gevent.Greenlet] = {}
 _aborted: dict[int, list[Outcome]] = {}
-
-
-@events.init_command_line_parser.add_listener
-def add_arguments(parser: Any) -> None:
-    """--abort-early."""
-    parser.add_argument("--abort-early", action="store_true", default=False, env_var="RTCAP_ABORT_EARLY",
-                        help="rtcap: stop the test as soon as a --threshold can no longer be met (an upper bound on "
-                             "errors/lost/duplicated/reordered counts; with the step shape also a finished step's "
-                             "latency or error rate)")
 
 
 def aborted(environment: Any) -> list[Outcome]:

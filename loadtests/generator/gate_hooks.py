@@ -34,14 +34,6 @@ GATE_ENV = "RTCAP_GATE"
 _parsed: dict[int, list[Threshold]] = {}
 
 
-@events.init_command_line_parser.add_listener
-def add_arguments(parser: Any) -> None:
-    """--threshold EXPR (repeatable)."""
-    parser.add_argument("--threshold", action="append", default=None, include_in_web_ui=False,
-                        help="rtcap pass/fail gate, repeatable: 'sse.delivery.p99<250ms', 'ws.errors<0.1%%', "
-                             "'poll.rps>=500' (also RTCAP_THRESHOLDS, rtcap.toml, [tool.rtcap] in pyproject.toml)")
-
-
 @events.init.add_listener
 def parse_on_init(environment: Any, **_kwargs: Any) -> None:
     """Parse every threshold before the test starts; make sure a timeline is recorded to check them on."""

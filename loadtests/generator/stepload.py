@@ -20,6 +20,7 @@ from rtcap.loadtests.generator import hooks, lag  # noqa: F401  (registers the r
 from rtcap.loadtests.generator.options import Settings
 from rtcap.loadtests.generator.settle import LiveSamples, SettleRule
 from rtcap.loadtests.generator.staircase import Staircase, parse_steps
+from rtcap.reports import schema
 
 
 class StepLoadShape(LoadTestShape):
@@ -33,9 +34,9 @@ class StepLoadShape(LoadTestShape):
         settings = Settings.of(self.runner.environment)
         if not settings.steps:
             raise ValueError("the step shape needs --steps (e.g. --steps 50,100,150)")
-        settle_max = settings.step_settle_max or None
-        if settle_max is not None and not settings.step_settle_samples:
-            raise ValueError("--step-settle-max needs --step-settle-samples FILE (the target's memory samples)")
+        # Waiting for the target's memory to settle needs its samples (rtcap run records them); without them
+        # each step settles for the fixed --step-settle.
+        settle_max = (settings.step_settle_max or None) if settings.step_settle_samples else None
         if settle_max is not None:
             self.live = LiveSamples(settings.step_settle_samples)
         return Staircase(
@@ -66,7 +67,7 @@ class StepLoadShape(LoadTestShape):
     def _write(self, line: dict) -> None:
         record = Settings.of(self.runner.environment).rtcap_record
         if record:
-            path = Path(record) / "windows.jsonl"
+            path = Path(record) / schema.WINDOWS_FILE
             path.parent.mkdir(parents=True, exist_ok=True)
             with path.open("a", encoding="utf-8") as handle:
                 handle.write(json.dumps(line) + "\n")

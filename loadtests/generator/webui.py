@@ -28,6 +28,7 @@ from locust import events
 from locust.runners import MasterRunner, WorkerRunner
 
 from rtcap.loadtests.generator import hooks, webui_report
+from rtcap.loadtests.generator.options import Settings
 from rtcap.loadtests.run.collect import GENERATOR, step_row
 from rtcap.loadtests.run.sampler import ProcessProbe, Sample, read_sockstat
 from rtcap.targets.reference.access import is_loopback
@@ -46,9 +47,7 @@ COLUMNS = [
 
 @events.init_command_line_parser.add_listener
 def add_arguments(parser: Any) -> None:
-    """--target-pid, and loopback defaults for the web UI and the master."""
-    parser.add_argument("--target-pid", type=int, default=0, env_var="RTCAP_TARGET_PID",
-                        help="pid of the server process to sample for the Capacity tab (memory vs connections)")
+    """Loopback defaults for the web UI and the master (--target-pid is declared in loadtests/options.py)."""
     # Safe defaults: nothing listens beyond this machine unless asked to.
     parser.set_defaults(web_host="127.0.0.1", master_bind_host="127.0.0.1")
 
@@ -151,8 +150,9 @@ def on_init(environment: Any, **_kwargs: Any) -> None:
         return
     if not getattr(options, "rtcap_record", ""):
         options.rtcap_record = tempfile.mkdtemp(prefix="rtcap-webui-")  # the tab reads the recorder's rows
-    if getattr(options, "target_pid", 0):
-        _watches[id(environment)] = TargetWatch(options.target_pid)
+    pid = Settings.of(environment).target_pid
+    if pid:
+        _watches[id(environment)] = TargetWatch(pid)
     web_ui.template_args["extended_tabs"] = [{"title": "Capacity", "key": TAB_KEY}]
     web_ui.template_args["extended_tables"] = [
         {"key": TAB_KEY, "structure": [{"key": key, "title": title} for key, title in COLUMNS]}]

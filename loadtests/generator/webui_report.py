@@ -9,7 +9,6 @@ whole test is one row per transport. With --target-pid the target's samples feed
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -21,14 +20,17 @@ import gevent
 from locust import events
 from locust.runners import WorkerRunner
 
+from rtcap.loadtests import options as declared
 from rtcap.loadtests.generator import abort, gate_hooks, hooks
+from rtcap.loadtests.generator.options import Settings
 from rtcap.loadtests.run.collect import GENERATOR, label_samples, step_row
 from rtcap.loadtests.run.sampler import sample_rows
+from rtcap.reports import schema
 
 logger = logging.getLogger(__name__)
 REPORT_PATH = "/rtcap/report"
 LINK_TITLE = "rtcap capacity report (HTML, once a test has stopped)"
-SLO = {"delivery_p99_ms": 1000.0, "error_rate": 0.01}
+SLO = {"delivery_p99_ms": declared.default("slo_p99_ms"), "error_rate": declared.default("slo_error_rate")}
 """The SLO `rtcap run` uses by default; the capacity figures of a web-UI test are read against it."""
 
 _reports: dict[int, Path] = {}
@@ -42,8 +44,6 @@ def latest_report(environment: Any) -> Path | None:
 
 def write_run_directory(environment: Any, run_dir: Path, samples: list[dict[str, Any]]) -> Path:
     """Turn the recorder's rows (and `samples` of the target) into a run directory; return it."""
-    from rtcap.loadtests.run.sweep import SAMPLE_COLUMNS, STEP_COLUMNS, write_csv
-
     recorder = hooks.recorder_of(environment)
     rows = recorder.rows() if recorder is not None else []
     transports = sorted({r["transport"] for r in rows} - {GENERATOR})
@@ -57,23 +57,20 @@ def write_run_directory(environment: Any, run_dir: Path, samples: list[dict[str,
     for transport in transports:
         mine = [r for r in steps if r["transport"] == transport]
         labelled += label_samples([{**s, "transport": transport} for s in samples], mine)
-    write_csv(run_dir / "steps.csv", STEP_COLUMNS, steps)
-    write_csv(run_dir / "samples.csv", SAMPLE_COLUMNS, labelled)
+    schema.write_steps(run_dir, steps)
+    schema.write_samples(run_dir, labelled)
     options = environment.parsed_options
     t0 = min((r["t"] for r in rows), default=time.time())
-    (run_dir / "meta.json").write_text(json.dumps({
-        "tool": "rtcap", "name": run_dir.name, "transports": transports,
-        "steps": sorted({int(s["users"]) for s in steps}), "hold_s": None,
-        "target": {"kind": "web UI", "url": environment.host or getattr(options, "host", ""),
-                   "pid": getattr(options, "target_pid", 0) or None},
-        "options": {"poll_interval": getattr(options, "poll_interval", None)},
-        "slo": SLO, "start": datetime.fromtimestamp(t0, timezone.utc).isoformat(),
-        "end": datetime.now(timezone.utc).isoformat(),
-        "notes": ["recorded from the Locust web UI" + ("" if windows else ": no step shape, so the whole test is "
-                  "one step per transport, from when it held the most connections (add loadtests/generator/stepload.py to -f for "
-                  "capacity curves)")]
-                 + ([] if samples else ["no --target-pid: the target's memory and CPU were not sampled"]),
-    }, indent=2), encoding="utf-8")
+    pid = Settings.of(environment).target_pid
+    schema.write_meta(run_dir, schema.build_meta(
+        name=run_dir.name, transports=transports, steps=sorted({int(s["users"]) for s in steps}), hold_s=None,
+        target={"kind": "web UI", "url": environment.host or getattr(options, "host", ""), "pid": pid},
+        options={o.setting: getattr(options, o.setting, None) for o in declared.LOCUST if o.web_ui},
+        slo=SLO, start=datetime.fromtimestamp(t0, timezone.utc).isoformat(), end=datetime.now(timezone.utc).isoformat(),
+        notes=["recorded from the Locust web UI" + ("" if windows else ": no step shape, so the whole test is one "
+               "step per transport, from when it held the most connections (add loadtests/generator/stepload.py to -f "
+               "for capacity curves)")] + ([] if samples else ["no --target-pid: the target's memory and CPU were not "
+                                                               "sampled"])))
     return run_dir
 
 
@@ -89,7 +86,7 @@ def build_report(environment: Any, samples: list[dict[str, Any]]) -> Path | None
     record = Path(environment.parsed_options.rtcap_record)
     run_dir = write_run_directory(environment, record / datetime.now().strftime("webui-%Y%m%d-%H%M%S"), samples)
     write_summary(run_dir)
-    report = render_report([run_dir], run_dir / "report.html")
+    report = render_report([run_dir], run_dir / schema.REPORT_FILE)
     _reports[id(environment)] = report
     logger.info("rtcap: HTML report of this test: %s (also at %s)", report, REPORT_PATH)
     return report

@@ -18,6 +18,7 @@ from hdrh.histogram import HdrHistogram
 
 from rtcap.loadtests.generator.timeline import decode_histogram, encode_histogram, new_histogram, read_timeline
 from rtcap.reports import flags as F
+from rtcap.reports import schema
 from rtcap.targets.transports import where
 
 GENERATOR_SATURATED_PERCENT = 90.0
@@ -31,9 +32,6 @@ FEED_TRANSPORTS = where(lambda t: t.feed)
 """A step that published and delivered none of the channel's events measured nothing (no_deliveries)."""
 EXCEPTION_PREFIX = "exception:"
 """Timeline counters of exceptions raised inside users, by class name (loadtests/generator/recorder.py)."""
-LIVENESS_COLUMNS = ["published", "publish_errors", "publish_p99_ms", "publish_error", "health_failures",
-                    "seq_resets", "generator_errors", "exceptions", "exception_names", "tcp_outgoing"]
-"""steps.csv columns of what was seen of the target's liveness, the publisher and the generator's own errors."""
 
 
 @dataclass(frozen=True)
@@ -47,12 +45,8 @@ class Evidence:
     publishes: list[dict[str, Any]] = field(default_factory=list)
     self_publish_rate: float | None = None
     error_rate_limit: float | None = None
-PATTERN_COLUMNS = ["not_modified", "bytes_saved", "cache_hits", "cache_misses", "cache_hit_rps", "handler_rps",
-                   "cache_age_mean_s"]
-"""steps.csv columns of conditional polling and of a server-side cache (see step_row and loadtests/transports/answers.py)."""
-WS_PATTERN_COLUMNS = ["round_trips", "round_trips_per_event", "notifications", "unanswered", "in_flight",
-                      "messages_sent", "messages_received", "msgs_in_per_s", "msgs_out_per_s", "room_size", "fanout"]
-"""steps.csv columns of the WebSocket patterns: signalling, request/response (rpc, rest) and presence."""
+
+
 GENERATOR = "generator"
 """The timeline's pseudo-transport holding the load generator's own schedule lag."""
 FIVE_MINUTES_S = 300.0
@@ -322,11 +316,6 @@ def merge_seconds(seconds: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [merged[key] for key in sorted(merged)]
 
 
-HEALTH_FILE = "health.jsonl"
-PUBLISHES_FILE = "publishes.jsonl"
-"""Written beside Locust's record by the orchestrating process (loadtests/run/liveness.py, loadtests/run/publisher.py)."""
-
-
 def collect_transport(transport: str, record_dir: Path, samples: list[dict[str, Any]],
                       saturated_percent: float = GENERATOR_SATURATED_PERCENT,
                       lag_limit_ms: float = GENERATOR_LAG_LIMIT_MS, evidence: Evidence | None = None,
@@ -338,16 +327,16 @@ def collect_transport(transport: str, record_dir: Path, samples: list[dict[str, 
     step it died in gets a row too, from the end of the last finished window to the death: it did not
     measure the target, and saying so keeps a report from reading "the SLO held at every step".
     """
-    windows = read_jsonl(record_dir / "windows.jsonl")
+    windows = read_jsonl(record_dir / schema.WINDOWS_FILE)
     if evidence is not None and evidence.gone_at is not None and planned and len(windows) < len(planned):
         t_start = float(windows[-1]["t_end"]) if windows else evidence.gone_at - 1.0
         windows.append({"step": len(windows), "users": planned[len(windows)], "t_start": t_start,
                         "t_end": max(evidence.gone_at, t_start + 1.0), "unfinished": True})
-    seconds = merge_seconds([row for path in sorted(record_dir.glob("timeline*.jsonl")) for row in read_timeline(path)])
+    seconds = merge_seconds([row for path in sorted(record_dir.glob(schema.TIMELINE_GLOB)) for row in read_timeline(path)])
     evidence = evidence or Evidence()
     if not evidence.health and not evidence.publishes:
-        evidence = Evidence(evidence.gone_at, read_jsonl(record_dir / HEALTH_FILE),
-                            read_jsonl(record_dir / PUBLISHES_FILE), evidence.self_publish_rate,
+        evidence = Evidence(evidence.gone_at, read_jsonl(record_dir / schema.HEALTH_FILE),
+                            read_jsonl(record_dir / schema.PUBLISHES_FILE), evidence.self_publish_rate,
                             evidence.error_rate_limit)
     return [step_row(transport, window, seconds, samples, saturated_percent, lag_limit_ms, evidence)
             for window in windows]

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rtcap.loadtests.run.sweep import RunOptions, run_sweep
+from rtcap.reports import schema
 
 
 @dataclass(frozen=True)
@@ -115,14 +116,14 @@ def run_scenario(scenario: Scenario, base: RunOptions, steps: list[int] | None =
     from rtcap.reports.claims import judge
 
     verdict = judge(scenario, arms)
-    (root / "scenario.json").write_text(json.dumps(verdict, indent=2), encoding="utf-8")
+    (root / schema.SCENARIO_FILE).write_text(json.dumps(verdict, indent=2), encoding="utf-8")
     from rtcap.reports.claims import scenario_markdown
 
-    (root / "summary.md").write_text(scenario_markdown(verdict, arms), encoding="utf-8")
+    (root / schema.SUMMARY_MD_FILE).write_text(scenario_markdown(verdict, arms), encoding="utf-8")
     if base.report:
         from rtcap.reports.html import render_report
 
-        render_report(arms, root / "report.html")
+        render_report(arms, root / schema.REPORT_FILE)
     for line in verdict["measured"]:
         say(f"measured: {line}")
     return root

@@ -6,12 +6,9 @@ also the load generator whose CPU is sampled, so its saturation can be detected 
 
 from __future__ import annotations
 
-import csv
 import json
 import os
-import platform
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,37 +19,25 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from rtcap.loadtests import options as declared
 from rtcap.loadtests.run import collect, interrupt
-from rtcap.loadtests.transports import limits
 from rtcap.loadtests.run.interrupt import Interrupted
 from rtcap.loadtests.run.liveness import HealthProber
-from rtcap.loadtests.transports.check import check_transport
+from rtcap.loadtests.run.check import check_transport
 from rtcap.loadtests.run.observe import ObserveError, describe, probe_for
 from rtcap.loadtests.run.publisher import Publisher
 from rtcap.loadtests.run.sampler import ProcessProbe, Sampler, sample_rows
 from rtcap.loadtests.generator.settle import SettleRule
 from rtcap.loadtests.generator.staircase import Staircase
 from rtcap.loadtests.generator.timeline import read_timeline
+from rtcap.reports import schema
 from rtcap.reports import slo as slo_rule
 from rtcap.targets.adapter import AdapterError, TargetAdapter, load_adapter, reference_adapter_path
 from rtcap.targets.launch import LaunchError, free_port, launch
-from rtcap.targets.transports import RUN_DEFAULT, UnknownTransport, checked, lookup
+from rtcap.targets.transports import UnknownTransport, checked, lookup
 
+D = declared.default
 GENERATOR_DIR = Path(__file__).resolve().parents[1] / "generator"
-STEP_COLUMNS = [
-    "transport", "step", "users", "connections", "t_start", "t_end", "duration_s", "requests", "rps", "delivered",
-    "msgs_per_s", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "latency_max_ms", "latency_mean_ms",
-    "connect_p50_ms", "connect_p99_ms", "errors", "error_rate", "lost", "duplicated", "reordered", "bytes_received",
-    "bytes_sent", "bytes_per_event", "payload_bytes", "bytes_per_client_5min", "payload_per_client_5min",
-    "overhead_per_client_5min", "missed_ticks", "request_p50_ms", "request_p99_ms", "rss_bytes", "uss_bytes",
-    "cpu_percent", "sockstat_tcp_mem_bytes", "generator_cpu_percent", "generator_lag_p99_ms", "generator_lag_max_ms",
-    "settle_s", "settled", "flags", "valid", *collect.PATTERN_COLUMNS, *collect.WS_PATTERN_COLUMNS,
-    *collect.LIVENESS_COLUMNS,
-]
-SAMPLE_COLUMNS = [
-    "t", "elapsed_s", "transport", "role", "pid", "rss_bytes", "uss_bytes", "cpu_percent", "num_fds",
-    "tcp_established", "sockstat_tcp_inuse", "sockstat_tcp_mem_bytes", "step", "phase", "tcp_outgoing", "state",
-]
 LOCUST_STOP_GRACE_S = 20.0
 """How long Locust may take to stop cleanly (write its last rows) when rtcap stops it early."""
 
@@ -67,43 +52,44 @@ class TargetDied(RunError):
 
 @dataclass
 class RunOptions:
-    """Everything `rtcap run` was asked to do."""
+    """Everything `rtcap run` was asked to do: one field per option of `rtcap run` (loadtests/options.py declares
+    them, with the defaults used here), plus the run's name."""
 
     name: str
-    out_dir: Path = Path("runs")
-    transports: list[str] = field(default_factory=lambda: list(RUN_DEFAULT))
-    steps: list[int] = field(default_factory=lambda: [100, 200, 300, 400, 500, 600])
-    hold: float = 15.0
-    settle: float = 2.0
-    settle_max: float = 30.0
-    spawn_rate: float = 100.0
-    ramp_timeout: float = 60.0
-    target: Path | None = None
-    rate: float | None = None
-    payload: int | None = None
-    host: str | None = None
-    target_pid: int | None = None
-    channel: str = ""
-    poll_interval: float = 1.0
-    chat_rate: float = 0.2
-    sample_interval: float = 0.5
-    slo_p99_ms: float = 1000.0
-    slo_error_rate: float = 0.01
-    slo_poll_slack_ms: float = slo_rule.POLL_SLACK_MS
-    max_message_bytes: int = limits.WS_MESSAGE_BYTES
-    max_body_bytes: int = limits.HTTP_BODY_BYTES
-    head_timeout: float = limits.HEAD_TIMEOUT_S
-    generator_cpu_limit: float = 90.0
-    generator_lag_limit_ms: float = 100.0
-    processes: int = 1
-    report: bool = True
-    thresholds: list[str] = field(default_factory=list)
-    abort_early: bool = False
-    conditional_get: bool = True
-    request_rate: float = 1.0
-    typing_rate: float = 1.0
-    room_size: int = 10
-    server_args: list[str] = field(default_factory=list)
+    out_dir: Path = D("out_dir")
+    transports: list[str] = field(default_factory=lambda: D("transports"))
+    steps: list[int] = field(default_factory=lambda: D("steps"))
+    hold: float = D("hold")
+    settle: float = D("settle")
+    settle_max: float = D("settle_max")
+    spawn_rate: float = D("spawn_rate")
+    ramp_timeout: float = D("ramp_timeout")
+    target: Path | None = D("target")
+    rate: float | None = D("rate")
+    payload: int | None = D("payload")
+    host: str | None = D("host")
+    target_pid: int | None = D("target_pid")
+    channel: str = D("channel")
+    poll_interval: float = D("poll_interval")
+    chat_rate: float = D("chat_rate")
+    sample_interval: float = D("sample_interval")
+    slo_p99_ms: float = D("slo_p99_ms")
+    slo_error_rate: float = D("slo_error_rate")
+    slo_poll_slack_ms: float = D("slo_poll_slack_ms")
+    max_message_bytes: int = D("max_message_bytes")
+    max_body_bytes: int = D("max_body_bytes")
+    head_timeout: float = D("head_timeout")
+    generator_cpu_limit: float = D("generator_cpu_limit")
+    generator_lag_limit_ms: float = D("generator_lag_limit_ms")
+    processes: int = D("processes")
+    report: bool = D("report")
+    thresholds: list[str] = field(default_factory=lambda: D("thresholds"))
+    abort_early: bool = D("abort_early")
+    conditional_get: bool = D("conditional_get")
+    request_rate: float = D("request_rate")
+    typing_rate: float = D("typing_rate")
+    room_size: int = D("room_size")
+    server_args: list[str] = field(default_factory=lambda: D("server_args"))
 
 
 def _git_sha() -> str | None:
@@ -146,25 +132,19 @@ def availability_notes(options: RunOptions, adapter: TargetAdapter) -> list[str]
 
 def _meta(options: RunOptions, adapter: TargetAdapter, started: str, ended: str | None, notes: list[str],
           checks: dict[str, Any] | None = None) -> dict[str, Any]:
-    from rtcap.loadtests import __version__
-
-    return {
-        "tool": "rtcap", "version": __version__, "git_sha": _git_sha(), "name": options.name,
-        "host": {"hostname": socket.gethostname(), "cpus": os.cpu_count(), "platform": platform.platform(),
-                 "python": platform.python_version()},
-        "target": {**_target_meta(options, adapter), "checks": checks or {}},
-        "transports": options.transports, "steps": options.steps, "hold_s": options.hold,
-        "settle": {"min_s": options.settle, "max_s": options.settle_max or None,
-                   "criterion": SettleRule().describe() if options.settle_max else "fixed"},
-        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()},
-        "slo": {"delivery_p99_ms": options.slo_p99_ms, "error_rate": options.slo_error_rate,
-                "poll_slack_ms": options.slo_poll_slack_ms,
-                slo_rule.BY_TRANSPORT: slo_rule.limits(options.slo_p99_ms, options.poll_interval,
-                                                       options.slo_poll_slack_ms, options.transports),
-                "generator_cpu_percent": options.generator_cpu_limit,
-                "generator_lag_p99_ms": options.generator_lag_limit_ms},
-        "start": started, "end": ended, "notes": notes,
-    }
+    return schema.build_meta(
+        name=options.name, git_sha=_git_sha(), target={**_target_meta(options, adapter), "checks": checks or {}},
+        transports=options.transports, steps=options.steps, hold_s=options.hold,
+        settle={"min_s": options.settle, "max_s": options.settle_max or None,
+                "criterion": SettleRule().describe() if options.settle_max else "fixed"},
+        options=asdict(options),
+        slo={"delivery_p99_ms": options.slo_p99_ms, "error_rate": options.slo_error_rate,
+             "poll_slack_ms": options.slo_poll_slack_ms,
+             slo_rule.BY_TRANSPORT: slo_rule.limits(options.slo_p99_ms, options.poll_interval,
+                                                    options.slo_poll_slack_ms, options.transports),
+             "generator_cpu_percent": options.generator_cpu_limit,
+             "generator_lag_p99_ms": options.generator_lag_limit_ms},
+        start=started, end=ended, notes=notes)
 
 
 def load_target(options: RunOptions) -> TargetAdapter:
@@ -186,39 +166,22 @@ def load_target(options: RunOptions) -> TargetAdapter:
     return adapter
 
 
-def write_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
-    """Write `rows` as CSV with `columns` (unknown values empty), atomically."""
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows({k: ("" if row.get(k) is None else row.get(k)) for k in columns} for row in rows)
-    tmp.replace(path)  # atomic: a crash never leaves a half-written file behind
-
-
 def locust_command(options: RunOptions, transport: str, adapter: TargetAdapter, record_dir: Path,
                    settle_samples: Path | None = None) -> list[str]:
     """The `python -m locust` command line that runs one transport's staircase (with the target's live
-    memory samples in `settle_samples`, each step waits for them to settle)."""
+    memory samples in `settle_samples`, each step waits for them to settle). Every option the generator
+    shares with `rtcap run` is passed, defaults too (loadtests/options.py)."""
     files = f"{GENERATOR_DIR / 'catalog.py'},{GENERATOR_DIR / 'stepload.py'}"
+    # Without the target's memory samples there is nothing to wait on: fixed settle.
+    values = {**asdict(options), "settle_max": options.settle_max if settle_samples is not None else 0.0}
     command = [
         sys.executable, "-m", "locust", "-f", files, "--headless", "--host", adapter.base_url,
         "--target", str(adapter.source or reference_adapter_path()),
         "--csv", str(record_dir / "locust"), "--only-summary", "--loglevel", "WARNING",
-        "--rtcap-record", str(record_dir), "--steps", ",".join(map(str, options.steps)),
-        "--step-hold", str(options.hold), "--step-settle", str(options.settle),
-        "--step-spawn-rate", str(options.spawn_rate), "--step-ramp-timeout", str(options.ramp_timeout),
-        "--poll-interval", str(options.poll_interval), "--chat-rate", str(options.chat_rate),
-        "--request-rate", str(options.request_rate), "--typing-rate", str(options.typing_rate),
-        "--room-size", str(options.room_size), "--max-message-bytes", str(options.max_message_bytes),
-        "--max-body-bytes", str(options.max_body_bytes), "--head-timeout", str(options.head_timeout),
+        "--rtcap-record", str(record_dir), *declared.generator_argv(values),
     ]
-    if not options.conditional_get:
-        command.append("--no-conditional-get")
-    if options.channel:
-        command += ["--channel", options.channel]
     if settle_samples is not None and options.settle_max:
-        command += ["--step-settle-max", str(options.settle_max), "--step-settle-samples", str(settle_samples)]
+        command += ["--step-settle-samples", str(settle_samples)]
     if options.abort_early and options.thresholds:
         # Locust watches them step by step and stops the staircase once one can no longer be met.
         command += ["--abort-early"] + [arg for text in options.thresholds for arg in ("--threshold", text)]
@@ -243,7 +206,7 @@ def live_target(options: RunOptions, adapter: TargetAdapter, record_dir: Path) -
         # Extra options for the server rtcap starts (e.g. the reference target's --cache-ttl 5).
         adapter = replace(adapter, process=replace(adapter.process, start=[*adapter.process.start, *options.server_args]))
     try:
-        launched = launch(adapter, _rate(options, adapter), _payload(options, adapter), record_dir / "target.log")
+        launched = launch(adapter, _rate(options, adapter), _payload(options, adapter), record_dir / schema.TARGET_LOG_FILE)
     except LaunchError as error:
         raise RunError(str(error)) from error
     interrupt.register(launched.pid)  # its session is killed at once on a second signal
@@ -302,14 +265,14 @@ def run_transport(options: RunOptions, adapter: TargetAdapter, transport: str, r
         publisher = health = None
         if live.publish.mode == "http":
             publisher = Publisher(live.publish, options.channel or live.channel, _rate(options, live), limit,
-                                  record=record_dir / collect.PUBLISHES_FILE).start()
+                                  record=record_dir / schema.PUBLISHES_FILE).start()
         if live.process.ready_url:
             # Alive is not serving: a frozen process keeps its pid, only an answer proves it serves.
-            health = HealthProber(f"{live.base_url}{live.process.ready_url}", record_dir / collect.HEALTH_FILE).start()
+            health = HealthProber(f"{live.base_url}{live.process.ready_url}", record_dir / schema.HEALTH_FILE).start()
         try:
             with (record_dir / "locust.log").open("w", encoding="utf-8") as log:
                 # The step shape reads the target's samples as they are taken to decide when memory settled.
-                live_samples = record_dir / "target_live.jsonl" if target_probe is not None else None
+                live_samples = record_dir / schema.TARGET_LIVE_FILE if target_probe is not None else None
                 command = locust_command(options, transport, live, record_dir, live_samples)
                 # Thresholds are checked on the whole run directory afterwards; inside Locust only to abort early.
                 gate = "abort" if options.abort_early and options.thresholds else "off"
@@ -414,12 +377,12 @@ def _signal_group(pgid: int, sig: int) -> None:
 def _progress(transport: str, record_dir: Path, sampler: Sampler, evidence: collect.Evidence, options: RunOptions,
               shown: int, say: Any) -> int:
     """Say one line for each step finished since `shown` steps were shown; return how many are shown now."""
-    windows = collect.read_jsonl(record_dir / "windows.jsonl")
+    windows = collect.read_jsonl(record_dir / schema.WINDOWS_FILE)
     if len(windows) <= shown:
         return shown
     # A Locust master writes a second once its workers' reports of it are in (recorder.MASTER_HOLD_SECONDS):
     # a step is shown once the timeline reaches its end, never from half its data.
-    written = [row["t"] for path in record_dir.glob("timeline*.jsonl") for row in read_timeline(path)]
+    written = [row["t"] for path in record_dir.glob(schema.TIMELINE_GLOB) for row in read_timeline(path)]
     if not written:
         return shown
     sampled = [{**row, "transport": transport} for row in sample_rows(list(sampler.samples))]
@@ -446,7 +409,7 @@ def step_line(row: dict[str, Any]) -> str:
 
 def _aborted(record_dir: Path) -> dict[str, Any] | None:
     """What an aborted Locust run wrote into its record directory (None when it ran to the end)."""
-    from rtcap.reports.gate import ABORTED_FILE
+    from rtcap.reports.schema import ABORTED_FILE
 
     path = record_dir / ABORTED_FILE
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
@@ -472,7 +435,7 @@ def _sweep(options: RunOptions, say: Any) -> Path:
     notes = availability_notes(options, adapter)
     for note in notes:
         say(f"note: {note}")
-    (run_dir / "meta.json").write_text(json.dumps(_meta(options, adapter, started, None, notes), indent=2))
+    schema.write_meta(run_dir, _meta(options, adapter, started, None, notes))
     all_rows: list[dict] = []
     all_samples: list[dict] = []
     checks: dict[str, Any] = {}
@@ -505,8 +468,8 @@ def _sweep(options: RunOptions, say: Any) -> Path:
             all_rows += rows
             all_samples += samples
             # Written after every transport, so an interrupted sweep keeps what it measured.
-            write_csv(run_dir / "steps.csv", STEP_COLUMNS, all_rows)
-            write_csv(run_dir / "samples.csv", SAMPLE_COLUMNS, all_samples)
+            schema.write_steps(run_dir, all_rows)
+            schema.write_samples(run_dir, all_samples)
             say(f"[{transport}] {len(rows)} step(s) measured")
             if failure is not None:
                 rest = options.transports[options.transports.index(transport) + 1:]
@@ -527,8 +490,8 @@ def _sweep(options: RunOptions, say: Any) -> Path:
         # Keep what the transport in progress measured, then write everything as after any run.
         all_rows += stop.rows
         all_samples += stop.samples
-        write_csv(run_dir / "steps.csv", STEP_COLUMNS, all_rows)
-        write_csv(run_dir / "samples.csv", SAMPLE_COLUMNS, all_samples)
+        schema.write_steps(run_dir, all_rows)
+        schema.write_samples(run_dir, all_samples)
         notes.append(f"interrupted by {stop.name}: {len(all_rows)} finished step(s) kept; the step in progress "
                      "and the transports after it were not measured")
         interrupted = stop
@@ -541,14 +504,14 @@ def _sweep(options: RunOptions, say: Any) -> Path:
             meta["failed"] = str(failure)
         if interrupted is not None:
             meta["interrupted"] = interrupted.name
-        (run_dir / "meta.json").write_text(json.dumps(meta, indent=2))
+        schema.write_meta(run_dir, meta)
     from rtcap.reports.summary import write_summary
 
     write_summary(run_dir)
     if options.report:
         from rtcap.reports.html import render_report
 
-        render_report([run_dir], run_dir / "report.html")
+        render_report([run_dir], run_dir / schema.REPORT_FILE)
     if failure is not None:
         failure.run_dir = run_dir  # type: ignore[attr-defined]
         raise failure

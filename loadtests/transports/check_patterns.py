@@ -1,19 +1,27 @@
 """`rtcap check-target` for the WebSocket patterns: signalling, request/response (rpc, rest) and presence.
 
-Signal and presence produce events like the other transports (checked by loadtests/transports/check.py for order, seq
-and ts); rpc and rest produce answers to requests, checked here: every id answered, statuses successful.
+The check hooks of the records that name this module as their `check_module` (targets/transports.py).
+Signal and presence produce events like the other transports (`open_check`, and presence's own messages from
+`send_check`; loadtests/run/check.py checks them for order, seq and ts); rpc and rest produce answers to
+requests, checked here (`check_requests`): every id answered, statuses successful. Each hook serves only the
+transports listed in its table and refuses any other, never checking it as one of these.
 Blocking, Locust-free clients: this runs in the orchestrator.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-from rtcap.loadtests.transports.http_client import HTTPConnection
 from rtcap.loadtests.generator.targeting import parse_body
+from rtcap.loadtests.transports.checking import CheckFailed, Receiver
+from rtcap.loadtests.transports.http_client import HTTPConnection
 from rtcap.loadtests.transports.ws_client import WebSocketClient
 from rtcap.targets.adapter import TargetAdapter
+
+if TYPE_CHECKING:
+    from rtcap.targets.transports import Transport
 
 CHECK_CLIENT = "rtcap-check-sender"
 """The {client} token of the presence check's sender."""
@@ -40,7 +48,7 @@ class Clients:
             getattr(client, "abort", client.close)()
 
 
-def open_signal(adapter: TargetAdapter, timeout: float, receiver: Any, failed: type[Exception]) -> float:
+def open_signal(adapter: TargetAdapter, timeout: float, receiver: Receiver) -> float:
     """Connect the notification socket; on each notification fetch the events and hand them to `receiver`."""
     spec = adapter.transport("signal")
     ws = WebSocketClient(adapter.url_for("signal"), headers=adapter.headers, timeout=timeout)
@@ -64,7 +72,7 @@ def open_signal(adapter: TargetAdapter, timeout: float, receiver: Any, failed: t
             url = spec.render_fetch(adapter.base_url, channel=adapter.channel, cursor=since)
             response = http.get(url, dict(adapter.headers))
             if response.status != 200:
-                raise failed(f"fetch GET {url} answered {response.status}")
+                raise CheckFailed(f"fetch GET {url} answered {response.status}")
             received_at = time.time()
             body = parse_body(response.body)
             last = None
@@ -78,7 +86,7 @@ def open_signal(adapter: TargetAdapter, timeout: float, receiver: Any, failed: t
     return connect_ms
 
 
-def open_presence(adapter: TargetAdapter, timeout: float, receiver: Any) -> float:
+def open_presence(adapter: TargetAdapter, timeout: float, receiver: Receiver) -> float:
     """Put a listener and a sender in one room; the listener hands what it receives to `receiver`."""
     spec = adapter.transport("presence")
     room = f"{spec.room}-check"
@@ -109,13 +117,8 @@ def presence_messages(adapter: TargetAdapter, count: int) -> list[str]:
     return [spec.render_text("send", n=n, **values) or "" for n in range(1, count + 1)]
 
 
-def check_requests(adapter: TargetAdapter, transport: str, count: int, timeout: float,
-                   failed: type[Exception]) -> tuple[float, list[str]]:
-    """Send `count` requests (rpc) or GETs (rest); (connect ms, figures), or `failed` naming what went wrong."""
-    if transport == "rest":
-        return _check_rest(adapter, timeout, failed)
-    if transport != "rpc":
-        raise failed(f"no request check for transport {transport!r}")
+def _check_rpc(adapter: TargetAdapter, count: int, timeout: float) -> tuple[float, list[str]]:
+    """`count` id-tagged requests on one socket, answered in any order, each once and successfully."""
     spec = adapter.transport("rpc")
     client = WebSocketClient(adapter.url_for("rpc"), headers=adapter.headers, timeout=timeout)
     try:
@@ -129,36 +132,68 @@ def check_requests(adapter: TargetAdapter, transport: str, count: int, timeout: 
         deadline = time.monotonic() + timeout
         while pending:
             if time.monotonic() > deadline:
-                raise failed(f"requests {', '.join(sorted(pending))} unanswered after {timeout:g} s")
+                raise CheckFailed(f"requests {', '.join(sorted(pending))} unanswered after {timeout:g} s")
             text = client.receive()[0]
             answer = spec.response_of(parse_body(text))
             if answer is None:
                 continue
             if str(answer[0]) not in pending:
-                raise failed(f"response to id {answer[0]!r}, which was not asked (or answered twice): {text[:200]}")
+                raise CheckFailed(f"response to id {answer[0]!r}, which was not asked (or answered twice): "
+                                  f"{text[:200]}")
             if not answer[1]:
-                raise failed(f"request {answer[0]} failed: {text[:200]}")
+                raise CheckFailed(f"request {answer[0]} failed: {text[:200]}")
             pending.discard(str(answer[0]))
     finally:
         client.close()
     return connect_ms, ["response time", "requests/s", "errors and unanswered ids", "bytes"]
 
 
-def _check_rest(adapter: TargetAdapter, timeout: float, failed: type[Exception]) -> tuple[float, list[str]]:
+def _check_rest(adapter: TargetAdapter, count: int, timeout: float) -> tuple[float, list[str]]:
+    """A GET answered 200, then (conditional transports with an ETag) a conditional GET answered 200 or 304."""
     spec = adapter.transport("rest")
     http = HTTPConnection(adapter.base_url, timeout=timeout, follow_redirects=adapter.follow_redirects)
     try:
         connect_ms = http.connect()
         first = http.get(adapter.url_for("rest"), dict(adapter.headers))
         if first.status != 200:
-            raise failed(f"GET {adapter.url_for('rest')} answered {first.status}")
+            raise CheckFailed(f"GET {adapter.url_for('rest')} answered {first.status}")
         etag = first.headers.get("etag")
         figures = ["response time", "requests/s", "errors", "bytes"]
         if etag and spec.conditional:
             again = http.get(adapter.url_for("rest"), {**adapter.headers, "If-None-Match": etag})
             if again.status not in (200, 304):
-                raise failed(f"conditional GET answered {again.status}")
+                raise CheckFailed(f"conditional GET answered {again.status}")
             figures.append("304 Not Modified" if again.status == 304 else "ETag, but no 304 (the state changed?)")
     finally:
         http.close()
     return connect_ms, figures
+
+
+_OPENERS: dict[str, Callable[[TargetAdapter, float, Receiver], float]] = {
+    "signal": open_signal, "presence": open_presence}
+_REQUESTS: dict[str, Callable[[TargetAdapter, int, float], tuple[float, list[str]]]] = {
+    "rpc": _check_rpc, "rest": _check_rest}
+
+
+def open_check(adapter: TargetAdapter, record: Transport, timeout: float, receiver: Receiver) -> float:
+    """Signal and presence: connect and start handing events to `receiver`; return the connect time in ms."""
+    opener = _OPENERS.get(record.name)
+    if opener is None:
+        raise CheckFailed(f"no event check for transport {record.name!r}")  # never another transport's check
+    return opener(adapter, timeout, receiver)
+
+
+def send_check(adapter: TargetAdapter, record: Transport, count: int, receiver: Receiver) -> None:
+    """Presence: the events are the check's own typing indicators, sent by its sender."""
+    if record.name != "presence":
+        raise CheckFailed(f"no messages to send for transport {record.name!r}")
+    for text in presence_messages(adapter, count):
+        receiver.client.send_text(text)
+
+
+def check_requests(adapter: TargetAdapter, record: Transport, count: int, timeout: float) -> tuple[float, list[str]]:
+    """Send `count` requests (rpc) or GETs (rest); (connect ms, figures), or CheckFailed naming what went wrong."""
+    check = _REQUESTS.get(record.name)
+    if check is None:
+        raise CheckFailed(f"no request check for transport {record.name!r}")
+    return check(adapter, count, timeout)

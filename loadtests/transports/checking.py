@@ -2,7 +2,7 @@
 the error that says the transport did not behave as declared.
 
 Locust-free, like every check: checks run in the orchestrating process, which must never import Locust (it
-monkey-patches threads and sockets with gevent). loadtests/transports/check.py drives them.
+monkey-patches threads and sockets with gevent). loadtests/run/check.py drives them.
 """
 
 from __future__ import annotations

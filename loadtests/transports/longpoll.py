@@ -1,4 +1,5 @@
-"""Long polling: an abstract Locust viewer whose every request is held by the server until there is news.
+"""Long polling: an abstract Locust viewer whose every request is held by the server until there is news, and
+`LongPollUser`, the longpoll transport's concrete user.
 
 It is the polling viewer (same cursor, validators, byte counts and delivery reports) without a schedule: it
 asks again as soon as an answer is in, so its requests per second follow the event rate, not a poll interval.
@@ -40,3 +41,7 @@ class LongPollViewer(PollingViewer):
         # The next poll is charged from when it may go, as a short poll is charged from its tick.
         self.next_poll = time.monotonic() + delay
         return delay
+
+
+class LongPollUser(LongPollViewer):
+    """A viewer long polling `/poll?wait=...`: each request is held until news, then it asks again at once."""

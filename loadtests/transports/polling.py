@@ -1,5 +1,6 @@
 """REST polling: an abstract Locust viewer polling on a fixed schedule, with a cursor and conditional GETs, or
-re-reading a channel's whole state when the transport's URL has no {cursor}.
+re-reading a channel's whole state when the transport's URL has no {cursor}; `PollUser` and `StateUser` are the
+concrete users of the poll and state transports.
 
 It uses `http_client.HTTPConnection` (one keep-alive connection per viewer, like a browser tab) so that the
 bytes it reports are the bytes its socket moved, and fires Locust request events itself.
@@ -229,3 +230,13 @@ class PollingViewer(User):
         """Close the connection and report this viewer's sequence accounting."""
         self.http.close()
         metrics.report_subscriber(self.transport, self.tracker)
+
+
+class PollUser(PollingViewer):
+    """A viewer polling `/poll` every `--poll-interval` seconds with a since-cursor and If-None-Match."""
+
+
+class StateUser(PollingViewer):
+    """A viewer re-reading the whole `/state` of its channel every `--poll-interval` seconds (no cursor)."""
+
+    transport = "state"

@@ -1,10 +1,11 @@
 """Chat presence and typing indicators: many small client messages, each fanned out to a room.
 
-`PresenceUser`s are put into rooms of `--room-size` users (ROOM-0, ROOM-1... in the order they start; per
-load-generating process), announce themselves once with the adapter's `presence` message, then send typing
-indicators at `--typing-rate`. The server stamps each indicator with the room's seq and ts and broadcasts it.
-Others' indicators are deliveries (fan-out latency = receive time - server ts); a user's own echo only
-advances its sequence accounting. Messages sent and received give messages/s in and out of the server.
+`PresenceUser`s (the presence transport's concrete user; `PresenceChatter` is its abstract base) are put into
+rooms of `--room-size` users (ROOM-0, ROOM-1... in the order they start; per load-generating process),
+announce themselves once with the adapter's `presence` message, then send typing indicators at `--typing-rate`.
+The server stamps each indicator with the room's seq and ts and broadcasts it. Others' indicators are
+deliveries (fan-out latency = receive time - server ts); a user's own echo only advances its sequence
+accounting. Messages sent and received give messages/s in and out of the server.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def room_for(base: str, index: int, room_size: int, worker: int | None = None) -
     return f"{prefix}-{index // room_size}"
 
 
-class PresenceUser(WebSocketChatter):
+class PresenceChatter(WebSocketChatter):
     """Joins a room of `--room-size` users and sends typing indicators at `--typing-rate`."""
 
     abstract = True
@@ -85,3 +86,7 @@ class PresenceUser(WebSocketChatter):
     def _own(self, message: Any) -> bool:
         return bool(self.spec.sender) and isinstance(message, dict) and self.adapter.is_event(self.transport, message) \
             and lookup(message, self.spec.sender) == self.client_token
+
+
+class PresenceUser(PresenceChatter):
+    """Sends `--typing-rate` typing indicators per second in a `/ws/chat` room of `--room-size` users."""

@@ -72,3 +72,7 @@ class RestRequester(User):
         """Close the connection."""
         self.http.close()
         self.bytes.flush(self.http.byte_counts)
+
+
+class RestUser(RestRequester):
+    """Sends `--request-rate` `GET /latest` requests per second on one keep-alive connection, with If-None-Match."""

@@ -131,3 +131,7 @@ class WebSocketRequester(_WebSocketUser):
                 metrics.count(self.transport, "in_flight", 1)
             else:
                 self._unanswered(key, tick, now, "connection closed before the response")
+
+
+class RpcUser(WebSocketRequester):
+    """Sends `--request-rate` id-tagged `get` requests per second over `/ws/rpc`, matching responses by id."""

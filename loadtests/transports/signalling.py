@@ -113,3 +113,7 @@ class SignallingSubscriber(_WebSocketUser):
         self.http.close()
         self.http_bytes.flush(self.http.byte_counts)
         super().on_stop()
+
+
+class SignalUser(SignallingSubscriber):
+    """Hears "changed" on `/ws?notify=1`, then fetches the events over REST (`/poll?since=N`, keep-alive)."""

@@ -1,4 +1,5 @@
-"""Server-Sent Events: an abstract Locust listener on top of `sse_client.SSEClient`.
+"""Server-Sent Events: an abstract Locust listener on top of `sse_client.SSEClient`, and `SSEUser`, the sse
+transport's concrete user.
 
 A stream past a limit (an oversized line or event, a head too slow, nothing parsed for `--read-timeout`, a
 redirect) raises LimitExceeded, a ValueError: `StreamUser` reports it against the target and reconnects.
@@ -44,3 +45,7 @@ class SSEListener(StreamUser):
                 metrics.count(self.transport, "payload_bytes", len(item.data.encode("utf-8")))
                 self.on_payload(parse_body(item.data), received_at, item.wire_bytes, item.id)
                 self.flush_bytes(client)
+
+
+class SSEUser(SSEListener):
+    """A listener holding one `/sse` stream."""

@@ -4,20 +4,28 @@ Its limits: the response head within `head_timeout` and `http_head_bytes`; then 
 seconds without a complete item (event, comment or retry), however the server trickles its bytes; lines and
 events no longer than the parser's limits; no redirect followed. Each is a LimitExceeded (an OSError and a
 ValueError), which the SSE listener reports as a broken stream before reconnecting.
-No Locust import here, so the orchestrating process can use it too.
+No Locust import here, so the orchestrating process can use it too: `open_check` is the sse transport's
+`rtcap check-target` hook (loadtests/run/check.py drives it).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import h11
 
+from rtcap.loadtests.generator.targeting import parse_body
 from rtcap.loadtests.transports.http_client import READ_SIZE, next_h11_event
 from rtcap.loadtests.transports.limits import DEFAULT_LIMITS, REDIRECT_STATUSES, Limits, redirect_error
 from rtcap.loadtests.transports.netio import CountingSocket, open_counting_connection, split_url
 from rtcap.loadtests.transports.sse_parser import SSEComment, SSEEvent, SSEParser, SSERetry
+
+if TYPE_CHECKING:
+    from rtcap.loadtests.transports.checking import Receiver
+    from rtcap.targets.adapter import TargetAdapter
+    from rtcap.targets.transports import Transport
 
 
 class SSEConnectError(Exception):
@@ -115,3 +123,17 @@ class SSEClient:
                 self.sock.close()
             except OSError:
                 pass
+
+
+def open_check(adapter: TargetAdapter, record: Transport, timeout: float, receiver: Receiver) -> float:
+    """`rtcap check-target`: open the stream and hand each event's (message, receive time, id) to `receiver`;
+    return the time to the response head in ms."""
+    client = receiver.client = SSEClient(adapter.url_for(record.name), headers=adapter.headers, timeout=timeout)
+    connect_ms = client.connect()
+
+    def read_sse() -> None:
+        for item, received_at in client.items():
+            if isinstance(item, SSEEvent):
+                receiver.items.put((parse_body(item.data), received_at, item.id))
+    receiver.run(read_sse)
+    return connect_ms

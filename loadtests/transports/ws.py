@@ -1,4 +1,5 @@
-"""WebSockets: abstract Locust users on top of `ws_client.WebSocketClient`.
+"""WebSockets: abstract Locust users on top of `ws_client.WebSocketClient`, and the ws and chat transports'
+concrete users, `WebSocketUser` and `ChatUser`.
 
 `WebSocketListener` holds the feed (the push transport compared with SSE and polling);
 `WebSocketChatter` joins a chat room, sends chat messages at a set rate and receives the broadcasts.
@@ -118,3 +119,11 @@ class WebSocketChatter(_WebSocketUser):
         if self.sender is not None:
             self.sender.kill(block=False)
             self.sender = None
+
+
+class WebSocketUser(WebSocketListener):
+    """A listener holding one `/ws` feed connection."""
+
+
+class ChatUser(WebSocketChatter):
+    """A chatter in a `/ws/chat` room, sending `--chat-rate` messages per second."""

@@ -5,7 +5,8 @@ announces) and follows redirects by default, on sockets this client would not co
 than `ws_message_bytes` is refused from its frame headers, before its payload is read; the handshake answer
 must come within `head_timeout` and `http_head_bytes`; a frame must complete within `timeout` seconds of the
 last one; and a redirect is an error. Each is a LimitExceeded, and the connection is then closed.
-No Locust import here, so the orchestrating process can use it too.
+No Locust import here, so the orchestrating process can use it too: `open_check` and `send_check` are the ws
+and chat transports' `rtcap check-target` hooks (loadtests/run/check.py drives them).
 """
 
 from __future__ import annotations
@@ -14,12 +15,18 @@ import json
 import socket
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import websocket
 
+from rtcap.loadtests.generator.targeting import parse_body
 from rtcap.loadtests.transports.limits import DEFAULT_LIMITS, REDIRECT_STATUSES, LimitExceeded, Limits, redirect_error, size
 from rtcap.loadtests.transports.netio import CountingSocket, open_counting_connection
+
+if TYPE_CHECKING:
+    from rtcap.loadtests.transports.checking import Receiver
+    from rtcap.targets.adapter import TargetAdapter
+    from rtcap.targets.transports import Transport
 
 _DATA_OPCODES = (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY, websocket.ABNF.OPCODE_CONT)
 
@@ -178,3 +185,31 @@ class WebSocketClient:
                 self.sock.close()
         except (OSError, websocket.WebSocketException):
             pass
+
+
+def open_check(adapter: TargetAdapter, record: Transport, timeout: float, receiver: Receiver) -> float:
+    """`rtcap check-target` for the feed and the chat room: one socket, messages handed to `receiver` as they
+    come; return the handshake time in ms."""
+    transport = record.name
+    spec = adapter.transport(transport)
+    values = {"channel": adapter.channel, "room": spec.room}
+    client = receiver.client = WebSocketClient(adapter.url_for(transport, **values), headers=adapter.headers,
+                                               timeout=timeout)
+    connect_ms = client.connect()
+    subscribe = spec.render_subscribe(**values)
+    if subscribe is not None:
+        client.send_text(subscribe)
+
+    def read_ws() -> None:
+        while True:
+            text, received_at, _wire = client.receive()
+            receiver.items.put((parse_body(text), received_at, None))
+    receiver.run(read_ws)
+    return connect_ms
+
+
+def send_check(adapter: TargetAdapter, record: Transport, count: int, receiver: Receiver) -> None:
+    """The chat room's check events: `count` of the adapter's chat messages, sent on the connection."""
+    spec = adapter.transport(record.name)
+    for n in range(1, count + 1):
+        receiver.client.send_text(spec.render_send(n, 16, channel=adapter.channel, room=spec.room))

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from rtcap.loadtests.transports.check import check_process, check_transport, format_table
+from rtcap.loadtests.run.check import check_process, check_transport, format_table
 from rtcap.loadtests.cli import main
 from rtcap.targets.adapter import adapter_from_dict, load_adapter, reference_adapter_path
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from rtcap.loadtests.transports.check import check_process, check_transport, format_table
+from rtcap.loadtests.run.check import check_process, check_transport, format_table
 from rtcap.targets.adapter import TargetAdapter, adapter_from_dict
 from rtcap.targets.launch import LaunchedTarget, launch
 

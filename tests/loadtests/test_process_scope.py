@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from rtcap.loadtests.transports.check import check_process, format_table
+from rtcap.loadtests.run.check import check_process, format_table
 from rtcap.loadtests.run.observe import probe_for
 from rtcap.loadtests.run.sampler import read_sockstat
 from rtcap.targets.adapter import load_adapter

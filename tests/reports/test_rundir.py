@@ -7,7 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from rtcap.reports.rundir import STEP_COLUMNS, RunDirError, load_run, load_runs
+from rtcap.reports.rundir import RunDirError, load_run, load_runs
+from rtcap.reports.schema import STEP_COLUMNS
 
 
 def test_load_run_types(run_dir: Path) -> None:

@@ -5,6 +5,12 @@ order with the declared seq and ts fields, and measure connect time (polled tran
 first answer, which for a long poll includes the hold) and the apparent clock offset; then check that the
 process sampler finds the server. Blocking, Locust-free clients: this runs in the orchestrator.
 
+This is the generic driver: it knows no transport by name. What is particular to one transport lives in the
+Locust-free module its record names as `check_module` (targets/transports.py), under
+rtcap.loadtests.transports: `open_check` connects and starts filling a checking.Receiver, `send_check` (rooms)
+sends the check's own messages, and request/response transports have `check_requests` instead. A module
+without the hook its record needs is an error naming both, never a fallback to another transport's check.
+
 Only fresh events count: an event whose message carries a publish time must have been published after the
 check started (ts >= start - CLOCK_TOLERANCE_S) and have arrived within MAX_DELIVERY_S of it. Anything else
 is a stale page, replayed history, a clock offset or a ts in the wrong unit, and passing on it would measure
@@ -18,28 +24,25 @@ between two polls is simply followed by another.
 
 from __future__ import annotations
 
+import importlib
 import json
 import queue
 import statistics
-import threading
 import time
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any
 
-from rtcap.loadtests.transports import check_patterns
-from rtcap.loadtests.transports.checking import CheckFailed, Receiver
-from rtcap.loadtests.transports.http_client import HTTPConnection
 from rtcap.loadtests.run.observe import ObserveError, describe, probe_for
 from rtcap.loadtests.run.publisher import PublishError, publish_once
 from rtcap.loadtests.run.sampler import read_sockstat
-from rtcap.loadtests.transports.sse_client import SSEClient
-from rtcap.loadtests.transports.sse_parser import SSEEvent
-from rtcap.loadtests.generator.targeting import parse_body
-from rtcap.loadtests.transports.ws_client import WebSocketClient
+from rtcap.loadtests.transports.checking import CheckFailed, Receiver
 from rtcap.targets.adapter import TargetAdapter
 from rtcap.targets.adapter_fields import FieldError
 from rtcap.targets.transports import Transport, UnknownTransport, lookup
 
+CHECK_PACKAGE = "rtcap.loadtests.transports"
+"""Where each record's `check_module` lives."""
 MAX_DELIVERY_S = 5.0
 """Longest receive time - ts an event may show and still be one the check just made happen."""
 CLOCK_TOLERANCE_S = 1.0
@@ -78,34 +81,6 @@ class ProcessCheck:
     """(pid, name, RSS) of every process the sampler will sum: what is counted, and so what is not."""
 
 
-class _Poller:
-    """Polls with the users' own keep-alive client and the validators of the last 200 (ETag, Last-Modified)."""
-
-    def __init__(self, base_url: str, headers: dict[str, str], conditional: bool, timeout: float,
-                 follow_redirects: bool = False) -> None:
-        self.http = HTTPConnection(base_url, timeout=timeout, follow_redirects=follow_redirects)
-        self.headers = headers
-        self.conditional = conditional
-        self.validators: dict[str, str] = {}
-
-    def get(self, url: str) -> bytes | None:
-        """The body of a 200, or None for a 304; CheckFailed for any other status."""
-        response = self.http.get(url, {**self.headers, **self.validators})
-        if response.status == 304:
-            return None
-        if response.status != 200:
-            raise CheckFailed(f"GET {url} answered {response.status}")
-        if self.conditional:
-            found = {"If-None-Match": response.headers.get("etag"),
-                     "If-Modified-Since": response.headers.get("last-modified")}
-            self.validators = {k: v for k, v in found.items() if v}
-        return response.body
-
-    def close(self) -> None:
-        """Close the connection."""
-        self.http.close()
-
-
 class _CheckPublisher:
     """Publishes the check's events; {seq} keeps rising across checks of several transports on one channel (a
     server may still hold the previous check's events in its buffer)."""
@@ -126,97 +101,19 @@ class _CheckPublisher:
         return True
 
 
-def _open(adapter: TargetAdapter, record: Transport, timeout: float, receiver: Receiver) -> float:
-    """Connect `record`'s transport and start receiving; return the connect time in ms."""
-    transport = record.name
-    if record.polled:
-        return _open_polled(adapter, record, timeout, receiver)
-    spec = adapter.transport(transport)
-    values = {"channel": adapter.channel, "room": spec.room}
-    if transport == "signal":
-        return check_patterns.open_signal(adapter, timeout, receiver, CheckFailed)
-    if transport == "presence":
-        return check_patterns.open_presence(adapter, timeout, receiver)
-    if transport == "sse":
-        client = receiver.client = SSEClient(adapter.url_for("sse"), headers=adapter.headers, timeout=timeout)
-        connect_ms = client.connect()
-
-        def read_sse() -> None:
-            for item, received_at in client.items():
-                if isinstance(item, SSEEvent):
-                    receiver.items.put((parse_body(item.data), received_at, item.id))
-        receiver.run(read_sse)
-        return connect_ms
-    if transport in ("ws", "chat"):  # the feed and the chat room: one socket, messages as they come
-        client = receiver.client = WebSocketClient(adapter.url_for(transport, **values), headers=adapter.headers,
-                                                   timeout=timeout)
-        connect_ms = client.connect()
-        subscribe = spec.render_subscribe(**values)
-        if subscribe is not None:
-            client.send_text(subscribe)
-
-        def read_ws() -> None:
-            while True:
-                text, received_at, _wire = client.receive()
-                receiver.items.put((parse_body(text), received_at, None))
-        receiver.run(read_ws)
-        return connect_ms
-    raise CheckFailed(f"no event check for transport {transport!r}")  # never another transport's check
+def check_module(record: Transport) -> ModuleType:
+    """The module holding `record`'s check hooks (imported on first use: it must not import Locust)."""
+    return importlib.import_module(f"{CHECK_PACKAGE}.{record.check_module}")
 
 
-def _open_polled(adapter: TargetAdapter, record: Transport, timeout: float, receiver: Receiver) -> float:
-    """Connect, then poll on the receiver's thread; the first answer only syncs the cursor (what it lists was
-    there before the check), later answers deliver. Returns once the first poll is going out: a long poll may
-    be held until something is published, which the checker does next."""
-    transport = record.name
-    spec = adapter.transport(transport)
-    poller = receiver.client = _Poller(adapter.base_url, adapter.headers, spec.conditional, timeout,
-                                       adapter.follow_redirects)
-    connect_ms = poller.http.connect()
-
-    def read_polls() -> None:
-        cursor: Any = "0"
-        seen: set[Any] = set()  # full-state polling repeats old events every time
-        first = True
-        while not receiver.stop.is_set():
-            sent = time.perf_counter()
-            receiver.polling.set()
-            raw = poller.get(adapter.url_for(transport, cursor=cursor))
-            received_at = time.time()
-            if first:
-                receiver.first_answer_ms = (time.perf_counter() - sent) * 1000.0
-            news = False
-            if raw is not None:
-                reply = parse_body(raw)
-                last = None
-                for event in spec.events_in(reply):
-                    if adapter.is_event(transport, event):
-                        seq = adapter.extract(transport, event)[0]
-                        last = seq
-                        if seq not in seen and not first:
-                            receiver.items.put((event, received_at, None))
-                            news = True
-                        seen.add(seq)
-                cursor = spec.cursor_in(reply, last if last is not None else cursor)
-            first = False
-            # Short polls keep an interval; a long poll asks again at once unless it came back empty-handed
-            # without being held (a server that does not hold must not be hammered).
-            if record.interval or (not news and time.perf_counter() - sent < 0.2):
-                receiver.stop.wait(0.2)
-    receiver.run(read_polls)
-    receiver.polling.wait(timeout)
-    return connect_ms
-
-
-def _send(adapter: TargetAdapter, transport: str, count: int, receiver: Receiver) -> None:
-    """Chat and presence: the events are the check's own messages, sent on the connection."""
-    if transport == "chat":
-        spec = adapter.transport("chat")
-        for n in range(1, count + 1):
-            receiver.client.send_text(spec.render_send(n, 16, channel=adapter.channel, room=spec.room))
-    elif transport == "presence":
-        for text in check_patterns.presence_messages(adapter, count):
-            receiver.client.send_text(text)
+def check_hook(record: Transport, hook: str) -> Any:
+    """Hook `hook` of `record`'s check module; CheckFailed naming the module and the hook if it has none."""
+    module = check_module(record)
+    found = getattr(module, hook, None)
+    if not callable(found):
+        raise CheckFailed(f"transport {record.name!r} cannot be checked: its check module {module.__name__} "
+                          f"has no {hook}() (a {record.kind} transport needs it)")
+    return found
 
 
 def _unit_hint(ts: float, received_at: float, unit: str | None) -> str | None:
@@ -265,10 +162,11 @@ def check_transport(adapter: TargetAdapter, transport: str, count: int = 3, time
         record = lookup(transport)  # an unknown name is refused, never checked as some other transport
         if record.request_response:
             # Answers to requests, not events: every id answered and successful is the check.
-            result.connect_ms, result.figures = check_patterns.check_requests(adapter, transport, count, timeout,
-                                                                              CheckFailed)
+            result.connect_ms, result.figures = check_hook(record, "check_requests")(adapter, record, count, timeout)
             result.events, result.ok = count, True
             return result
+        open_check = check_hook(record, "open_check")  # both found before the target is touched
+        send_check = check_hook(record, "send_check") if record.kind == "room" else None
         publisher = None
         if adapter.publish.mode == "http" and record.kind != "room":  # a room's events are the check's messages
             publisher = _CheckPublisher(adapter, count * PUBLISHES_PER_EVENT + 1)
@@ -276,8 +174,9 @@ def check_transport(adapter: TargetAdapter, transport: str, count: int = 3, time
             # Some servers give a first poll on an empty channel no cursor to follow (nchan answers 304):
             # one event beforehand gives every viewer a place in the stream, as a live channel would.
             publisher.publish()
-        result.connect_ms = _open(adapter, record, timeout, receiver)
-        _send(adapter, transport, count, receiver)
+        result.connect_ms = open_check(adapter, record, timeout, receiver)
+        if send_check is not None:  # a room's events are the check's own messages, sent on its connection
+            send_check(adapter, record, count, receiver)
         seqs, offsets = [], []
         stale: tuple[int, Any, float, float] = (0, None, 0.0, 0.0)  # (how many, the last one's seq, ts, receive time)
         deadline = time.monotonic() + timeout
