@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 
 from rtcap.loadtests import options as declared
-from rtcap.loadtests.run.validate import MAX_INTERVAL_S, http_url, number
+from rtcap.loadtests.values import MAX_INTERVAL_S, http_url, number
 from rtcap.reports import schema
 
 QUICK = {"steps": "40,80,120,160,200", "hold": 6.0}

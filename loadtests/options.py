@@ -25,7 +25,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from rtcap.loadtests.run import validate as v
+from rtcap.loadtests import values as v
 from rtcap.loadtests.transports import limits
 from rtcap.reports import slo
 from rtcap.targets import transports as registry

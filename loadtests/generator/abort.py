@@ -36,13 +36,6 @@ MASTER_ROWS_DELAY_S = WORKER_REPORT_INTERVAL + 1.5
 """...and in the master's, which gets the workers' rows in their periodic reports."""
 
 _watchers: dict[int, gevent.Greenlet] = {}
-_aborted: dict[int, list[Outcome]] = {}
-
-
-def aborted(environment: Any) -> list[Outcome]:
-    """The misses that aborted this environment's test ([] when it was not aborted)."""
-    return _aborted.get(id(environment), [])
-
 
 def finished_windows(environment: Any, before: float) -> list[dict[str, Any]]:
     """The step shape's measurement windows that ended before `before` ([] without a step shape)."""
@@ -76,7 +69,7 @@ def misses(thresholds: list[Threshold], rows: list[dict[str, Any]], windows: lis
 
 def _stop(environment: Any, found: list[Outcome]) -> None:
     outcomes = [replace(o, detail=f"aborted early: {o.detail}") for o in found]
-    _aborted[id(environment)] = outcomes
+    gate_hooks.set_aborted(environment, outcomes)
     for outcome in found:
         logger.error("rtcap: aborting early: %s can no longer be met (observed %s: %s)", outcome.threshold.text,
                      f"{outcome.observed:g}", outcome.detail)
@@ -114,7 +107,7 @@ def start_watching(environment: Any, **_kwargs: Any) -> None:
     thresholds = gate_hooks.thresholds_of(environment)
     if not getattr(options, "abort_early", False) or not thresholds or isinstance(environment.runner, WorkerRunner):
         return
-    _aborted.pop(id(environment), None)
+    gate_hooks.set_aborted(environment, [])
     delay = LOCAL_ROWS_DELAY_S if environment.runner.__class__.__name__ == "LocalRunner" else MASTER_ROWS_DELAY_S
     _watchers[id(environment)] = gevent.spawn(_watch, environment, thresholds, delay)
 

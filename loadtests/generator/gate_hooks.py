@@ -24,7 +24,7 @@ from locust.runners import WorkerRunner
 from rtcap.loadtests.generator import hooks
 from rtcap.loadtests.run.collect import GENERATOR, step_row
 from rtcap.reports.gate import check_thresholds_rows
-from rtcap.reports.thresholds import Threshold, ThresholdError
+from rtcap.reports.thresholds import Outcome, Threshold, ThresholdError
 
 logger = logging.getLogger(__name__)
 RUN_FAILED = 3
@@ -32,6 +32,19 @@ GATE_ENV = "RTCAP_GATE"
 """Set by `rtcap run` for the Locust it starts: "off" (no thresholds), or "abort" (parse them for
 --abort-early only: `rtcap run` checks them itself on the whole run directory)."""
 _parsed: dict[int, list[Threshold]] = {}
+_aborted: dict[int, list[Outcome]] = {}
+"""The misses that stopped each environment's test early (loadtests/generator/abort.py sets them): kept here,
+where the final verdict is made, so abort.py depends on this module and not the other way round."""
+
+
+def set_aborted(environment: Any, outcomes: list[Outcome]) -> None:
+    """Record the misses that aborted `environment`'s test ([]: it was not aborted)."""
+    _aborted[id(environment)] = outcomes
+
+
+def aborted(environment: Any) -> list[Outcome]:
+    """The misses that aborted this environment's test ([] when it was not aborted)."""
+    return _aborted.get(id(environment), [])
 
 
 @events.init.add_listener
@@ -113,8 +126,6 @@ def check_on_quit(environment: Any, **_kwargs: Any) -> None:
         return
     summary, steps = whole_test_figures(rows)
     record = Path(environment.parsed_options.rtcap_record)
-    from rtcap.loadtests.generator.abort import aborted
-
     # A step that missed for good stops the test; over the whole test the same figure may read as met.
     outcomes = check_thresholds_rows(thresholds, summary, steps, record, verdicts=aborted(environment))
     environment.process_exit_code = 0 if all(o.ok for o in outcomes) else 1

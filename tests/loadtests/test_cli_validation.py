@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from rtcap.loadtests import values
 from rtcap.loadtests.run import validate
 from rtcap.loadtests.cli import build_parser, main
 from rtcap.loadtests.generator.staircase import MAX_STEP_USERS, MAX_STEPS, parse_steps
@@ -87,7 +88,7 @@ def one_line(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
 # --name ----------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", ["../x", "/tmp/rtcap-absolute-name", "a/b", ".hidden", "..", "x\x00y", "a\\b",
-                                  "x" * (validate.MAX_NAME_LENGTH + 1), "", "tab\there"])
+                                  "x" * (values.MAX_NAME_LENGTH + 1), "", "tab\there"])
 def test_a_name_must_be_one_safe_path_component(tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "runs"
     line = refused(["run", "--out-dir", str(out), "--name", name, "--steps", "1"], capsys)
@@ -95,7 +96,7 @@ def test_a_name_must_be_one_safe_path_component(tmp_path: Path, name: str, capsy
     assert not out.exists() and not (tmp_path / "x").exists() and not Path("/tmp/rtcap-absolute-name").exists()
 
 
-@pytest.mark.parametrize("name", ["nightly", "run-20250101-120000", "sse_vs_ws.2", "x" * validate.MAX_NAME_LENGTH])
+@pytest.mark.parametrize("name", ["nightly", "run-20250101-120000", "sse_vs_ws.2", "x" * values.MAX_NAME_LENGTH])
 def test_ordinary_names_pass(name: str) -> None:
     assert build_parser().parse_args(["run", "--name", name]).name == name
 
@@ -228,13 +229,13 @@ def test_numeric_run_options_are_range_checked(option: str, value: str, tmp_path
 
 
 def test_range_messages_say_the_range() -> None:
-    parse = validate.number(float, 0, 1)
+    parse = values.number(float, 0, 1)
     with pytest.raises(Exception, match=r"^must be from 0 to 1, got 5$"):
         parse("5")
     with pytest.raises(Exception, match=r"^must be a finite number above 0 and at most 86,400, got 'inf'$"):
-        validate.number(float, 0, validate.MAX_SECONDS, above=True)("inf")
+        values.number(float, 0, values.MAX_SECONDS, above=True)("inf")
     with pytest.raises(Exception, match=r"^expected a whole number, got '1.5'$"):
-        validate.number(int, 0)("1.5")
+        values.number(int, 0)("1.5")
 
 
 @pytest.mark.parametrize("argv", [["--slo-error-rate", "0"], ["--slo-error-rate", "1"], ["--chat-rate", "0"],
