@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import shlex
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -248,6 +248,19 @@ def default(dest: str) -> Any:
     """The one default of option `dest` (a fresh copy of a list)."""
     value = BY_DEST[dest].default
     return list(value) if isinstance(value, list) else value
+
+
+def run_options_class() -> type:
+    """The RunOptions dataclass: `name` (required), then a field for every option the orchestrating process needs (those
+    of `rtcap run` and those only it reads), typed after its default, defaulting to it."""
+    fields = [("name", str)]
+    for option in OPTIONS:
+        if (option.run or option.locust is None) and option.dest != "name":
+            kind = Any if option.default is None else type(option.default)
+            fields.append((option.dest, kind, field(default_factory=lambda d=option.dest: default(d))))
+    made = make_dataclass("RunOptions", fields, kw_only=True)
+    made.__module__ = "rtcap.loadtests.run.sweep"
+    return made
 
 
 def add_run_arguments(parser: argparse.ArgumentParser, skip: Iterable[str] = ()) -> None:

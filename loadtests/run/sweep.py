@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,6 @@ from rtcap.targets.adapter import AdapterError, TargetAdapter, load_adapter, ref
 from rtcap.targets.launch import LaunchError, free_port, launch
 from rtcap.targets.transports import UnknownTransport, checked, lookup
 
-D = declared.default
 GENERATOR_DIR = Path(__file__).resolve().parents[1] / "generator"
 LOCUST_STOP_GRACE_S = 20.0
 """How long Locust may take to stop cleanly (write its last rows) when rtcap stops it early."""
@@ -50,46 +49,9 @@ class TargetDied(RunError):
     """The target's process ended during the run: what was measured before is kept, the run failed."""
 
 
-@dataclass
-class RunOptions:
-    """Everything `rtcap run` was asked to do: one field per option of `rtcap run` (loadtests/options.py declares
-    them, with the defaults used here), plus the run's name."""
-
-    name: str
-    out_dir: Path = D("out_dir")
-    transports: list[str] = field(default_factory=lambda: D("transports"))
-    steps: list[int] = field(default_factory=lambda: D("steps"))
-    hold: float = D("hold")
-    settle: float = D("settle")
-    settle_max: float = D("settle_max")
-    spawn_rate: float = D("spawn_rate")
-    ramp_timeout: float = D("ramp_timeout")
-    target: Path | None = D("target")
-    rate: float | None = D("rate")
-    payload: int | None = D("payload")
-    host: str | None = D("host")
-    target_pid: int | None = D("target_pid")
-    channel: str = D("channel")
-    poll_interval: float = D("poll_interval")
-    chat_rate: float = D("chat_rate")
-    sample_interval: float = D("sample_interval")
-    slo_p99_ms: float = D("slo_p99_ms")
-    slo_error_rate: float = D("slo_error_rate")
-    slo_poll_slack_ms: float = D("slo_poll_slack_ms")
-    max_message_bytes: int = D("max_message_bytes")
-    max_body_bytes: int = D("max_body_bytes")
-    head_timeout: float = D("head_timeout")
-    generator_cpu_limit: float = D("generator_cpu_limit")
-    generator_lag_limit_ms: float = D("generator_lag_limit_ms")
-    processes: int = D("processes")
-    report: bool = D("report")
-    thresholds: list[str] = field(default_factory=lambda: D("thresholds"))
-    abort_early: bool = D("abort_early")
-    conditional_get: bool = D("conditional_get")
-    request_rate: float = D("request_rate")
-    typing_rate: float = D("typing_rate")
-    room_size: int = D("room_size")
-    server_args: list[str] = field(default_factory=lambda: D("server_args"))
+RunOptions = declared.run_options_class()
+"""Everything `rtcap run` was asked to do: its name, then one field per option loadtests/options.py declares
+for the orchestrating process, with the declared default."""
 
 
 def _git_sha() -> str | None:
