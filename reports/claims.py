@@ -7,7 +7,6 @@ number the article gave next to the number this machine measured. Pure: run dire
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,8 @@ from rtcap.reports.schema import META_FILE
 from rtcap.reports.page import md_table
 from rtcap.reports.rundir import Run, load_run
 from rtcap.reports.summary import build_summary, md_text
-from rtcap.reports.wire import finite, fmt_bytes, transport_name, wire_numbers
+from rtcap.reports.units import finite, fmt_bytes, nan_to_none, transport_name
+from rtcap.reports.wire import wire_numbers
 
 
 def _summary(run: Run) -> dict[str, Any]:
@@ -236,26 +236,15 @@ JUDGES: dict[str, Callable[[Mapping[str, Run]], dict[str, Any]]] = {
 """The judge of each scenario (loadtests/run/scenarios.py SCENARIOS), by name."""
 
 
-def _clean(value: Any) -> Any:
-    """JSON-ready: NaN and infinities become null."""
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def judge(scenario: Any, arm_dirs: Sequence[Path]) -> dict[str, Any]:
     """The scenario's claim, source and command, and what its arms measured."""
     arms = {arm.name: load_run(path) for arm, path in zip(scenario.arms, arm_dirs)}
     verdict = JUDGES[scenario.name](arms)
-    return _clean({"scenario": scenario.name, "claim": scenario.claim, "source": scenario.source,
-                   "arms": {a.name: {"transports": list(a.transports), "server_args": list(a.server_args),
-                                     "options": a.options, "run_dir": str(p)}
-                            for a, p in zip(scenario.arms, arm_dirs)},
-                   **verdict})
+    return nan_to_none({"scenario": scenario.name, "claim": scenario.claim, "source": scenario.source,
+                        "arms": {a.name: {"transports": list(a.transports), "server_args": list(a.server_args),
+                                          "options": a.options, "run_dir": str(p)}
+                                 for a, p in zip(scenario.arms, arm_dirs)},
+                        **verdict})
 
 
 def scenario_markdown(verdict: Mapping[str, Any], arm_dirs: Sequence[Path]) -> str:

@@ -26,10 +26,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rtcap.reports.figures import fmt_num
-from rtcap.reports.page import fmt_cpu
 from rtcap.reports.params import t95
-from rtcap.reports.wire import finite, fmt_bytes, transport_name
+from rtcap.reports.units import finite, fmt_bytes, fmt_cpu, fmt_num, inf_to_none, transport_name
 
 Z95 = 1.96
 # The same in a paragraph, for the page and the markdown export.
@@ -168,8 +166,8 @@ def compare_pair(a: Any, b: Any, params_a: Mapping[str, Any], params_b: Mapping[
                              "95% interval from the order statistics of each step's events"))
         ca, cb = _capacity_interval(sa[t], steps_a), _capacity_interval(sb[t], steps_b)
         vals = [_capacity(s[t]) for s in (sa, sb)]
-        ea = None if vals[0] is None else {"value": vals[0], "lo": ca[0], "hi": _json(ca[1])}
-        eb = None if vals[1] is None else {"value": vals[1], "lo": cb[0], "hi": _json(cb[1])}
+        ea = None if vals[0] is None else {"value": vals[0], "lo": ca[0], "hi": inf_to_none(ca[1])}
+        eb = None if vals[1] is None else {"value": vals[1], "lo": cb[0], "hi": inf_to_none(cb[1])}
         overlap = ca[0] < cb[1] and cb[0] < ca[1] or ca == cb
         diff = None if None in vals else vals[1] - vals[0]  # type: ignore[operator]
         row = _row(t, "capacity at SLO", "connections", ea, eb, diff, None, overlap if diff is not None else None,
@@ -188,11 +186,6 @@ def _capacity(s: Mapping[str, Any]) -> float | None:
     if cap is None and s.get("capacity_at_slo_users") is None and s.get("valid_steps"):
         return 0.0
     return cap
-
-
-def _json(x: float) -> float | None:
-    """inf (no upper limit) as None for JSON."""
-    return None if math.isinf(x) else x
 
 
 def compare_runs(runs: Sequence[Any], params: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -16,16 +16,16 @@ import pandas as pd
 
 from rtcap.reports.compare import comparison_frame
 from rtcap.reports.content import Report
-from rtcap.reports.figures import fmt_num
 from rtcap.reports.gate import RESULTS_FILE
-from rtcap.reports.page import fmt_cpu, fmt_kib, md_table
+from rtcap.reports.page import md_table
 from rtcap.reports import schema
 from rtcap.reports.patterns import TITLE as PATTERNS_TITLE
 from rtcap.reports.patterns import patterns_frame
 from rtcap.reports.summary import Markdown, md_code, md_text
 from rtcap.reports.thresholds import show_value
 from rtcap.reports.wire import TITLE as WIRE_TITLE
-from rtcap.reports.wire import fmt_bytes, transport_name, wire_numbers, wire_table
+from rtcap.reports.units import fmt_bytes, fmt_cpu, fmt_kib, fmt_num, transport_name
+from rtcap.reports.wire import wire_numbers, wire_table
 
 FORMAT_VERSION = 1
 WITHIN_NOISE = ("_Within noise: the difference's 95% CI contains zero (fitted slopes, bytes) or the two runs' "

@@ -1,10 +1,14 @@
-"""Plotly figures for capacity reports: long-form steps/samples frames in, go.Figure out."""
+"""Plotly figures for capacity reports: long-form steps/samples frames in, go.Figure out.
+
+FIGURES lists the report page's figures (key, builder, note, which runs they apply to); html.py renders
+each entry as a section, so a new figure is its builder plus one entry there. Number formats live in units.py.
+"""
 
 from __future__ import annotations
 
-import math
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -15,11 +19,9 @@ from plotly.subplots import make_subplots
 from rtcap.reports import model
 from rtcap.reports.flags import MEMORY_UNSETTLED, has_flag, reasons
 from rtcap.reports.slo import BY_TRANSPORT
-from rtcap.reports.wire import transport_name
-from rtcap.targets.transports import REGISTRY, get
+from rtcap.reports.units import KIB, MIB, fmt_num, throughput_kind, transport_name
+from rtcap.targets.transports import REGISTRY
 
-KIB = 1024
-MIB = 1024 * 1024
 _PALETTE = qualitative.Plotly
 # Fixed colours for known transports so a colour means the same thing in every figure and report.
 _KNOWN_COLORS = {t.name: _PALETTE[t.colour] for t in REGISTRY if t.colour is not None}
@@ -39,15 +41,6 @@ def transport_color(transport: str) -> str:
         return _KNOWN_COLORS[transport]
     spare = _PALETTE[len(_KNOWN_COLORS):]
     return spare[zlib.crc32(transport.encode()) % len(spare)]
-
-
-def fmt_num(value: Any, digits: int = 0, scale: float = 1.0) -> str:
-    """Format a number with thousands separators; unknown values become an en dash."""
-    try:
-        f = float(value) / scale
-    except (TypeError, ValueError):
-        return "–"
-    return f"{f:,.{digits}f}" if math.isfinite(f) else "–"
 
 
 def _groups(df: pd.DataFrame) -> Iterator[tuple[str, str, int, pd.DataFrame]]:
@@ -168,17 +161,6 @@ def memory_figure(steps: pd.DataFrame, slo: Mapping[str, Any] | None = None) -> 
     return _layout(fig, "Target memory vs connections (RSS, MiB)", "target RSS (MiB)")
 
 
-def throughput_kind(transport: str, rows: pd.DataFrame | None = None) -> str:
-    """'poll' if the transport is measured in requests/s, else 'push' (messages/s).
-
-    A transport rtcap does not know (a run directory another tool wrote) is judged by its rows."""
-    if (record := get(transport)) is not None:
-        return "poll" if record.polled or record.request_response else "push"
-    if rows is None:
-        return "push"
-    return "push" if rows["msgs_per_s"].notna().any() else "poll"
-
-
 def throughput_figure(steps: pd.DataFrame, slo: Mapping[str, Any] | None = None) -> go.Figure:
     """Requests/s for polling transports and messages/s for push transports vs connections."""
     kinds = {"poll": ("polling: HTTP requests/s", "requests/s", "rps"),
@@ -266,6 +248,68 @@ def timeline_figure(samples: pd.DataFrame) -> go.Figure:
     fig.update_yaxes(title_text="RSS (MiB)", row=1, col=1)
     fig.update_yaxes(title_text="connections", row=2, col=1)
     return fig
+
+
+@dataclass(frozen=True)
+class FigureData:
+    """What the report's figures are drawn from: every run's steps and samples (long form, with a `run` column
+    when several runs are overlaid) and the first run's SLO, which words the bands and draws the limit lines."""
+
+    steps: pd.DataFrame
+    samples: pd.DataFrame
+    slo: Mapping[str, Any]
+
+
+def _always(data: FigureData) -> bool:
+    """Every report can show the figure."""
+    return True
+
+
+@dataclass(frozen=True)
+class ReportFigure:
+    """One figure of the report page, in FIGURES order: its section is `<section id="fig-{key}">` headed by the
+    figure's own title, with `note` under it; `applies` says whether the runs at hand can show it."""
+
+    key: str
+    build: Callable[[FigureData], go.Figure]
+    note: str
+    applies: Callable[[FigureData], bool] = _always
+
+
+BANDS_NOTE = (" Grey bands and crossed markers are invalid steps, never counted as capacity; the "
+              "band's label says why.")
+FIGURES: list[ReportFigure] = [
+    ReportFigure("memory", lambda d: memory_figure(d.steps, d.slo),
+                 "Each marker is one load step: the target's resident memory (RSS) against the TCP "
+                 "connections it held. The dashed line is a least-squares fit over valid steps; its "
+                 "slope is the memory cost of one more connection and its intercept the baseline "
+                 "footprint. Hollow markers are steps whose memory had not settled, left out of the "
+                 "fit (see hover)." + BANDS_NOTE),
+    ReportFigure("throughput", lambda d: throughput_figure(d.steps, d.slo),
+                 "Work done per second at each step. Polling transports are measured in HTTP "
+                 "requests/s (every poll costs a request, whether or not there was news); push "
+                 "transports in messages delivered/s." + BANDS_NOTE),
+    ReportFigure("latency", lambda d: latency_figure(d.steps, d.slo.get("delivery_p99_ms"), d.slo),
+                 "Delivery latency is receive time minus the publish timestamp carried in each "
+                 "event. Solid lines are p99, dotted p50; the dashed horizontal line is the p99 "
+                 "SLO. The y axis is logarithmic." + BANDS_NOTE),
+    ReportFigure("cpu", lambda d: cpu_figure(d.steps, d.slo),
+                 "Mean CPU of the target process during each step's measurement window; 100% is one "
+                 "fully busy core." + BANDS_NOTE),
+    ReportFigure("timeline", lambda d: timeline_figure(d.samples),
+                 "Raw resource samples of the target over the whole run: memory should form flat "
+                 "plateaus during measurement windows, and established connections should match "
+                 "the users asked for. Ramps or drift here weaken the memory fit.",
+                 applies=lambda d: not d.samples.empty),
+]
+"""The report page's figures, in page order. Adding one: write `def my_figure(data: FigureData) -> go.Figure`
+(title it with fig.update_layout(title=...): the title heads its section) and add
+`ReportFigure("my", my_figure, "what it shows")` here; html.py draws whatever this list holds."""
+
+
+def report_figures(data: FigureData) -> list[tuple[ReportFigure, go.Figure]]:
+    """The figures of FIGURES that apply to `data`, each built, in page order."""
+    return [(spec, spec.build(data)) for spec in FIGURES if spec.applies(data)]
 
 
 def headline_frame(summaries: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:

@@ -16,11 +16,9 @@ from typing import Any
 import pandas as pd
 
 from rtcap.reports import slo as slo_rule
-from rtcap.reports.figures import fmt_num
 from rtcap.reports.flags import reasons
-from rtcap.reports.page import fmt_cpu, fmt_kib, fmt_pct, fmt_seconds
 from rtcap.reports.params import step_list
-from rtcap.reports.wire import finite, fmt_bytes, transport_name
+from rtcap.reports.units import finite, fmt_bytes, fmt_cpu, fmt_kib, fmt_num, fmt_pct, fmt_seconds, transport_name
 from rtcap.targets.transports import get
 
 

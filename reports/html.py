@@ -1,13 +1,13 @@
-"""Render one self-contained HTML report (plotly.js inlined once, no network references)."""
+"""Render one self-contained HTML report (plotly.js inlined once, no network references).
+
+The figure sections come from figures.FIGURES, in its order; nothing here names a figure."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
-import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
 from rtcap.reports import figures, patterns, wire
@@ -19,28 +19,8 @@ from rtcap.reports.planner_html import planner_section
 from rtcap.reports.rundir import Run
 from rtcap.reports.sections import comparison_section, fig_div, findings_section, headline_section, tradeoff_section
 
-__all__ = ["FIGURE_NOTES", "build_figures", "render_html", "render_report", "transport_sentence"]
+__all__ = ["render_html", "render_report", "transport_sentence"]
 
-BANDS_NOTE = (" Grey bands and crossed markers are invalid steps, never counted as capacity; the "
-              "band's label says why.")
-FIGURE_NOTES = {
-    "memory": "Each marker is one load step: the target's resident memory (RSS) against the TCP "
-              "connections it held. The dashed line is a least-squares fit over valid steps; its "
-              "slope is the memory cost of one more connection and its intercept the baseline "
-              "footprint. Hollow markers are steps whose memory had not settled, left out of the "
-              "fit (see hover)." + BANDS_NOTE,
-    "throughput": "Work done per second at each step. Polling transports are measured in HTTP "
-                  "requests/s (every poll costs a request, whether or not there was news); push "
-                  "transports in messages delivered/s." + BANDS_NOTE,
-    "latency": "Delivery latency is receive time minus the publish timestamp carried in each "
-               "event. Solid lines are p99, dotted p50; the dashed horizontal line is the p99 "
-               "SLO. The y axis is logarithmic." + BANDS_NOTE,
-    "cpu": "Mean CPU of the target process during each step's measurement window; 100% is one "
-           "fully busy core." + BANDS_NOTE,
-    "timeline": "Raw resource samples of the target over the whole run: memory should form flat "
-                "plateaus during measurement windows, and established connections should match "
-                "the users asked for. Ramps or drift here weaken the memory fit.",
-}
 CSS = """body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1200px;color:#222}
 table{border-collapse:collapse;font-size:.9rem}td,th{border:1px solid #ccc;padding:.25rem .5rem}
 th{background:#f3f3f3}td{text-align:right}td.text{text-align:left}
@@ -89,24 +69,14 @@ def _patterns_section(runs: Sequence[Run]) -> str:
             f"{_table(frame)}</section>")
 
 
-def build_figures(steps: pd.DataFrame, samples: pd.DataFrame, slo_p99_ms: float | None,
-                  slo: Mapping[str, Any] | None = None) -> dict[str, go.Figure]:
-    """All report figures keyed by name (timeline only when samples exist); `slo` words the bands."""
-    figs = {"memory": figures.memory_figure(steps, slo), "throughput": figures.throughput_figure(steps, slo),
-            "latency": figures.latency_figure(steps, slo_p99_ms, slo), "cpu": figures.cpu_figure(steps, slo)}
-    if not samples.empty:
-        figs["timeline"] = figures.timeline_figure(samples)
-    return figs
-
-
 def render_html(report: Report) -> str:
     """The whole self-contained page for a built report."""
     runs, slo = report.runs, report.slo
     # With several runs the first run's limits word the bands (runs compared are normally alike).
-    figs = build_figures(report.steps, report.samples, slo.get("delivery_p99_ms"), slo)
-    fig_html = [f'<section id="fig-{key}"><h2>{_e(fig.layout.title.text)}</h2>'
-                f'<p class="note">{_e(FIGURE_NOTES[key])}</p>{fig_div(fig)}</section>'
-                for key, fig in figs.items()]
+    data = figures.FigureData(steps=report.steps, samples=report.samples, slo=slo)
+    fig_html = [f'<section id="fig-{spec.key}"><h2>{_e(fig.layout.title.text)}</h2>'
+                f'<p class="note">{_e(spec.note)}</p>{fig_div(fig)}</section>'
+                for spec, fig in figures.report_figures(data)]
     frame = figures.headline_frame({r.name: r.summary or {} for r in runs})
     if len(runs) == 1 and not frame.empty:
         frame = frame.drop(columns="run")

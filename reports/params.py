@@ -20,7 +20,7 @@ from rtcap.reports import model as fits
 from rtcap.reports.plan import run_models
 from rtcap.reports.rundir import Run
 from rtcap.reports.summary import build_summary
-from rtcap.reports.wire import finite, transport_name
+from rtcap.reports.units import finite, transport_name
 from rtcap.targets.transports import get, where
 
 ONE_STREAM_FEED = where(lambda t: t.kind == "held stream" and t.feed and t.connections_per_user == 1)

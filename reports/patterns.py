@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from rtcap.reports.wire import finite, fmt_bytes, transport_name
+from rtcap.reports.units import finite, fmt_bytes, transport_name
 
 TITLE = "Patterns between polling and WebSockets"
 EXPLANATION = (

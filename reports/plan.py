@@ -53,10 +53,9 @@ import pandas as pd
 
 from rtcap.reports.schema import META_FILE
 from rtcap.reports import model as fits
-from rtcap.reports.figures import throughput_kind
 from rtcap.reports.rundir import Run
 from rtcap.reports.summary import build_summary
-from rtcap.reports.wire import finite
+from rtcap.reports.units import finite, inf_to_none, throughput_kind
 from rtcap.targets.transports import get
 
 RESOURCES = ("memory", "cpu", "connections")
@@ -301,11 +300,6 @@ def connections_at_slo(m: Mapping[str, Any], p: PlanInputs) -> tuple[int | None,
     return best[0], m["top_users"] is not None and best[2] >= m["top_users"], limit
 
 
-def _json_num(x: float) -> float | None:
-    """inf (a resource that never binds) becomes null, as JSON.stringify does in the page."""
-    return None if math.isinf(x) else x
-
-
 def plan_transport(m: Mapping[str, Any], p: PlanInputs) -> dict[str, Any]:
     """Plan one transport (formulas in the module docstring); JSON-ready, inf as None."""
     w = p.update_rate if m["work"] == "update" else 1 / p.freshness_s
@@ -343,7 +337,7 @@ def plan_transport(m: Mapping[str, Any], p: PlanInputs) -> dict[str, Any]:
                  else [None] * 3)
     out.update(
         available=True,
-        per_instance={r: [_json_num(x) for x in v] for r, v in per.items()},
+        per_instance={r: [inf_to_none(x) for x in v] for r, v in per.items()},
         instances_by=by, instances=n,
         instances_within_measured=[max(by[r][i] for r in RESOURCES) for i in range(3)],
         binding=[r for r in deciding if by[r][1] == n[1]],

@@ -19,6 +19,8 @@ from rtcap.reports import plan as planner
 from rtcap.reports.plan import RESOURCE_WORDS, PlanInputError, PlanInputs
 from rtcap.reports.rundir import RunDirError, load_run
 from rtcap.reports.summary import build_summary
+from rtcap.reports.units import (fmt_bitrate, fmt_bytes_decimal, fmt_bytes_to_tib, fmt_cores,
+                                 fmt_int_or_no_limit)
 
 PROG = "rtcap plan"
 UNIT_WORDS = {"message": ("msg/s", "message"), "request": ("req/s", "request")}
@@ -96,35 +98,6 @@ def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
                         help="table for people (default), json for machines")
 
 
-def fmt_int(x: float | None) -> str:
-    """A whole number with thousands separators; None (unbounded) reads 'no limit'."""
-    return "no limit" if x is None or math.isinf(x) else f"{x:,.0f}"
-
-
-def fmt_size(x: float) -> str:
-    """Bytes in binary units up to TiB."""
-    for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if abs(x) >= size:
-            return f"{x / size:,.1f} {unit}"
-    return f"{x:,.0f} B"
-
-
-def fmt_cores(x: float) -> str:
-    """Cores: two decimals below 10, one above."""
-    return f"{x:,.2f}" if abs(x) < 10 else f"{x:,.1f}"
-
-
-def fmt_rate(bytes_per_s: float) -> str:
-    """Bits per second in Mbit/s or Gbit/s (how links are sold)."""
-    mbit = bytes_per_s * 8 / 1e6
-    return f"{mbit / 1000:,.2f} Gbit/s" if mbit >= 1000 else f"{mbit:,.1f} Mbit/s"
-
-
-def fmt_volume(total: float) -> str:
-    """Bytes in decimal GB or TB (how traffic is billed)."""
-    return f"{total / 1e12:,.1f} TB" if total >= 1e12 else f"{total / 1e9:,.1f} GB"
-
-
 def _key(x: float | None) -> float:
     """Sort key where None (unbounded) is the largest."""
     return math.inf if x is None else x
@@ -153,15 +126,15 @@ def notes(p: Mapping[str, Any]) -> list[str]:
     unit = UNIT_WORDS[p["unit"]][1]
     per = p["per_instance"]
     out = ["viewers per instance: " + ", ".join(
-        f"{RESOURCE_WORDS[r]} {fmt_range(per[r], fmt_int)}" for r in planner.RESOURCES)]
-    conns = fmt_int(per["connections"][1])
+        f"{RESOURCE_WORDS[r]} {fmt_range(per[r], fmt_int_or_no_limit)}" for r in planner.RESOURCES)]
+    conns = fmt_int_or_no_limit(per["connections"][1])
     if p["connections_lower_bound"]:
         bound = (f"connections at SLO ({conns}) is a lower bound: delivery p99 stayed within "
                  f"{p['latency_limit_ms']:,.0f} ms at every valid step measured")
         if p["instances_within_measured"][1] > p["instances"][1]:
             bound += (", so the plan extrapolates the memory and CPU fits beyond it; "
-                      f"{fmt_range(p['instances_within_measured'], fmt_int)} instances would keep each within what "
-                      "was measured (raise --steps, and --processes, to find the real limit)")
+                      f"{fmt_range(p['instances_within_measured'], fmt_int_or_no_limit)} instances would keep each "
+                      "within what was measured (raise --steps, and --processes, to find the real limit)")
         else:
             bound += "; memory or CPU binds first, so the unmeasured limit does not change the plan"
         out.append(bound)
@@ -171,7 +144,7 @@ def notes(p: Mapping[str, Any]) -> list[str]:
     if p["bandwidth_why"]:
         out.append(f"bandwidth unavailable: {p['bandwidth_why']}")
     else:
-        out.append(f"bandwidth over 30 days: {fmt_range(p['bandwidth_month_bytes'], fmt_volume)} "
+        out.append(f"bandwidth over 30 days: {fmt_range(p['bandwidth_month_bytes'], fmt_bytes_decimal)} "
                    f"(both directions, wire bytes per {unit} as measured)")
     return out
 
@@ -184,8 +157,9 @@ def model_line(m: Mapping[str, Any]) -> str:
     if "why" not in mem:
         per = m.get("connections_per_viewer") or 1
         unit_word = "/conn" if per == 1 else f"/viewer ({per:g} connections each)"
-        parts.append(f"memory {fmt_size(mem['slope'])}{unit_word} (95% CI {fmt_size(mem['slope_lo'])}–"
-                     f"{fmt_size(mem['slope_hi'])}) + {fmt_size(mem['baseline'])} baseline")
+        parts.append(f"memory {fmt_bytes_to_tib(mem['slope'])}{unit_word} "
+                     f"(95% CI {fmt_bytes_to_tib(mem['slope_lo'])}–{fmt_bytes_to_tib(mem['slope_hi'])}) "
+                     f"+ {fmt_bytes_to_tib(mem['baseline'])} baseline")
     if "why" not in cpu:
         parts.append(f"CPU {cpu['per_unit'] * 1e6:,.1f} µs per {unit} (95% CI {cpu['per_unit_lo'] * 1e6:,.1f}–"
                      f"{cpu['per_unit_hi'] * 1e6:,.1f}) + {cpu['idle_cores']:.3f} cores idle")
@@ -207,20 +181,21 @@ def format_table(result: Mapping[str, Any], models: Sequence[Mapping[str, Any]],
     cores = f"{i['instance_cores']:g} core{'s' * (i['instance_cores'] != 1)}"
     lines = [f"capacity plan from run {run}",
              (f"{i['viewers']:,.0f} viewers, update rate {i['update_rate']:g}/s, freshness {i['freshness_s']:g} s; "
-              f"instance {fmt_size(i['instance_memory'])}, {cores}, {i['headroom']:.0%} headroom"), ""]
+              f"instance {fmt_bytes_to_tib(i['instance_memory'])}, {cores}, {i['headroom']:.0%} headroom"), ""]
     rows = [["transport", "work", "instances", "binds", "by memory", "by CPU", "by conns", "within measured",
              "memory", "CPU cores", "bandwidth"]]
     for p in result["plans"]:
-        work = f"{fmt_int(p['work_per_s'])} {UNIT_WORDS[p['unit']][0]}"
+        work = f"{fmt_int_or_no_limit(p['work_per_s'])} {UNIT_WORDS[p['unit']][0]}"
         if not p["available"]:
             rows.append([p["transport"], work, f"unavailable: {p['why']}"])
             continue
         by = p["instances_by"]
-        rows.append([p["transport"], work, fmt_range(p["instances"], fmt_int),
+        rows.append([p["transport"], work, fmt_range(p["instances"], fmt_int_or_no_limit),
                      ", ".join(RESOURCE_WORDS[r] for r in p["binding"]),
-                     *(fmt_range(by[r], fmt_int) for r in planner.RESOURCES),
-                     fmt_range(p["instances_within_measured"], fmt_int), fmt_range(p["memory_bytes"], fmt_size), fmt_range(p["cpu_cores"], fmt_cores),
-                     "–" if p["bandwidth_why"] else fmt_range(p["bandwidth_bytes_per_s"], fmt_rate)])
+                     *(fmt_range(by[r], fmt_int_or_no_limit) for r in planner.RESOURCES),
+                     fmt_range(p["instances_within_measured"], fmt_int_or_no_limit),
+                     fmt_range(p["memory_bytes"], fmt_bytes_to_tib), fmt_range(p["cpu_cores"], fmt_cores),
+                     "–" if p["bandwidth_why"] else fmt_range(p["bandwidth_bytes_per_s"], fmt_bitrate)])
     lines += _columns(rows) + [""]
     for p, m in zip(result["plans"], models):
         lines += [f"{p['transport']}:"] + [f"  {n}" for n in [*notes(p), model_line(m)]]

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import html
 import json
-import math
 from collections.abc import Sequence
 from typing import Any
 
 from rtcap.reports import plan
 from rtcap.reports.rundir import Run
-from rtcap.reports.wire import finite
+from rtcap.reports.units import finite, nan_to_none
 
 FIELDS = (  # (input name, label, CLI option)
     ("viewers", "viewers", "--viewers"),
@@ -251,20 +250,9 @@ def planner_data(runs: Sequence[Run]) -> dict[str, Any]:
                       "size": plan.SIZE_UNITS, "count": plan.COUNT_UNITS}}
 
 
-def _no_nan(value: Any) -> Any:
-    """The same data with non-finite floats as null: JSON has no NaN, and the page treats null as unknown."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _no_nan(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_no_nan(v) for v in value]
-    return value
-
-
 def _script_json(data: Any) -> str:
     """JSON safe inside <script>: no '</script>' or '<!--' can close or confuse it."""
-    text = json.dumps(_no_nan(data), allow_nan=False, separators=(",", ":"))
+    text = json.dumps(nan_to_none(data), allow_nan=False, separators=(",", ":"))
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 

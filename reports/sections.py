@@ -10,11 +10,10 @@ import plotly.graph_objects as go
 
 from rtcap.reports.compare import METHOD, comparison_frame
 from rtcap.reports.content import Report
-from rtcap.reports.figures import MIB, fmt_num
 from rtcap.reports.headline import Fact, Sentence
-from rtcap.reports.page import esc, fmt_rate, fmt_ratio, fmt_seconds, table
+from rtcap.reports.page import esc, table
 from rtcap.reports.tradeoff import INF, tradeoff_figure
-from rtcap.reports.wire import fmt_bytes
+from rtcap.reports.units import MIB, fmt_bytes, fmt_num, fmt_ratio, fmt_seconds, fmt_update_rate
 
 TRADEOFF_NOTE = (
     "For the same viewers and the same freshness: polling asks once per interval whether or not anything "
@@ -109,7 +108,7 @@ def _n(be: Mapping[str, Any], X: float, ci: bool) -> tuple[str, str]:
     if n in (INF, 0):
         return ("push always cheaper", "–") if n == INF else ("push never cheaper", "–")
     rng = f" ({fmt_ratio(be['lo'])}-{fmt_ratio(be['hi'])})" if ci and be["lo"] != be["hi"] else ""
-    return f"{fmt_ratio(n)}{rng}", fmt_rate(n / X)
+    return f"{fmt_ratio(n)}{rng}", fmt_update_rate(n / X)
 
 
 def break_even_frame(tr: Mapping[str, Any], params: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
@@ -140,7 +139,7 @@ def tradeoff_section(report: Report) -> str:
             continue
         if tr["costs"]:
             parts.append(f"<h4>What {fmt_num(tr['viewers'])} viewers cost at this run's "
-                         f"{fmt_rate(tr['update_rate_per_s'])}</h4>{table(costs_frame(tr))}")
+                         f"{fmt_update_rate(tr['update_rate_per_s'])}</h4>{table(costs_frame(tr))}")
         parts.append(f"<h4>Break-even</h4>{table(break_even_frame(tr, params))}")
         parts.append(fig_div(tradeoff_figure(tr, params)))
         parts.append(f'<p class="note">Poll interval: {esc(tr["poll_interval_source"])}. Update rate: '

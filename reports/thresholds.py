@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from rtcap.reports.flags import GENERATOR_FLAGS, TARGET_FLAGS, UNMEASURED_FLAGS, reasons, split_flags
-from rtcap.reports.wire import finite, fmt_bytes
+from rtcap.reports.units import finite, fmt_bytes
 
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
     "<=": operator.le, ">=": operator.ge, "==": operator.eq, "<": operator.lt, ">": operator.gt,

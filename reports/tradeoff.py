@@ -28,9 +28,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from rtcap.reports.figures import HEIGHT, transport_color
-from rtcap.reports.page import fmt_rate, fmt_ratio, fmt_seconds
 from rtcap.reports.params import feed_transports
-from rtcap.reports.wire import finite
+from rtcap.reports.units import finite, fmt_ratio, fmt_seconds, fmt_update_rate
 
 INF = math.inf
 
@@ -171,7 +170,7 @@ def tradeoff_sentence(tr: Mapping[str, Any], params: Mapping[str, Mapping[str, A
     if u:
         n0 = u * X
         verdicts = ", ".join(f"{params[be['push']]['name']} {_verdict(be, n0)}" for be in pairs)
-        text += f"; at this run's {fmt_ratio(n0)} per interval ({fmt_rate(u)}), push is cheaper: {verdicts}"
+        text += f"; at this run's {fmt_ratio(n0)} per interval ({fmt_update_rate(u)}), push is cheaper: {verdicts}"
     return text + "."
 
 
@@ -217,14 +216,15 @@ def tradeoff_figure(tr: Mapping[str, Any], params: Mapping[str, Mapping[str, Any
                                                                            "color": transport_color(be["push"])},
                 meta={"kind": "break-even", "polling": be["polling"], "push": be["push"], "what": key},
                 hovertemplate=(f"{params[be['push']]['name']} = {params[be['polling']]['name']} in {key} at "
-                               f"{fmt_rate(n / X)} ({fmt_ratio(n)} per poll interval)<extra></extra>")), row=1, col=col)
+                               f"{fmt_update_rate(n / X)} ({fmt_ratio(n)} per poll interval)<extra></extra>")),
+                row=1, col=col)
     if tr["update_rate_per_s"]:
         for col in (1, 2):
             ys = [tr_y for tr_y in (t.y for t in fig.data if t.xaxis == ("x" if col == 1 else "x2")) for tr_y in tr_y
                   if tr_y]
             if ys:
                 fig.add_trace(go.Scatter(x=[tr["update_rate_per_s"]] * 2, y=[min(ys), max(ys)], mode="lines",
-                                         name=f"this run: {fmt_rate(tr['update_rate_per_s'])}",
+                                         name=f"this run: {fmt_update_rate(tr['update_rate_per_s'])}",
                                          showlegend=col == 1, line={"color": "#444", "dash": "dot"},
                                          meta={"kind": "run-rate"}, hoverinfo="name"), row=1, col=col)
     fig.update_layout(title="Connections vs requests: cost against update rate", template="plotly_white",

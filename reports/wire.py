@@ -6,13 +6,11 @@ five minutes; this module puts the same columns on measured steps, one row per t
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
 
-from rtcap.targets.transports import REGISTRY, get
+from rtcap.reports.units import finite, fmt_bytes, fmt_ms, ordered_transports, transport_name
 
 WINDOW_S = 300.0
 TITLE = "Bytes on the wire per client, per 5 minutes"
@@ -28,43 +26,6 @@ EXPLANATION = (
     "event the wire bytes divided by the events delivered.")
 FIELDS = ("bytes_per_client_5min", "overhead_per_client_5min", "payload_per_client_5min",
           "latency_mean_ms", "bytes_per_event", "valid_steps", "steps")
-
-
-def transport_name(transport: str) -> str:
-    """Readable name of a transport ("ws" -> "WebSocket"); a name rtcap does not know (a run directory another
-    tool wrote) stays as it is."""
-    record = get(transport)
-    return transport if record is None else record.display
-
-
-def fmt_bytes(value: Any) -> str:
-    """Bytes in human units (B, KiB, MiB, GiB); unknown values become an en dash."""
-    f = finite(value)
-    if f is None:
-        return "–"
-    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if abs(f) >= size:
-            return f"{f / size:,.1f} {unit}"
-    return f"{f:,.0f} B"
-
-
-def fmt_ms(value: Any) -> str:
-    """A duration given in ms, as ms below one second and as s above."""
-    f = finite(value)
-    if f is None:
-        return "–"
-    if abs(f) >= 1000:
-        return f"{f / 1000:,.2f} s"
-    return f"{f:.1f} ms" if abs(f) < 10 else f"{f:,.0f} ms"
-
-
-def finite(value: Any) -> float | None:
-    """A finite float or None, so NaN never reaches a table or JSON."""
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
 
 
 def _median(values: pd.Series) -> float | None:
@@ -121,13 +82,6 @@ def transport_wire(steps: pd.DataFrame) -> dict[str, Any]:
         "valid_steps": int(len(valid)),
         "steps": int(len(steps)),
     }
-
-
-def ordered_transports(transports: Sequence[str]) -> list[str]:
-    """Polling first, from most to least wasteful, then push (targets/transports.py `shown`); unknown ones last."""
-    present = list(dict.fromkeys(transports))
-    known = [t.name for t in sorted(REGISTRY, key=lambda t: t.shown) if t.name in present]
-    return known + [t for t in present if t not in known]
 
 
 def wire_numbers(steps: pd.DataFrame) -> pd.DataFrame:

@@ -14,7 +14,7 @@ import pytest
 from rtcap.loadtests.run.check import check_transport
 from rtcap.loadtests.cli import build_parser
 from rtcap.loadtests.run.sweep import RunError, RunOptions, load_target, locust_command
-from rtcap.reports import figures, slo, wire
+from rtcap.reports import slo, units
 from rtcap.targets import adapter as adapters
 from rtcap.targets.transports import NAMES, REGISTRY, RUN_DEFAULT, Transport, UnknownTransport, checked, lookup
 
@@ -130,10 +130,10 @@ def test_rtcap_run_starts_the_registry_user(tmp_path: Path) -> None:
 
 
 def test_the_report_names_orders_and_limits_from_the_registry() -> None:
-    assert [wire.transport_name(t.name) for t in REGISTRY] == [t.display for t in REGISTRY]
+    assert [units.transport_name(t.name) for t in REGISTRY] == [t.display for t in REGISTRY]
     shown = [t.name for t in sorted(REGISTRY, key=lambda t: t.shown)]
-    assert wire.ordered_transports([*reversed(NAMES), "custom"]) == [*shown, "custom"]
-    assert {t.name: figures.throughput_kind(t.name) for t in REGISTRY} == {
+    assert units.ordered_transports([*reversed(NAMES), "custom"]) == [*shown, "custom"]
+    assert {t.name: units.throughput_kind(t.name) for t in REGISTRY} == {
         t.name: "poll" if t.polled or t.request_response else "push" for t in REGISTRY}
     assert set(slo.limits(1000, 1.0, 250, NAMES)) == {t.name for t in REGISTRY if t.interval}
 

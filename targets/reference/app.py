@@ -17,6 +17,7 @@ from .calibration import Calibration
 from .config import TargetConfig
 from .hub import Hub
 from .metrics import Metrics
+from .ndjson import add_ndjson_route
 from .polling import add_polling_routes
 from .rpc import add_rpc_routes
 from .sse import add_sse_route
@@ -83,6 +84,7 @@ def create_app(config: TargetConfig | None = None) -> FastAPI:
 
     add_polling_routes(app, hub, config, calibration)
     add_sse_route(app, hub, config, calibration)
+    add_ndjson_route(app, hub, config, calibration)
     add_ws_routes(app, hub, config, calibration)
     add_rpc_routes(app, hub, config)
     return app

@@ -4,7 +4,7 @@ A load tool that reports "34 KiB per connection, p50 35 ms, no loss" is only tru
 reports the known answer when there is one. These knobs make the reference target produce one:
 
 Ballast (`--ballast BYTES`, per transport `--ballast-sse/-ws/-chat`)
-    Every open streaming connection (sse, ws, chat; not polls or long polls) holds BYTES of extra,
+    Every open streaming connection (sse, ndjson, ws, chat; not polls or long polls) holds BYTES of extra,
     really resident memory from admission until it closes: a private anonymous mapping of its own
     with every page written, unmapped when the connection ends (so RSS goes down again, and freed
     ballast is never reused by anything else). The kernel rounds it up to whole pages: use
@@ -14,7 +14,7 @@ Ballast (`--ballast BYTES`, per transport `--ballast-sse/-ws/-chat`)
 Delay (`--delay-ms D`)
     No event leaves the server earlier than D ms after its publish time; the event's `ts` stays the
     publish time, so measured delivery latency shifts by D.
-    - Push (sse, ws feed, chat: room messages and subscribed channel events): each connection's
+    - Push (sse, ndjson, ws feed, chat: room messages and subscribed channel events): each connection's
       sender waits until `event.ts + D` before writing the event. The wait is relative to each
       event's own ts, so a run of events never accumulates delay, and order is kept (one sender
       per connection, events in queue order; control frames queued behind an event wait with it).
@@ -30,9 +30,9 @@ Delay (`--delay-ms D`)
 Faults (`--drop-every N`, `--duplicate-every N`, `--swap-every N`; 0 = off)
     Defined by seq alone, so the number injected in any window is computable from the seq range a
     client saw: an event is a drop / duplicate / swap candidate when `seq % N == 0`. They apply to
-    the sse stream, the ws feed and polls (/poll, long polls, /state); never to chat (room
+    the sse and ndjson streams, the ws feed and polls (/poll, long polls, /state); never to chat (room
     messages, or channel events subscribed over /ws/chat).
-    - drop: the event is never written, on live delivery, SSE Last-Event-ID replay, ws `since`
+    - drop: the event is never written, on live delivery, SSE Last-Event-ID and ndjson `since` replay, ws `since`
       replay and `resume`, and in every poll response. It stays in the channel buffer (the channel
       seq, ETags and poll cursors are unchanged), but no replay ever sends it: the rule is by seq,
       so with N=10 and 100 events seen, exactly 10 are missing. A long poll woken only by dropped
@@ -55,7 +55,7 @@ Faults (`--drop-every N`, `--duplicate-every N`, `--swap-every N`; 0 = off)
     writes a seq twice; a resume on a new ws connection (`?since=`) behaves like SSE.
 
 Counts
-    `rtcap_injected_total{kind="drop"|"duplicate"|"swap", transport="poll"|"longpoll"|"sse"|"ws"}`
+    `rtcap_injected_total{kind="drop"|"duplicate"|"swap", transport="poll"|"longpoll"|"sse"|"ndjson"|"ws"}`
     in /metrics, and the same numbers under "calibration" in /healthz, count what was injected per
     connection or poll response: one drop per event not written to one client, one duplicate per
     extra copy written, one swap per pair written in swapped order. /state counts as "poll".

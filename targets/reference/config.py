@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass, field
 
 from .access import is_loopback, normalise_origin
+from .metrics import STREAM_TRANSPORTS
 
 # Channel and room names end up in ETag headers and Prometheus label values, so keep them
 # to characters that need no quoting in either place.
@@ -116,11 +117,11 @@ class TargetConfig:
             raise ValueError("; ".join(problems))
 
     def ballast_for(self, transport: str) -> int:
-        """Bytes of ballast each open `transport` stream (sse, ws, chat) holds; 0 for anything else."""
-        override = {"sse": self.ballast_sse, "ws": self.ballast_ws, "chat": self.ballast_chat}
-        if transport not in override:
+        """Bytes of ballast each open `transport` stream (metrics.STREAM_TRANSPORTS: sse, ndjson, ws, chat) holds:
+        its own --ballast-T where it has one, else --ballast; 0 for anything else."""
+        if transport not in STREAM_TRANSPORTS:
             return 0
-        value = override[transport]
+        value = {"sse": self.ballast_sse, "ws": self.ballast_ws, "chat": self.ballast_chat}.get(transport)
         return self.ballast if value is None else value
 
     @property

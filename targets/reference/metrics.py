@@ -13,12 +13,18 @@ from prometheus_client import (
     generate_latest,
 )
 
-TRANSPORTS = ("poll", "longpoll", "sse", "ws", "chat", "rpc")
-STREAM_TRANSPORTS = ("sse", "ws", "chat")
+from rtcap.targets.transports import where
+
+HTTP_STREAMS = where(lambda t: t.kind == "held stream" and not t.websocket)
+"""Held streams on one HTTP response each (sse, ndjson): the reference serves every such transport rtcap
+measures as a stream of its own, so a new one is counted, ballasted and faulted like SSE without a list to edit.
+The other labels name the reference's own WebSocket handlers (signal and presence are served by ws and chat)."""
+TRANSPORTS = ("poll", "longpoll", *HTTP_STREAMS, "ws", "chat", "rpc")
+STREAM_TRANSPORTS = (*HTTP_STREAMS, "ws", "chat")
 SOCKET_TRANSPORTS = (*STREAM_TRANSPORTS, "rpc")  # held connections that can be rejected or dropped
 # Calibration faults (calibration.py) and the transports they apply to.
 FAULT_KINDS = ("drop", "duplicate", "swap")
-FAULT_TRANSPORTS = ("poll", "longpoll", "sse", "ws")
+FAULT_TRANSPORTS = ("poll", "longpoll", *HTTP_STREAMS, "ws")
 
 
 class Metrics:
@@ -33,7 +39,7 @@ class Metrics:
         ProcessCollector(registry=self.registry)
         self.open_connections = Gauge(
             "rtcap_open_connections",
-            "Open streams (sse, ws, chat) and in-flight poll requests (poll, longpoll).",
+            "Open streams (sse, ndjson, ws, chat) and in-flight poll requests (poll, longpoll).",
             ["transport"],
             registry=self.registry,
         )

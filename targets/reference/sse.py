@@ -34,9 +34,26 @@ def _parse_seq(value: str | None) -> int | None:
 
 
 class EventStream(Response):
-    """ASGI response that streams one subscriber's events as text/event-stream."""
+    """ASGI response that streams one subscriber's events on a held response, as text/event-stream.
 
+    Admission, accounting, ballast, calibration, heartbeats and disconnect handling are the same for every held
+    HTTP stream; a subclass changes only the framing (`transport`, `content_type`, `preamble`, `keepalive`,
+    `frame`), as the NDJSON route does."""
+
+    transport = "sse"
     media_type = "text/event-stream"
+    content_type = b"text/event-stream; charset=utf-8"
+    keepalive = b": hb\n\n"
+    """Written when the stream has been quiet for --heartbeat seconds: keeps proxies and idle timers from
+    closing it."""
+
+    def preamble(self) -> bytes:
+        """Written once, before the replay: the reconnect delay EventSource should use."""
+        return b"retry: %d\n\n" % self.retry_ms
+
+    def frame(self, events: list[Event]) -> bytes:
+        """The wire form of events written together."""
+        return b"".join(e.sse_frame() for e in events)
 
     def __init__(
         self,
@@ -51,7 +68,7 @@ class EventStream(Response):
         self.status_code = 200
         self.background = None
         self.raw_headers = [
-            (b"content-type", b"text/event-stream; charset=utf-8"),
+            (b"content-type", self.content_type),
             (b"cache-control", b"no-cache"),
             (b"x-accel-buffering", b"no"),
         ]
@@ -76,10 +93,10 @@ class EventStream(Response):
             self.hub.disconnect(self.sub)
 
     async def _write(self, send: Send, replay: list[Event]) -> None:
-        delivered = self.hub.metrics.delivered["sse"]
-        head = b"retry: %d\n\n" % self.retry_ms
-        body = head + b"".join(e.sse_frame() for e in replay)
-        await send({"type": "http.response.body", "body": body, "more_body": True})
+        delivered = self.hub.metrics.delivered[self.transport]
+        body = self.preamble() + self.frame(replay)
+        if body:
+            await send({"type": "http.response.body", "body": body, "more_body": True})
         delivered.inc(len(replay))
         queue: asyncio.Queue[Any] = self.sub.queue
         while True:
@@ -90,16 +107,15 @@ class EventStream(Response):
                     else:
                         event = await queue.get()
                 except TimeoutError:
-                    # Keeps proxies and idle timers from closing a quiet stream.
-                    await send({"type": "http.response.body", "body": b": hb\n\n", "more_body": True})
+                    await send({"type": "http.response.body", "body": self.keepalive, "more_body": True})
                     continue
             else:
                 event = queue.get_nowait()
-            frames = [event.sse_frame()]
-            while len(frames) < MAX_BATCH and not queue.empty():
-                frames.append(queue.get_nowait().sse_frame())
-            await send({"type": "http.response.body", "body": b"".join(frames), "more_body": True})
-            delivered.inc(len(frames))
+            batch = [event]
+            while len(batch) < MAX_BATCH and not queue.empty():
+                batch.append(queue.get_nowait())
+            await send({"type": "http.response.body", "body": self.frame(batch), "more_body": True})
+            delivered.inc(len(batch))
 
     async def _next(self, send: Send, queue: asyncio.Queue[Any]) -> Event:
         """The next queued event, sending heartbeats while the stream is quiet."""
@@ -111,7 +127,7 @@ class EventStream(Response):
             try:
                 return await asyncio.wait_for(queue.get(), self.heartbeat)
             except TimeoutError:
-                await send({"type": "http.response.body", "body": b": hb\n\n", "more_body": True})
+                await send({"type": "http.response.body", "body": self.keepalive, "more_body": True})
 
     async def _write_calibrated(self, send: Send, replay: list[Event]) -> None:
         """_write() under the calibration knobs: each event written once it is delay old, faults applied.
@@ -120,10 +136,12 @@ class EventStream(Response):
         """
         cal = self.calibration
         assert cal is not None
-        delivered = self.hub.metrics.delivered["sse"]
-        injector = cal.injector("sse")
+        delivered = self.hub.metrics.delivered[self.transport]
+        injector = cal.injector(self.transport)
         delay = cal.delay
-        await send({"type": "http.response.body", "body": b"retry: %d\n\n" % self.retry_ms, "more_body": True})
+        preamble = self.preamble()
+        if preamble:
+            await send({"type": "http.response.body", "body": preamble, "more_body": True})
         queue: asyncio.Queue[Any] = self.sub.queue
         backlog: deque[Event] = deque(replay)  # replay first, then at most one live event put back
         while True:
@@ -144,10 +162,21 @@ class EventStream(Response):
                     break
                 out += injector.apply(nxt) if injector is not None else [nxt]
             if out:
-                await send(
-                    {"type": "http.response.body", "body": b"".join(e.sse_frame() for e in out), "more_body": True}
-                )
+                await send({"type": "http.response.body", "body": self.frame(out), "more_body": True})
                 delivered.inc(len(out))
+
+
+def admit(hub: Hub, channel: str, transport: str, config: TargetConfig) -> Subscriber | Response:
+    """A stream slot for a new subscriber, or the refusal to send: 429 past --max-channels (before a slot is
+    taken: channels are never freed), 503 with Retry-After past --max-connections."""
+    refused = too_many(hub, channel)
+    if refused is not None:
+        return refused
+    sub = hub.connect(transport)
+    if sub is None:
+        return Response(json.dumps({"error": "too many connections"}), status_code=503, media_type="application/json",
+                        headers={"Retry-After": str(max(1, config.retry_ms // 1000))})
+    return sub
 
 
 def add_sse_route(app: FastAPI, hub: Hub, config: TargetConfig, calibration: Calibration | None = None) -> None:
@@ -162,15 +191,7 @@ def add_sse_route(app: FastAPI, hub: Hub, config: TargetConfig, calibration: Cal
         """Stream a channel as Server-Sent Events, replaying after Last-Event-ID if given."""
         # The header is what EventSource sends on reconnect, so it wins over the query parameter.
         since = _parse_seq(request.headers.get("last-event-id", last_event_id))
-        refused = too_many(hub, channel)  # before a stream slot is taken; channels are never freed
-        if refused is not None:
-            return refused
-        sub = hub.connect("sse")
-        if sub is None:
-            return Response(
-                json.dumps({"error": "too many connections"}),
-                status_code=503,
-                media_type="application/json",
-                headers={"Retry-After": str(max(1, config.retry_ms // 1000))},
-            )
+        sub = admit(hub, channel, EventStream.transport, config)
+        if isinstance(sub, Response):
+            return sub
         return EventStream(hub, sub, channel, since, config, calibration)

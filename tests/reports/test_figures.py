@@ -1,7 +1,9 @@
-"""Tests for rtcap.reports.figures: inspect fig.to_dict(), never rendered output."""
+"""Tests for rtcap.reports.figures: inspect fig.to_dict(), never rendered output, except the last two, which render
+the page to check that figures.FIGURES is how a figure gets into it."""
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 from typing import Any
 
@@ -142,12 +144,6 @@ def test_headline_frame_has_units(run_dir: Path) -> None:
     assert table["type"] == "table" and "max connections" in table["header"]["values"]
 
 
-def test_fmt_num() -> None:
-    assert figures.fmt_num(1234.5, 1) == "1,234.5"
-    assert figures.fmt_num(None) == "–" and figures.fmt_num(float("nan")) == "–"
-    assert figures.fmt_num(20480, 1, 1024) == "20.0"
-
-
 def bands(fig: Any) -> list[tuple[dict, dict]]:
     """(shape, annotation) pairs of the invalid-step bands, matched by position."""
     layout = fig.to_dict()["layout"]
@@ -248,3 +244,41 @@ def test_polled_transports_get_their_own_slo_line() -> None:
     slo = {"delivery_p99_ms": 1000.0, "error_rate": 0.01, "delivery_p99_ms_by_transport": {"poll": 1250.0}}
     lines = {t.name: t.y[0] for t in latency_figure(steps, 1000.0, slo).data if (t.meta or {}).get("kind") == "slo"}
     assert lines == {"SLO: p99 ≤ 1,000 ms": 1000.0, "SLO (poll): staleness p99 ≤ 1,250 ms": 1250.0}
+
+
+def test_the_page_draws_the_figures_table_in_order(run_dir: Path) -> None:
+    from rtcap.reports.content import build_report
+    from rtcap.reports.html import render_html
+
+    assert [spec.key for spec in figures.FIGURES] == ["memory", "throughput", "latency", "cpu", "timeline"]
+    page = render_html(build_report([run_dir]))
+    places = [page.index(f'<section id="fig-{spec.key}">') for spec in figures.FIGURES]
+    assert places == sorted(places)
+    for spec in figures.FIGURES:
+        section = page[page.index(f'<section id="fig-{spec.key}">'):]
+        assert section.index(html.escape(spec.note)) < section.index("</section>")
+
+
+def test_a_new_figure_is_one_entry_in_the_table(run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The only path for a figure into the page: a builder and a ReportFigure in figures.FIGURES."""
+    import plotly.graph_objects as go
+
+    from rtcap.reports.content import build_report
+    from rtcap.reports.html import render_html
+
+    def users_figure(data: figures.FigureData) -> go.Figure:
+        fig = go.Figure(go.Scatter(x=data.steps["connections"].tolist(), y=data.steps["users"].tolist(),
+                                   name="users-trace", mode="markers"))
+        return fig.update_layout(title="Users asked for vs connections held", height=figures.HEIGHT)
+
+    tiny = figures.ReportFigure("users", users_figure, "One marker per step: users asked for against connections.")
+    never = figures.ReportFigure("never", users_figure, "Not for these runs.", applies=lambda data: False)
+    monkeypatch.setattr(figures, "FIGURES", [*figures.FIGURES, tiny, never])
+    page = render_html(build_report([run_dir]))
+    section = page[page.index('<section id="fig-users">'):]
+    section = section[:section.index("</section>")]
+    assert "<h2>Users asked for vs connections held</h2>" in section
+    assert '<p class="note">One marker per step: users asked for against connections.</p>' in section
+    assert 'class="plotly-graph-div"' in section and "users-trace" in section
+    assert page.index('id="fig-timeline"') < page.index('id="fig-users"')
+    assert 'id="fig-never"' not in page

@@ -8,7 +8,7 @@ import pandas as pd
 
 from rtcap.reports.content import build_report
 from rtcap.reports.headline import Fact, Sentence, transport_sentence
-from rtcap.reports.page import fmt_cpu
+from rtcap.reports.units import fmt_cpu
 
 
 def by_transport(run_dir: Path) -> dict[str, Sentence]:

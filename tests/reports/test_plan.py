@@ -18,8 +18,9 @@ from rtcap.loadtests.cli import main as rtcap_main
 from rtcap.reports import plan
 from rtcap.reports.plan import (PlanInputError, PlanInputs, connections_at_slo, plan_transport, run_models,
                           transport_model)
-from rtcap.reports.plan_cli import fmt_int, fmt_range, main
+from rtcap.reports.plan_cli import fmt_range, main
 from rtcap.reports.rundir import load_run
+from rtcap.reports.units import fmt_int_or_no_limit
 from tests.reports.conftest import MIB, TRUTH, truth_steps
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -136,9 +137,9 @@ def test_unmeasured_and_infeasible() -> None:
 
 
 def test_fmt_range() -> None:
-    assert fmt_range([1, 1, 1], fmt_int) == "1"
-    assert fmt_range([6189, 3122, 2088], fmt_int) == "3,122 (2,088–6,189)"
-    assert fmt_range([None, 5, 3], fmt_int) == "5 (3–no limit)"
+    assert fmt_range([1, 1, 1], fmt_int_or_no_limit) == "1"
+    assert fmt_range([6189, 3122, 2088], fmt_int_or_no_limit) == "3,122 (2,088–6,189)"
+    assert fmt_range([None, 5, 3], fmt_int_or_no_limit) == "5 (3–no limit)"
 
 
 def test_models_from_truth_run(run_dir: Path) -> None:

@@ -97,26 +97,6 @@ def test_two_runs_one_row_each_and_one_baseline(run_dir: Path, old_run_dir: Path
     assert "Delta polling (old)" in notes[0]
 
 
-@pytest.mark.parametrize(("value", "text"), [
-    (852, "852 B"), (68 * 1024, "68.0 KiB"), (282 * 1024 + 512, "282.5 KiB"), (3 * 2**20, "3.0 MiB"),
-    (None, "–"), (float("nan"), "–")])
-def test_fmt_bytes(value: float | None, text: str) -> None:
-    assert wire.fmt_bytes(value) == text
-
-
-@pytest.mark.parametrize(("value", "text"), [
-    (5.83, "5.8 ms"), (200, "200 ms"), (5000, "5.00 s"), (None, "–")])
-def test_fmt_ms(value: float | None, text: str) -> None:
-    assert wire.fmt_ms(value) == text
-
-
-def test_transport_names_and_order() -> None:
-    assert wire.ordered_transports(["ws", "custom", "sse", "chat", "poll", "longpoll", "state"]) == [
-        "state", "poll", "longpoll", "sse", "ws", "chat", "custom"]
-    assert [wire.transport_name(t) for t in ("state", "poll", "longpoll", "sse", "ws", "chat", "x")] == [
-        "Full-state polling", "Delta polling", "Long polling", "SSE", "WebSocket", "WebSocket chat", "x"]
-
-
 def test_zero_payload_means_not_counted() -> None:
     # The collect stage writes payload 0 and no overhead for clients that do not count payload.
     steps = pd.DataFrame({

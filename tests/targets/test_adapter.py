@@ -71,6 +71,7 @@ def test_reference_adapter_describes_every_transport(reference: TargetAdapter) -
         "longpoll": "http://127.0.0.1:8123/poll?channel=live&since=7&wait=25",
         "state": "http://127.0.0.1:8123/state?channel=live",
         "sse": "http://127.0.0.1:8123/sse?channel=live",
+        "ndjson": "http://127.0.0.1:8123/ndjson?channel=live",
         "ws": "ws://127.0.0.1:8123/ws?channel=live",
         "chat": "ws://127.0.0.1:8123/ws/chat?room=lobby",
         "signal": "ws://127.0.0.1:8123/ws?channel=live&notify=1",

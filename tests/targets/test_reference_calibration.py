@@ -201,7 +201,7 @@ def test_app_exports_injected_counters_at_zero() -> None:
     for kind in KINDS:
         for transport in ("poll", "longpoll", "sse", "ws"):
             assert registry.get_sample_value("rtcap_injected_total", {"kind": kind, "transport": transport}) == 0
-    assert app.state.calibration.describe(0)["injected"]["drop"] == {"poll": 0, "longpoll": 0, "sse": 0, "ws": 0}
+    assert app.state.calibration.describe(0)["injected"]["drop"] == {"poll": 0, "longpoll": 0, "sse": 0, "ndjson": 0, "ws": 0}
 
 
 # ---------------------------------------------------------------- ballast
@@ -210,7 +210,7 @@ def test_app_exports_injected_counters_at_zero() -> None:
 def test_ballast_memory_is_resident_per_connection(start_target: Callable[..., Target]) -> None:
     t = start_target("--rate", "0", "--ballast", str(MiB))
     health = t.get_json("/healthz")["calibration"]
-    assert health["ballast_bytes"] == {"sse": MiB, "ws": MiB, "chat": MiB} and health["ballast_held_bytes"] == 0
+    assert health["ballast_bytes"] == {"sse": MiB, "ndjson": MiB, "ws": MiB, "chat": MiB} and health["ballast_held_bytes"] == 0
     proc = psutil.Process(t.pid)
 
     def open_all(n: int) -> tuple[list[SSEStream], list[Any]]:

@@ -186,7 +186,7 @@ def test_metrics_exposition_parses(target: Any, channel: str) -> None:
     assert families["rtcap_open_connections"].type == "gauge"
     assert families["rtcap_events_published"].type == "counter"
     transports = {s.labels["transport"] for s in families["rtcap_open_connections"].samples}
-    assert transports == {"poll", "longpoll", "sse", "ws", "chat", "rpc"}
+    assert transports == {"poll", "longpoll", "sse", "ndjson", "ws", "chat", "rpc"}
     published = {
         s.labels["channel"]: s.value for s in families["rtcap_events_published"].samples if s.name.endswith("_total")
     }
