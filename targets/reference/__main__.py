@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from .access import normalise_origin
 from .config import LOG_LEVELS, MAX_CACHE_TTL_S, MAX_DELAY_MS, TargetConfig, valid_name
+from .metrics import STREAM_TRANSPORTS
 
 TOKEN_ENV = "RTCAP_PUBLISH_TOKEN"
 
@@ -201,10 +202,10 @@ def add_calibration_arguments(parser: argparse.ArgumentParser) -> None:
         type=_number(int, 0),
         default=d.ballast,
         metavar="BYTES",
-        help="resident bytes every open sse, ws and chat connection holds until it closes; the "
+        help=f"resident bytes every open {', '.join(STREAM_TRANSPORTS)} connection holds until it closes; the "
         f"memory-per-connection slope grows by exactly this (default {d.ballast})",
     )
-    for transport in ("sse", "ws", "chat"):
+    for transport in STREAM_TRANSPORTS:
         group.add_argument(
             f"--ballast-{transport}",
             type=_number(int, 0),
@@ -257,9 +258,8 @@ def config_from_args(args: argparse.Namespace) -> TargetConfig:
         cache_ttl=args.cache_ttl,
         state_validators=args.state_validators,
         ballast=args.ballast,
-        ballast_sse=args.ballast_sse,
-        ballast_ws=args.ballast_ws,
-        ballast_chat=args.ballast_chat,
+        ballast_by={t: getattr(args, f"ballast_{t}") for t in STREAM_TRANSPORTS
+                    if getattr(args, f"ballast_{t}") is not None},
         delay_ms=args.delay_ms,
         drop_every=args.drop_every,
         duplicate_every=args.duplicate_every,

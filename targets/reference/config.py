@@ -52,9 +52,7 @@ class TargetConfig:
     state_validators: bool = False  # /state sends ETag/Last-Modified and answers 304, as with ?conditional=1
     # Calibration knobs (calibration.py); all 0/None leaves the target exactly as without them.
     ballast: int = 0
-    ballast_sse: int | None = None  # None: use `ballast`
-    ballast_ws: int | None = None
-    ballast_chat: int | None = None
+    ballast_by: dict[str, int] = field(default_factory=dict)  # per stream transport (--ballast-T), else `ballast`
     delay_ms: float = 0.0
     drop_every: int = 0
     duplicate_every: int = 0
@@ -103,10 +101,11 @@ class TargetConfig:
         for name in ("ballast", "drop_every", "duplicate_every", "swap_every"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0 (0 disables), got {getattr(self, name)}")
-        for name in ("ballast_sse", "ballast_ws", "ballast_chat"):
-            value = getattr(self, name)
-            if value is not None and value < 0:
-                problems.append(f"{name} must be >= 0 (or None to use ballast), got {value}")
+        for transport, value in self.ballast_by.items():
+            if transport not in STREAM_TRANSPORTS:
+                problems.append(f"ballast_by: {transport!r} holds no stream; choose from {', '.join(STREAM_TRANSPORTS)}")
+            elif value < 0:
+                problems.append(f"ballast_by[{transport!r}] must be >= 0, got {value}")
         if not 0 <= self.delay_ms <= MAX_DELAY_MS:  # also rejects NaN
             problems.append(f"delay_ms must be 0..{MAX_DELAY_MS:g}, got {self.delay_ms}")
         if not 0 <= self.cache_ttl <= MAX_CACHE_TTL_S:  # also rejects NaN
@@ -121,8 +120,7 @@ class TargetConfig:
         its own --ballast-T where it has one, else --ballast; 0 for anything else."""
         if transport not in STREAM_TRANSPORTS:
             return 0
-        value = {"sse": self.ballast_sse, "ws": self.ballast_ws, "chat": self.ballast_chat}.get(transport)
-        return self.ballast if value is None else value
+        return self.ballast_by.get(transport, self.ballast)
 
     @property
     def calibrated(self) -> bool:

@@ -132,9 +132,10 @@ def test_invalid_calibration_flags_are_argparse_errors(
     "bad",
     [
         {"ballast": -1},
-        {"ballast_sse": -1},
-        {"ballast_ws": -1},
-        {"ballast_chat": -1},
+        {"ballast_by": {"sse": -1}},
+        {"ballast_by": {"ndjson": -1}},
+        {"ballast_by": {"chat": -1}},
+        {"ballast_by": {"poll": 1}},
         {"delay_ms": -0.5},
         {"delay_ms": float("nan")},
         {"drop_every": -1},
