@@ -12,14 +12,13 @@ from plotly.offline import get_plotlyjs
 
 from rtcap.reports import figures, patterns, wire
 from rtcap.reports.content import Report, build_report
-from rtcap.reports.headline import transport_sentence
 from rtcap.reports.page import esc as _e
 from rtcap.reports.page import table as _table
 from rtcap.reports.planner_html import planner_section
 from rtcap.reports.rundir import Run
 from rtcap.reports.sections import comparison_section, fig_div, findings_section, headline_section, tradeoff_section
 
-__all__ = ["render_html", "render_report", "transport_sentence"]
+__all__ = ["render_html", "render_report"]
 
 CSS = """body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1200px;color:#222}
 table{border-collapse:collapse;font-size:.9rem}td,th{border:1px solid #ccc;padding:.25rem .5rem}

@@ -13,14 +13,14 @@ import pandas as pd
 
 from rtcap.reports import model, wire
 from rtcap.reports import slo as slo_rule
-from rtcap.reports.flags import (FLAG_WORDS, GENERATOR_LAGGING, MEMORY_UNSETTLED, TARGET_FLAGS, distinct, has_flag,
+from rtcap.reports.flags import (GENERATOR_LAGGING, MEMORY_UNSETTLED, TARGET_FLAGS, distinct, has_flag,
                            split_flags, words)
 from rtcap.reports.rundir import META_FILE, STEPS_FILE, SUMMARY_FILE, RunDirError, read_json, read_steps
 from rtcap.reports.units import finite as _num
 from rtcap.targets.transports import get
 
 SLO_KEYS = ("delivery_p99_ms", "error_rate")
-__all__ = ["FLAG_WORDS", "Markdown", "build_summary", "check_slo", "md_code", "md_text", "summarize_transport",
+__all__ = ["Markdown", "build_summary", "check_slo", "md_code", "md_text", "summarize_transport",
            "transport_order", "write_summary"]
 
 
