@@ -132,7 +132,7 @@ OPTIONS: tuple[Option, ...] = (
     _o(dest="hold", run="--hold", locust="--step-hold", type=v.number(float, 0, v.MAX_SECONDS, above=True),
        default=15.0, help="seconds each step holds after its users are running"),
     _o(dest="settle", run="--settle", locust="--step-settle", type=v.number(float, 0, v.MAX_SECONDS), default=2.0,
-       help="least seconds after a step's users run before measuring (at most a third of --hold)"),
+       shown="2, or a third of --hold if that is less", help="least seconds after a step's users run before measuring"),
     _o(dest="settle_max", run="--settle-max", locust="--step-settle-max", type=v.number(float, 0, v.MAX_SECONDS),
        default=30.0, help="then wait up to this many seconds for the target's memory to settle (0: fixed --settle; "
                           "needs the target's memory samples, which rtcap run records)"),
