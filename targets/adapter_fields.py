@@ -367,3 +367,11 @@ class KeyReader:
                 close = difflib.get_close_matches(name, self.known, 1)
                 hint = f"did you mean {close[0]!r}? " if close else ""
                 self.error(name, f"unknown key ({hint}expected one of: {', '.join(self.known)})")
+
+
+def parse_body(text: str | bytes) -> Any:
+    """A message as JSON when it is JSON, else as text (adapters may read either)."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text if isinstance(text, str) else text.decode("utf-8", errors="replace")

@@ -1,6 +1,6 @@
 """Which server the users talk to and how: the adapter from `--target FILE`, or the reference target at --host.
 
-Importable without Locust (the orchestrator uses `parse_body`); only `adapter_for` needs Locust's options.
+`adapter_for` reads Locust's options: only ever called inside a Locust process.
 """
 
 from __future__ import annotations
@@ -29,12 +29,3 @@ def adapter_for(environment: Any) -> TargetAdapter:
         _cache[key] = adapter
     return adapter
 
-
-def parse_body(text: str | bytes) -> Any:
-    """A message as JSON when it is JSON, else as text (adapters may read either)."""
-    import json
-
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text if isinstance(text, str) else text.decode("utf-8", errors="replace")

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from rtcap.loadtests.generator.targeting import parse_body
+from rtcap.targets.adapter_fields import parse_body
 from rtcap.loadtests.transports.checking import CheckFailed, Receiver
 from rtcap.loadtests.transports.http_client import HTTPConnection
 from rtcap.loadtests.transports.ws_client import WebSocketClient

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import h11
 
-from rtcap.loadtests.generator.targeting import parse_body
+from rtcap.targets.adapter_fields import parse_body
 from rtcap.loadtests.transports import metrics
 from rtcap.loadtests.transports.limits import for_settings
 from rtcap.loadtests.transports.ndjson_client import NDJSONClient, NDJSONConnectError, StreamClosed

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from rtcap.loadtests.generator.targeting import parse_body
+from rtcap.targets.adapter_fields import parse_body
 from rtcap.loadtests.transports.held_http import HeldResponse, HeldResponseError, StreamClosed
 from rtcap.loadtests.transports.limits import SSE_LINE_BYTES, LimitExceeded, size
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from rtcap.loadtests.generator.targeting import parse_body
+from rtcap.targets.adapter_fields import parse_body
 from rtcap.loadtests.transports.checking import CheckFailed, Receiver
 from rtcap.loadtests.transports.http_client import HTTPConnection
 

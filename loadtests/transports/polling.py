@@ -35,7 +35,8 @@ from rtcap.loadtests.transports.http_client import HTTPConnection, HTTPResponse
 from rtcap.loadtests.transports.limits import for_settings
 from rtcap.loadtests.generator.options import Settings
 from rtcap.loadtests.transports.seqtrack import SeqTracker
-from rtcap.loadtests.generator.targeting import adapter_for, parse_body
+from rtcap.loadtests.generator.targeting import adapter_for
+from rtcap.targets.adapter_fields import parse_body
 from rtcap.targets.adapter_fields import FieldError
 
 

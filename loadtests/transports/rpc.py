@@ -19,7 +19,7 @@ from gevent.event import Event
 
 from rtcap.loadtests.transports import metrics
 from rtcap.loadtests.transports.pacer import Pacer
-from rtcap.loadtests.generator.targeting import parse_body
+from rtcap.targets.adapter_fields import parse_body
 from rtcap.loadtests.transports.ws import _WebSocketUser
 from rtcap.loadtests.transports.ws_client import WebSocketClient
 

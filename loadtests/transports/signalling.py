@@ -17,7 +17,7 @@ import h11
 from rtcap.loadtests.transports import metrics
 from rtcap.loadtests.transports.http_client import HTTPConnection, HTTPResponse
 from rtcap.loadtests.transports.polling import PollError
-from rtcap.loadtests.generator.targeting import parse_body
+from rtcap.targets.adapter_fields import parse_body
 from rtcap.loadtests.transports.ws import _WebSocketUser
 from rtcap.loadtests.transports.ws_client import WebSocketClient
 from rtcap.targets.adapter_fields import FieldError

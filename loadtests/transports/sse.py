@@ -14,7 +14,7 @@ from rtcap.loadtests.transports.limits import for_settings
 from rtcap.loadtests.transports.sse_client import SSEClient, SSEConnectError, StreamClosed
 from rtcap.loadtests.transports.sse_parser import SSEEvent
 from rtcap.loadtests.transports.stream import StreamUser
-from rtcap.loadtests.generator.targeting import parse_body
+from rtcap.targets.adapter_fields import parse_body
 
 
 class SSEListener(StreamUser):

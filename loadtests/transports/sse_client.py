@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from rtcap.loadtests.generator.targeting import parse_body
+from rtcap.targets.adapter_fields import parse_body
 from rtcap.loadtests.transports.held_http import HeldResponse, HeldResponseError, StreamClosed
 from rtcap.loadtests.transports.limits import DEFAULT_LIMITS, Limits
 from rtcap.loadtests.transports.sse_parser import SSEComment, SSEEvent, SSEParser, SSERetry

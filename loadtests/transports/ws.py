@@ -19,7 +19,7 @@ import websocket
 from rtcap.loadtests.transports import metrics
 from rtcap.loadtests.transports.limits import for_settings
 from rtcap.loadtests.transports.stream import StreamUser
-from rtcap.loadtests.generator.targeting import parse_body
+from rtcap.targets.adapter_fields import parse_body
 from rtcap.loadtests.transports.ws_client import WebSocketClient, WebSocketClosed
 
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import websocket
 
-from rtcap.loadtests.generator.targeting import parse_body
+from rtcap.targets.adapter_fields import parse_body
 from rtcap.loadtests.transports.limits import DEFAULT_LIMITS, REDIRECT_STATUSES, LimitExceeded, Limits, redirect_error, size
 from rtcap.loadtests.transports.netio import CountingSocket, open_counting_connection
 

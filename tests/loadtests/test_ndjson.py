@@ -17,7 +17,7 @@ import pytest
 
 from rtcap.bench.proxy import CutProxy
 from rtcap.loadtests.cli import main
-from rtcap.loadtests.generator.targeting import parse_body
+from rtcap.targets.adapter_fields import parse_body
 from rtcap.loadtests.run.check import check_transport
 from rtcap.loadtests.transports.limits import LimitExceeded, Limits, for_settings
 from rtcap.loadtests.transports.ndjson_client import (
