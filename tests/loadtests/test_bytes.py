@@ -39,6 +39,19 @@ def proxy(quiet_target: str) -> Iterator[CutProxy]:
     proxy.close()
 
 
+def payload_expected(record: Path, sizes: dict[int, int], users: int, totals: dict) -> int:
+    """The payload bytes the subscribers' seq ranges add up to; each got every event from its first on, and the
+    delivered total is theirs."""
+    subs = subscribers(record)
+    assert len(subs) == users
+    expected = 0
+    for sub in subs:
+        assert sub["highest"] == EVENTS and sub["received"] == sub["highest"] - sub["first"] + 1
+        expected += sum(sizes[seq] for seq in range(sub["first"], sub["highest"] + 1))
+    assert totals["delivered"] == sum(sub["received"] for sub in subs) >= users * (EVENTS - 1)
+    return expected
+
+
 def publish(base_url: str, channel: str, count: int) -> None:
     for _ in range(count):
         request = urllib.request.Request(f"{base_url}/publish?channel={channel}", data=b'{"pad": "xyz"}',
@@ -121,12 +134,5 @@ def test_push_users_count_the_event_data_as_payload_bytes(quiet_target: str, tmp
     body = json.loads(urllib.request.urlopen(f"{quiet_target}/poll?channel={channel}&since=0", timeout=5).read())
     sizes = {event["seq"]: len(json.dumps(event, separators=(",", ":")).encode()) for event in body["events"]}
     assert len(sizes) == EVENTS
-    subs = subscribers(tmp_path)
-    assert len(subs) == users
-    expected = 0
-    for sub in subs:
-        assert sub["highest"] == EVENTS and sub["received"] == sub["highest"] - sub["first"] + 1
-        expected += sum(sizes[seq] for seq in range(sub["first"], sub["highest"] + 1))
-    assert totals["delivered"] == sum(sub["received"] for sub in subs) >= users * (EVENTS - 1)
-    assert totals.get("payload_bytes", 0) == expected
+    assert totals.get("payload_bytes", 0) == payload_expected(tmp_path, sizes, users, totals)
     assert totals["bytes_received"] > totals["payload_bytes"]  # framing and handshake are overhead
