@@ -9,7 +9,8 @@ import sys
 from collections.abc import Callable
 
 from .access import normalise_origin
-from .config import LOG_LEVELS, MAX_CACHE_TTL_S, MAX_DELAY_MS, TargetConfig, valid_name
+from .broker import broker_kind
+from .config import LOG_LEVELS, MAX_CACHE_TTL_S, MAX_DELAY_MS, MAX_WORKERS, TargetConfig, valid_name, workers_problem
 from .metrics import STREAM_TRANSPORTS
 
 TOKEN_ENV = "RTCAP_PUBLISH_TOKEN"
@@ -38,6 +39,14 @@ def _number(kind: type, minimum: float, maximum: float | None = None, *, above: 
 def _channel(text: str) -> str:
     if not valid_name(text):
         raise argparse.ArgumentTypeError(f"{text!r} is not a valid channel name (1-128 of A-Z a-z 0-9 _ . : ~ @ + -)")
+    return text
+
+
+def _broker(text: str) -> str:
+    try:
+        broker_kind(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     return text
 
 
@@ -146,8 +155,33 @@ def add_target_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--log-level", choices=LOG_LEVELS, default=d.log_level, help=f"uvicorn log level (default {d.log_level})"
     )
+    add_deployment_arguments(parser)
     add_safety_arguments(parser)
     add_calibration_arguments(parser)
+
+
+def add_deployment_arguments(parser: argparse.ArgumentParser) -> None:
+    """Several worker processes on one port, and the broker they share."""
+    d = _DEFAULTS
+    group = parser.add_argument_group("workers", "horizontal fan-out: worker processes on one port sharing a broker")
+    group.add_argument(
+        "--workers",
+        type=_number(int, 1, MAX_WORKERS),
+        default=d.workers,
+        metavar="N",
+        help="uvicorn worker processes on the one port (SO_REUSEPORT: the kernel spreads connections); each answers "
+        "/metrics for itself and names itself in /healthz and the X-Rtcap-Worker header; more than 1 needs "
+        f"--broker redis (default {d.workers})",
+    )
+    group.add_argument(
+        "--broker",
+        type=_broker,
+        default=d.broker,
+        metavar="memory|redis|URL",
+        help="who numbers and spreads events: memory (in this process, one worker only), redis (start a private "
+        "redis-server on a free loopback port, no persistence, stopped with the target) or a redis:// URL; with "
+        f"redis every seq, replay buffer and poll answer is the deployment's (default {d.broker})",
+    )
 
 
 def add_safety_arguments(parser: argparse.ArgumentParser) -> None:
@@ -268,6 +302,8 @@ def config_from_args(args: argparse.Namespace) -> TargetConfig:
         allowed_origins=tuple(args.allowed_origins or ()),
         max_channels=args.max_channels,
         max_rooms=args.max_rooms,
+        workers=args.workers,
+        broker=args.broker,
     )
 
 
@@ -285,6 +321,10 @@ def main(argv: list[str] | None = None) -> int:
     """Parse `argv`, serve until SIGINT/SIGTERM and return the exit status."""
     parser = build_arg_parser()
     args = parser.parse_args(argv)
+    problem = workers_problem(args.workers, args.broker)
+    if problem:  # one line, not the usage: the fix is in the message
+        print(f"rtcap reference target: error: {problem}", file=sys.stderr)
+        return 2
     try:
         config = config_from_args(args)
     except ValueError as exc:
@@ -298,10 +338,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rtcap reference target: warning: listening on {shown}, beyond this machine: anyone who can reach "
               "the port can read every channel and open connections; publishing needs the token", file=sys.stderr)
     from .server import ListenError, serve  # deferred: --help and argument errors need no uvicorn import
+    from .workers import DeploymentError
 
     try:
         serve(config)
-    except ListenError as exc:
+    except (ListenError, DeploymentError) as exc:
         print(f"rtcap reference target: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # a signal that arrived before the handlers were installed

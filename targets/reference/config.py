@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass, field
 
 from .access import is_loopback, normalise_origin
+from .broker import broker_kind
 from .metrics import STREAM_TRANSPORTS
 
 # Channel and room names end up in ETag headers and Prometheus label values, so keep them
@@ -23,6 +24,18 @@ MAX_CACHE_TTL_S = 3600.0
 DEFAULT_MAX_CHANNELS = 1000
 # A room lives while it has members, so rooms never outnumber streams: the default matches --max-connections.
 DEFAULT_MAX_ROOMS = 10000
+# Worker processes on one port: more than a few per core only adds context switches.
+MAX_WORKERS = 64
+
+
+def workers_problem(workers: int, broker: str) -> str | None:
+    """Why `workers` cannot run with `broker`, in one line; None when they can."""
+    if not 1 <= workers <= MAX_WORKERS:
+        return f"--workers must be 1..{MAX_WORKERS}, got {workers}"
+    if workers > 1 and broker == "memory":
+        return (f"--workers {workers} needs a broker the workers share: add --broker redis (starts a redis-server) "
+                "or --broker redis://HOST:PORT")
+    return None
 
 
 def valid_name(name: str) -> bool:
@@ -62,6 +75,9 @@ class TargetConfig:
     allowed_origins: tuple[str, ...] = ()  # browser origins besides the server's own (normalised)
     max_channels: int = DEFAULT_MAX_CHANNELS
     max_rooms: int = DEFAULT_MAX_ROOMS
+    # Deployment (workers.py, broker.py): N processes on one port sharing a broker. A Redis URL may hold a password.
+    workers: int = 1
+    broker: str = field(default="memory", repr=False)  # "memory", "redis" (start a redis-server) or a redis:// URL
 
     def __post_init__(self) -> None:
         # Accept any iterable of names (argparse hands over a list) but store an immutable tuple.
@@ -110,6 +126,13 @@ class TargetConfig:
             problems.append(f"delay_ms must be 0..{MAX_DELAY_MS:g}, got {self.delay_ms}")
         if not 0 <= self.cache_ttl <= MAX_CACHE_TTL_S:  # also rejects NaN
             problems.append(f"cache_ttl must be 0..{MAX_CACHE_TTL_S:g} seconds (0 disables), got {self.cache_ttl}")
+        try:
+            broker_kind(self.broker)
+        except ValueError as exc:
+            problems.append(str(exc))
+        deployment = workers_problem(self.workers, self.broker)
+        if deployment:
+            problems.append(deployment)
         if self.log_level not in LOG_LEVELS:
             problems.append(f"log_level must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
         if problems:
@@ -126,6 +149,11 @@ class TargetConfig:
     def calibrated(self) -> bool:
         """True if delay or fault injection is on (ballast alone changes no delivery path)."""
         return self.delay_ms > 0 or self.drop_every > 0 or self.duplicate_every > 0 or self.swap_every > 0
+
+    @property
+    def broker_kind(self) -> str:
+        """"memory" (in-process, one worker) or "redis" (shared by every worker)."""
+        return broker_kind(self.broker)
 
     @property
     def loopback(self) -> bool:

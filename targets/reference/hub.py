@@ -10,6 +10,7 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
+from .broker import Broker, MemoryBroker
 from .calibration import make_ballast, release_ballast
 from .metrics import Metrics
 
@@ -24,12 +25,15 @@ class Event:
 
     __slots__ = ("_notice", "_sse", "_typed", "channel", "data", "kind", "seq", "text", "ts")
 
-    def __init__(self, seq: int, ts: float, channel: str, kind: str, obj: dict[str, Any]) -> None:
+    def __init__(
+        self, seq: int, ts: float, channel: str, kind: str, obj: dict[str, Any], text: str | None = None
+    ) -> None:
         self.seq = seq
         self.ts = ts
         self.channel = channel
         self.kind = kind  # "feed" for channel events, "room" for chat messages
-        self.text = encode(obj)
+        # `text` when the event was serialised elsewhere (a shared broker): every worker sends the same bytes.
+        self.text = encode(obj) if text is None else text
         self.data = self.text.encode()
         self._sse: bytes | None = None
         self._notice: str | None = None
@@ -132,17 +136,28 @@ class Channel:
 
     def append(self, fields: Mapping[str, Any]) -> Event:
         """Stamp `fields` with seq/ts/name (server values win), buffer the event and wake waiters."""
-        self.seq += 1
+        seq = self.seq + 1
         ts = time.time()
-        obj: dict[str, Any] = {"seq": self.seq, "ts": ts, self._name_key: self.name}
+        obj: dict[str, Any] = {"seq": seq, "ts": ts, self._name_key: self.name}
         for key, value in fields.items():
             obj.setdefault(key, value)
-        event = Event(self.seq, ts, self.name, self.kind, obj)
+        event = Event(seq, ts, self.name, self.kind, obj)
+        self.add(event)
+        return event
+
+    def add(self, event: Event) -> None:
+        """Buffer an event numbered elsewhere (seq above the channel's) and wake waiters.
+
+        A seq that skips numbers (events a shared broker no longer holds) restarts the buffer, so the
+        buffered seqs stay contiguous, as after() assumes.
+        """
+        if event.seq != self.seq + 1:
+            self.events.clear()
+        self.seq = event.seq
         self.events.append(event)
         # Wake every long-poller at once and hand future waiters a fresh flag.
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
-        return event
 
     def after(self, since: int, limit: int | None = None) -> list[Event]:
         """Buffered events with seq > since, oldest first, at most `limit`."""
@@ -199,6 +214,7 @@ class Hub:
         ballast: Mapping[str, int] | None = None,
         max_channels: int = 1000,
         max_rooms: int = 10000,
+        id_prefix: str = "",
     ) -> None:
         self.buffer = buffer
         self.queue_size = queue_size
@@ -211,6 +227,9 @@ class Hub:
         self.streams: set[Subscriber] = set()
         self.closing = False
         self._ids = itertools.count(1)
+        self._id_prefix = id_prefix  # several workers: connection ids (chat "from") stay unique per deployment
+        # Who numbers and spreads events: this hub alone, unless a shared broker is attached (broker.py).
+        self.broker: Broker = MemoryBroker(self)
         # Calibration: bytes of resident memory each open stream holds, per transport.
         self.ballast = {t: n for t, n in (ballast or {}).items() if n > 0}
         self.metrics.watch_channels(lambda: len(self.channels), lambda: len(self.rooms))
@@ -254,6 +273,11 @@ class Hub:
         self._fan_out(ch, event)
         return event
 
+    def deliver(self, ch: Channel, event: Event) -> None:
+        """Buffer an event numbered by a shared broker on this worker's copy of `ch` and fan it out."""
+        ch.add(event)
+        self._fan_out(ch, event)
+
     def _fan_out(self, ch: Channel, event: Event) -> None:
         slow = [sub for sub in ch.subscribers if not sub.offer(event)]
         for sub in slow:
@@ -266,7 +290,7 @@ class Hub:
         if len(self.streams) >= self.max_streams:
             self.metrics.rejected[transport].inc()
             return None
-        sub = Subscriber(f"c{next(self._ids)}", transport, self.queue_size)
+        sub = Subscriber(f"{self._id_prefix}c{next(self._ids)}", transport, self.queue_size)
         if self.ballast:
             sub.ballast = make_ballast(self.ballast.get(transport, 0))
         self.streams.add(sub)

@@ -88,6 +88,14 @@ class Metrics:
         self.refused = {k: self.limit_refusals.labels(k) for k in ("channel", "room")}
         self.injected = {(k, t): self.injected_faults.labels(k, t) for k in FAULT_KINDS for t in FAULT_TRANSPORTS}
         self._published: dict[str, Counter] = {}
+        self.worker_info = Gauge(
+            "rtcap_worker_info", "The worker that answered this scrape (each worker reports its own figures).",
+            ["worker", "pid", "broker"], registry=self.registry,
+        )
+
+    def describe_worker(self, index: int, pid: int, broker: str) -> None:
+        """Name the worker behind this registry: with several workers every scrape answers for one of them."""
+        self.worker_info.labels(str(index), str(pid), broker).set(1)
 
     def watch_channels(self, channels: Callable[[], int], rooms: Callable[[], int]) -> None:
         """Report how many channels and rooms exist, read at scrape time (nothing to update per request)."""

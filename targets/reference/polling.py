@@ -17,6 +17,7 @@ from fastapi import FastAPI, Query, Request
 from fastapi.responses import Response
 
 from .aio import race, wait_disconnect
+from .broker import BrokerUnavailable
 from .calibration import Calibration, sleep_until
 from .conditional import JSON, Answer, etag_matches, last_modified, respond
 from .config import NAME_PATTERN, TargetConfig
@@ -121,7 +122,10 @@ def add_polling_routes(app: FastAPI, hub: Hub, config: TargetConfig, calibration
         refused = too_many(hub, channel)
         if refused is not None:
             return refused
-        event = hub.publish(channel, fields)
+        try:
+            event = await hub.broker.publish(channel, fields)
+        except BrokerUnavailable as exc:
+            return _error(503, str(exc), {"Retry-After": "1"})
         return Response(b'{"seq":%d,"ts":%r}' % (event.seq, event.ts), media_type=JSON)
 
     def poll_answer(channel: str, since: int, transport: str) -> Answer:
@@ -157,6 +161,7 @@ def add_polling_routes(app: FastAPI, hub: Hub, config: TargetConfig, calibration
         gauge = metrics.open[transport]
         gauge.inc()
         try:
+            await hub.broker.sync(channel)  # read the deployment's state, not only this worker's
             if wait > 0:
                 ch = hub.channel(channel)
                 top = _visible(ch, cal.delay)
@@ -206,6 +211,7 @@ def add_polling_routes(app: FastAPI, hub: Hub, config: TargetConfig, calibration
         gauge = metrics.open["poll"]
         gauge.inc()
         try:
+            await hub.broker.sync(channel)
             return answer(request, "state", ("state", channel), lambda: state_answer(channel),
                           conditional or config.state_validators)
         finally:

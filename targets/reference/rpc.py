@@ -64,6 +64,7 @@ def add_rpc_routes(app: FastAPI, hub: Hub, config: TargetConfig) -> None:
         refused = too_many(hub, channel)
         if refused is not None:
             return refused
+        await hub.broker.sync(channel)
         ch = hub.channel(channel)
         headers = {"ETag": ch.etag, "Cache-Control": "no-cache"}  # intermediaries may keep it, but must revalidate
         if etag_matches(request.headers.get("if-none-match"), ch.etag):

@@ -1,4 +1,4 @@
-"""Run the reference target under uvicorn: one process, one worker, clean signal handling."""
+"""Run the reference target under uvicorn: one process, clean signal handling (several: workers.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable, Generator
 
 import uvicorn
+from fastapi import FastAPI
 
 from .app import create_app
 from .config import TargetConfig
@@ -30,8 +31,12 @@ class ListenError(OSError):
     """The target could not bind or listen on the requested address."""
 
 
-def bind_socket(host: str, port: int) -> socket.socket:
-    """Bind a listening TCP socket ourselves, so port 0 resolves before the line is printed."""
+def bind_socket(host: str, port: int, *, reuse_port: bool = False, listen: bool = True) -> socket.socket:
+    """Bind a listening TCP socket ourselves, so port 0 resolves before the line is printed.
+
+    `reuse_port`: SO_REUSEPORT, so that several worker processes each listen on the same port and the kernel
+    spreads new connections over them; `listen=False` only holds the port (the deployment's reservation).
+    """
     try:
         family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[
             0
@@ -41,8 +46,11 @@ def bind_socket(host: str, port: int) -> socket.socket:
         raise ListenError(f"cannot listen on {host}:{port}: {exc}") from exc
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(addr)
-        sock.listen(LISTEN_BACKLOG)
+        if listen:
+            sock.listen(LISTEN_BACKLOG)
     except OSError as exc:
         sock.close()
         raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
@@ -101,11 +109,30 @@ class ReferenceServer(uvicorn.Server):
 
 
 def serve(config: TargetConfig) -> None:
-    """Serve the reference target until SIGINT/SIGTERM; raises ListenError if it cannot listen."""
+    """Serve the reference target until SIGINT/SIGTERM; raises ListenError if it cannot listen.
+
+    With a shared broker the target is a deployment of worker processes (workers.py), even with one worker.
+    """
+    if config.broker_kind != "memory":
+        from .workers import supervise
+
+        supervise(config)
+        return
     raise_fd_limit(config.max_connections + 256)
     sock = bind_socket(config.host, config.port)
     port = sock.getsockname()[1]
-    app = create_app(config)
+    try:
+        run_app(create_app(config), config, sock,
+                lambda: print(listening_line(config.host, port, os.getpid()), flush=True))
+    finally:
+        sock.close()
+
+
+def run_app(app: FastAPI, config: TargetConfig, sock: socket.socket, announce: Callable[[], None]) -> bool:
+    """Serve `app` on the listening `sock` until SIGINT/SIGTERM; `announce` once it accepts connections.
+
+    Returns False if the app never started (its lifespan failed, e.g. an unreachable broker).
+    """
     # Ping often enough that a dead peer is noticed within idle_timeout.
     ping = config.idle_timeout / 2
     uv_config = uvicorn.Config(
@@ -125,12 +152,6 @@ def serve(config: TargetConfig) -> None:
         ws_per_message_deflate=False,
         backlog=LISTEN_BACKLOG,
     )
-    server = ReferenceServer(
-        uv_config,
-        app.state.hub,
-        announce=lambda: print(listening_line(config.host, port, os.getpid()), flush=True),
-    )
-    try:
-        server.run(sockets=[sock])
-    finally:
-        sock.close()
+    server = ReferenceServer(uv_config, app.state.hub, announce=announce)
+    server.run(sockets=[sock])
+    return server.started

@@ -79,6 +79,8 @@ class EventStream(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
+            # Caught up with the deployment, then subscribed with no await in between: no gap, no overlap.
+            await self.hub.broker.sync(self.channel)
             replay = self.hub.subscribe(self.sub, self.channel, since=self.since)
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
             writer = self._write(send, replay) if self.calibration is None else self._write_calibrated(send, replay)

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 
+from .broker import BrokerUnavailable
 from .hub import Hub
+
+log = logging.getLogger("rtcap.target")
 
 # Beyond this lag (event loop saturated) the schedule is re-anchored instead of
 # bursting out every missed tick at once.
@@ -31,5 +35,8 @@ async def run_ticker(hub: Hub, channels: Sequence[str], rate: float, payload: in
         else:
             await asyncio.sleep(0)  # catching up: still let other tasks run between ticks
         for name in channels:
-            hub.publish(name, fields)
+            try:
+                await hub.broker.publish(name, fields)
+            except BrokerUnavailable as exc:  # a shared broker is down: this tick is not published anywhere
+                log.warning("ticker: %s", exc)
         tick += 1

@@ -229,6 +229,7 @@ def add_ws_routes(app: FastAPI, hub: Hub, config: TargetConfig, calibration: Cal
         sub = await admit(ws, hub, "ws")
         if sub is None:
             return
+        await hub.broker.sync(channel)  # then subscribed with no await in between: no gap, no overlap
         replay = hub.subscribe(sub, channel, since=since)
 
         def handle(raw: str) -> None:
@@ -284,10 +285,10 @@ def add_ws_routes(app: FastAPI, hub: Hub, config: TargetConfig, calibration: Cal
                     hub.send(sub, error("chat needs a string 'text'"))
                     return
                 # Server fields (seq, ts, room, type, from) override anything the client sent.
-                hub.say(room, {**msg, "type": "chat", "from": sub.id})
+                hub.broker.say(room, {**msg, "type": "chat", "from": sub.id})
             elif kind in INDICATORS:
                 # Typing and presence indicators: tiny, frequent, stamped and fanned out to the room like chat.
-                hub.say(room, {**msg, "type": kind, "from": sub.id})
+                hub.broker.say(room, {**msg, "type": kind, "from": sub.id})
             elif kind in ("subscribe", "unsubscribe"):
                 name = msg.get("channel")
                 if not isinstance(name, str) or not valid_name(name):
