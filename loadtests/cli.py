@@ -104,7 +104,7 @@ def run_command(args: argparse.Namespace) -> int:
         print(f"rtcap run: error: {error}", file=sys.stderr)
         run_dir = getattr(error, "run_dir", None)
         if run_dir is None:
-            return 3
+            return getattr(error, "exit_code", 3)  # a limit found once the target started is bad input (2)
         failed = 3  # the target died: what was measured is written and judged, and the run still failed
     print(f"run directory: {run_dir}")
     if options.report:
@@ -249,6 +249,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="seconds to wait for events (default 10)")
     target = commands.add_parser("target", help="the bundled reference target")
     target.add_argument("action", choices=["serve"], help="serve: run the reference server (see `rtcap target serve --help`)")
+    from rtcap.loadtests.run.agent import add_agent_parser
+    from rtcap.loadtests.run.worker import add_worker_parser
+
+    add_worker_parser(commands)
+    add_agent_parser(commands)
     return parser
 
 
@@ -272,6 +277,14 @@ def main(argv: list[str] | None = None) -> int:
         from rtcap.reports.plan_cli import run_plan
 
         return run_plan(args)
+    if args.command == "worker":
+        from rtcap.loadtests.run.worker import worker_command
+
+        return worker_command(args)
+    if args.command == "agent":
+        from rtcap.loadtests.run.agent import agent_command
+
+        return agent_command(args)
     return 2
 
 

@@ -215,6 +215,22 @@ OPTIONS: tuple[Option, ...] = (
        help="a step whose load generator used more than this percentage of a core is flagged saturated"),
     _o(dest="processes", run="--processes", type=v.number(int, 1, v.MAX_PROCESSES), default=1,
        help="load-generating processes; above 1, Locust runs a master plus this many workers"),
+    _o(dest="expect_workers", run="--expect-workers", type=v.number(int, 1, v.MAX_WORKERS), default=None,
+       help="run only the Locust master and wait for this many workers (`rtcap worker --master HOST:PORT`, on "
+            "this or other machines) instead of forking local ones; steps count users across all of them"),
+    _o(dest="master_bind_host", run="--master-bind-host", type=v.bind_host, default="127.0.0.1", metavar="ADDR",
+       help="with --expect-workers: the address the master listens on for workers (another machine's workers "
+            "need a non-loopback one, given explicitly)"),
+    _o(dest="master_bind_port", run="--master-bind-port", type=v.number(int, 1, 65_535), default=5557,
+       metavar="PORT", help="with --expect-workers: the port the master listens on for workers"),
+    _o(dest="on_worker_loss", run="--on-worker-loss", locust="--on-worker-loss", type=v.choice("stop", "continue"),
+       default="stop", metavar="stop|continue",
+       help="a worker that disappears mid-run voids the step it held users in; stop the run there (exit 3) or "
+            "continue with the workers left"),
+    _o(dest="source_ips", run="--source-ips", locust="--source-ips", type=v.source_addresses, default=[],
+       metavar="ADDRS", shown="", web_ui=False,
+       help="local addresses to open connections from, round robin: '127.0.0.2-127.0.0.9' or a comma list (IPv6 "
+            "too); each gives another ~28k ports per destination (Linux: all of 127.0.0.0/8 is loopback)"),
     _o(dest="thresholds", run="--threshold", locust="--threshold", action="append", default=[], metavar="EXPR",
        web_ui=False, forward=False,
        help="pass/fail gate, repeatable: 'sse.delivery.p99<250ms', 'ws.errors<0.1%%', 'sse.mem_per_conn<32KiB', "
@@ -263,12 +279,15 @@ def run_options_class() -> type:
     return made
 
 
-def add_run_arguments(parser: argparse.ArgumentParser, skip: Iterable[str] = ()) -> None:
-    """`rtcap run`'s options. Defaults are left None (except flags), so the caller can tell "not given" from
-    the default where a preset (--quick) or a scenario supplies its own."""
+def add_run_arguments(parser: argparse.ArgumentParser, skip: Iterable[str] = (),
+                      only: Iterable[str] | None = None) -> None:
+    """`rtcap run`'s options (`only` these, for another command sharing some). Defaults are left None (except
+    flags), so the caller can tell "not given" from the default where a preset (--quick) or a scenario
+    supplies its own."""
     skip = set(skip)
+    only = None if only is None else set(only)
     for option in RUN:
-        if option.dest in skip:
+        if option.dest in skip or (only is not None and option.dest not in only):
             continue
         kwargs: dict[str, Any] = {"dest": option.dest, "help": option.help_text()}
         if option.action is not None:
@@ -300,12 +319,23 @@ def add_locust_arguments(parser: Any) -> None:
         else:
             kwargs["default"] = option.default
         if option.type is not None and option.type not in (_steps, _path):
-            kwargs["type"] = option.type
+            # A list reaches the users as its text (as the web UI's form gives it), checked here all the same.
+            kwargs["type"] = _checked_text(option.type) if isinstance(option.default, list) else option.type
         if option.metavar:
             kwargs["metavar"] = option.metavar
         if not option.web_ui:
             kwargs["include_in_web_ui"] = False
         parser.add_argument(option.locust, **kwargs)
+
+
+def _checked_text(parse: Callable[[str], Any]) -> Callable[[str], str]:
+    """An argparse type that refuses what `parse` refuses and keeps the text."""
+    def check(text: str) -> str:
+        parse(text)
+        return text
+
+    check.__name__ = getattr(parse, "__name__", "value")  # argparse names the type in its error line
+    return check
 
 
 def generator_argv(values: Mapping[str, Any]) -> list[str]:

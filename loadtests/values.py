@@ -89,3 +89,54 @@ def http_url(text: str) -> str:
     if not _URL.match(text):
         raise argparse.ArgumentTypeError(f"expected an absolute http(s) URL such as http://127.0.0.1:8000, got {text!r}")
     return text.rstrip("/")
+
+
+MAX_SOURCE_ADDRESSES = 1024
+"""--source-ips: local addresses the generator's connections are spread over (~28k ports each)."""
+MAX_WORKERS = 1024
+"""--expect-workers: Locust worker processes a master waits for."""
+
+
+def source_addresses(text: str) -> list[str]:
+    """An argparse type: local addresses to open connections from, as a comma list of addresses or ranges
+    (`127.0.0.2-127.0.0.9`, `::2,::3`); "" is none (the kernel picks the source address)."""
+    import ipaddress
+
+    found: list[str] = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        first, _, last = part.partition("-")
+        try:
+            low = ipaddress.ip_address(first.strip())
+            high = ipaddress.ip_address(last.strip()) if last else low
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{part!r} is not an IP address or a range such as "
+                                             "127.0.0.2-127.0.0.9") from None
+        if low.version != high.version or high < low:
+            raise argparse.ArgumentTypeError(f"range {part!r} runs backwards or mixes IPv4 and IPv6")
+        if int(high) - int(low) + 1 + len(found) > MAX_SOURCE_ADDRESSES:
+            raise argparse.ArgumentTypeError(f"{text!r} names more than {MAX_SOURCE_ADDRESSES:,} addresses")
+        found += [str(type(low)(n)) for n in range(int(low), int(high) + 1)]
+    if len(set(found)) < len(found):
+        raise argparse.ArgumentTypeError(f"{text!r} names an address twice")
+    return found
+
+
+def choice(*allowed: str) -> Callable[[str], str]:
+    """An argparse type: one of `allowed` (a type, not argparse's `choices`, so both parsers share it)."""
+    def parse(text: str) -> str:
+        if text not in allowed:
+            raise argparse.ArgumentTypeError(f"expected one of {', '.join(allowed)}, got {text!r}")
+        return text
+
+    return parse
+
+
+def bind_host(text: str) -> str:
+    """An argparse type: an IP address to listen on (the Locust master's --master-bind-host)."""
+    import ipaddress
+
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an IP address to listen on, such as 127.0.0.1 or 0.0.0.0, "
+                                         f"got {text!r}") from None

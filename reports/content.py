@@ -29,6 +29,8 @@ class Report:
     sentences: dict[str, list[Sentence]]
     tradeoffs: dict[str, dict[str, Any]]
     comparison: list[dict[str, Any]]
+    sampled_from: dict[str, str]
+    """Per run, one sentence saying where the target's samples came from (target_source_sentence)."""
 
     @property
     def slo(self) -> dict[str, Any]:
@@ -56,6 +58,18 @@ def run_sentences(run: Run, params: dict[str, dict[str, Any]]) -> list[Sentence]
             for t, s in (summary.get("transports") or {}).items()]
 
 
+def target_source_sentence(run: Run) -> str:
+    """Where the target's memory and CPU samples came from, from samples.csv's `source` column: "psutil" (the
+    host rtcap ran on), "agent:<url>" (`rtcap agent` on the target's host), "prometheus:<url>"."""
+    target = run.samples[run.samples["role"] == "target"]
+    if target.empty:
+        return "Target not sampled: no memory or CPU samples of it."
+    sources = [source for source in dict.fromkeys(target["source"]) if source]
+    if not sources:
+        return "Target samples: source not recorded (written before rtcap recorded it)."
+    return f"Target samples from {', '.join(sources)}."
+
+
 def build_report(run_dirs: Sequence[Path | str]) -> Report:
     """Load the runs (RunDirError when one is malformed) and derive every section's content."""
     steps, samples, runs = load_runs(run_dirs)
@@ -65,4 +79,5 @@ def build_report(run_dirs: Sequence[Path | str]) -> Report:
         runs=runs, steps=steps, samples=samples, params=params,
         sentences={r.name: run_sentences(r, params[r.name]) for r in runs},
         tradeoffs={r.name: tradeoff(r.name, params[r.name], poll_interval(r), update_rate(r)) for r in runs},
-        comparison=compare_runs(runs, params) if len(runs) > 1 else [])
+        comparison=compare_runs(runs, params) if len(runs) > 1 else [],
+        sampled_from={r.name: target_source_sentence(r) for r in runs})

@@ -73,7 +73,7 @@ def model_parameters(p: Mapping[str, Any]) -> dict[str, Any]:
 def report_json(report: Report) -> dict[str, Any]:
     """Everything the page says, as data: per run the summary, model, sentences and trade-off."""
     runs = [{"name": r.name, "path": str(r.path), "meta": {k: r.meta[k] for k in META_KEYS if k in r.meta},
-             "summary": r.summary,
+             "summary": r.summary, "target_samples": report.sampled_from[r.name],
              "model": {t: model_parameters(p) for t, p in report.params[r.name].items()},
              "headlines": [s.as_dict() for s in report.sentences[r.name]],
              "connections_vs_requests": report.tradeoffs[r.name]} for r in report.runs]
@@ -148,6 +148,7 @@ def report_markdown(report: Report) -> str:
     for r in report.runs:
         prefix = f"**{names[r.name]}** · " if several else ""
         out += [f"- {prefix}{md_text(s.text())}" for s in report.sentences[r.name]]
+        out.append(f"- {prefix}{md_text(report.sampled_from[r.name])}")
     out += ["", md_table(compact_frame(report)), ""]
     for r in report.runs:
         label = f"Connections vs requests{f' ({names[r.name]})' if several else ''}"

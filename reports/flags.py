@@ -4,11 +4,11 @@ the report, the summary and the gates read them. (Imports no pandas at load: the
 
 A step is invalid when it carries a flag of either set below:
 - GENERATOR_FLAGS: the load generator could not do what the step asked (saturated, lagging, users not
-  started, out of file descriptors or ports, an exception in a user). The step measured the generator,
+  started, a worker lost, out of file descriptors or ports, an exception in a user). The step measured the generator,
   so it is left out of capacity and of the gates (they are judged on the steps that measured the target).
 - TARGET_FLAGS: the target did not serve what the step claims to measure (it died, froze, restarted,
   delivered nothing while events were published, failed publishes, errors or a connection shortfall
-  beyond the SLO). The step is never capacity, and a gate judged over the run fails on it.
+  beyond the SLO, or it was to be sampled and no reading came). The step is never capacity, and a gate judged over the run fails on it.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ GENERATOR_LIMIT = "generator_limit"
 GENERATOR_EXCEPTION = "generator_exception"
 MEMORY_UNSETTLED = "memory_unsettled"
 NO_TARGET_SAMPLES = "no_target_samples"
+TARGET_UNSAMPLED = "target_unsampled"
+WORKER_LOST = "worker_lost"
 TARGET_DOWN = "target_down"
 TARGET_UNRESPONSIVE = "target_unresponsive"
 TARGET_RESTARTED = "target_restarted"
@@ -33,9 +35,9 @@ ERRORS_OVER_SLO = "errors_over_slo"
 CONNECTIONS_SHORT = "connections_short"
 
 GENERATOR_FLAGS = frozenset({GENERATOR_SATURATED, GENERATOR_LAGGING, USERS_NOT_REACHED, GENERATOR_LIMIT,
-                             GENERATOR_EXCEPTION})
+                             GENERATOR_EXCEPTION, WORKER_LOST})
 TARGET_FLAGS = frozenset({TARGET_DOWN, TARGET_UNRESPONSIVE, TARGET_RESTARTED, NO_DELIVERIES, PUBLISH_FAILED,
-                          ERRORS_OVER_SLO, CONNECTIONS_SHORT})
+                          ERRORS_OVER_SLO, CONNECTIONS_SHORT, TARGET_UNSAMPLED})
 INVALID_FLAGS = GENERATOR_FLAGS | TARGET_FLAGS
 UNMEASURED_FLAGS = TARGET_FLAGS - {ERRORS_OVER_SLO, CONNECTIONS_SHORT}
 """Target failures after which the step's figures describe nothing: a gate judged on such a step fails.
@@ -49,6 +51,8 @@ FLAG_WORDS = {
     GENERATOR_EXCEPTION: "an exception inside the load generator's users",
     CONNECTIONS_SHORT: "target held fewer connections than users (below 95%)",
     NO_TARGET_SAMPLES: "no samples of the target in the window",
+    TARGET_UNSAMPLED: "the target was to be sampled but no reading came in the window (agent or probe silent)",
+    WORKER_LOST: "a load-generating worker was lost during the step (its users were not there throughout)",
     MEMORY_UNSETTLED: "memory not settled; left out of the memory fit",
     TARGET_DOWN: "target process gone (exited or killed)",
     TARGET_UNRESPONSIVE: "target stopped answering (health probe failed or process frozen)",

@@ -29,7 +29,7 @@ th{background:#f3f3f3}td{text-align:right}td.text{text-align:left}
 .lead{font-size:1.05rem;max-width:70rem}"""
 
 
-def _meta_block(run: Run) -> str:
+def _meta_block(run: Run, sampled_from: str) -> str:
     """Run metadata as a definition list."""
     m = run.meta
     host, target = m.get("host") or {}, m.get("target") or {}
@@ -38,7 +38,7 @@ def _meta_block(run: Run) -> str:
         ("host", f"{host.get('hostname', '?')} · {host.get('cpus', '?')} CPUs · "
                  f"{host.get('platform', '?')} · Python {host.get('python', '?')}"),
         ("target", f"{target.get('kind', '?')} {target.get('url', '')} · rate {target.get('rate', '?')}/s"
-                   f" · payload {target.get('payload', '?')} B"),
+                   f" · payload {target.get('payload', '?')} B · {sampled_from}"),
         ("start / end", f"{m.get('start', '?')} / {m.get('end', '?')}"),
         ("transports", ", ".join(map(str, m.get("transports") or []))),
         ("steps (users)", ", ".join(map(str, m.get("steps") or []))),
@@ -99,7 +99,7 @@ connections held at a valid step whose delivery p99 and error rate were within t
 {comparison_section(report)}
 {planner_section(runs)}
 {''.join(fig_html)}
-<section id="runs"><h2>Runs</h2>{''.join(_meta_block(r) for r in runs)}</section>
+<section id="runs"><h2>Runs</h2>{''.join(_meta_block(r, report.sampled_from[r.name]) for r in runs)}</section>
 </body></html>
 """
 

@@ -28,6 +28,8 @@ _STEP_OPTIONAL_TEXT = schema.columns(schema.STEP_SCHEMA, since_first=False, kind
 _STEP_KEYS = schema.columns(schema.STEP_SCHEMA, key=True)
 _SAMPLE_REQUIRED = schema.columns(schema.SAMPLE_SCHEMA, since_first=True)
 _SAMPLE_TEXT = schema.columns(schema.SAMPLE_SCHEMA, since_first=True, kind="text")
+_SAMPLE_OPTIONAL_NUMERIC = schema.columns(schema.SAMPLE_SCHEMA, since_first=False, kind="number")
+_SAMPLE_OPTIONAL_TEXT = schema.columns(schema.SAMPLE_SCHEMA, since_first=False, kind="text")
 META_FILE, STEPS_FILE, SAMPLES_FILE, SUMMARY_FILE = (schema.META_FILE, schema.STEPS_FILE, schema.SAMPLES_FILE,
                                                      schema.SUMMARY_FILE)
 META_SHAPE, SUMMARY_SHAPE = schema.META_SHAPE, schema.SUMMARY_SHAPE
@@ -174,13 +176,15 @@ def _parse_valid(values: pd.Series, path: Path) -> pd.Series:
     return values.map(one).astype(bool)
 
 
-def _add_optional(df: pd.DataFrame) -> pd.DataFrame:
-    """Coerce the optional steps.csv columns, adding absent ones as unknown."""
-    for col in _STEP_OPTIONAL_NUMERIC:
+def _add_optional(df: pd.DataFrame, numeric: Sequence[str] = _STEP_OPTIONAL_NUMERIC,
+                  text: Sequence[str] = _STEP_OPTIONAL_TEXT, lower: bool = True) -> pd.DataFrame:
+    """Coerce the optional columns (steps.csv's by default), adding absent ones as unknown."""
+    for col in numeric:
         df[col] = (pd.to_numeric(df[col], errors="coerce").astype(float) if col in df
                    else float("nan"))
-    for col in _STEP_OPTIONAL_TEXT:
-        df[col] = df[col].fillna("").astype(str).str.strip().str.lower() if col in df else ""
+    for col in text:
+        values = df[col].fillna("").astype(str).str.strip() if col in df else ""
+        df[col] = values.str.lower() if lower and col in df else values
     return df
 
 
@@ -198,9 +202,11 @@ def read_samples(path: Path) -> pd.DataFrame:
     """Read and validate a samples.csv file; a missing file yields an empty frame."""
     # Resource samples only feed the timeline figure, so a run without them still reports.
     if not path.exists():
-        return pd.DataFrame({c: pd.Series(dtype=str if c in _SAMPLE_TEXT else float)
-                             for c in _SAMPLE_REQUIRED})
-    return _read_csv(path, _SAMPLE_REQUIRED, _SAMPLE_TEXT)
+        return pd.DataFrame({c: pd.Series(dtype=str if c in _SAMPLE_TEXT + _SAMPLE_OPTIONAL_TEXT else float)
+                             for c in schema.SAMPLE_COLUMNS})
+    # Columns added later (tcp_outgoing, state, source) are unknown in older runs; sources keep their case (URLs).
+    return _add_optional(_read_csv(path, _SAMPLE_REQUIRED, _SAMPLE_TEXT, _SAMPLE_OPTIONAL_TEXT, _SAMPLE_OPTIONAL_NUMERIC),
+                         _SAMPLE_OPTIONAL_NUMERIC, _SAMPLE_OPTIONAL_TEXT, lower=False)
 
 
 def load_run(path: Path | str) -> Run:

@@ -106,6 +106,7 @@ SAMPLE_SCHEMA: tuple[Column, ...] = (
     Column("phase", "text", since_first=True),
     Column("tcp_outgoing"),
     Column("state", "text"),
+    Column("source", "text"),
 )
 """samples.csv: one row per sample of a process (the target's, the generator's)."""
 

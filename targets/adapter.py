@@ -24,6 +24,7 @@ from .adapter_fields import (
     FieldError,
     KeyReader,
     MessageSpec,
+    agent_url_problem,
     base_url_problem,
     coerce_seq,
     cursor_in,
@@ -216,7 +217,7 @@ class PublishSpec:
 class ProcessSpec:
     """How rtcap observes (and optionally starts) the server process."""
 
-    kind: str = "none"  # pid | pidfile | port | cgroup | metrics | none | started
+    kind: str = "none"  # pid | pidfile | port | cgroup | metrics | agent | none | started
     value: int | str | None = None
     start: list[str] | None = None
     stop_signal: str = "SIGTERM"
@@ -300,7 +301,7 @@ class TargetAdapter:
 _PUBLISH_VALUES = ("channel", "seq", "counter", "ts", "ts_ms", "padding")
 _START_VALUES = ("port", "python", "rate", "payload", "channel")
 _PROCESS_KINDS = {"pid": "pid", "pidfile": "pidfile", "port": "port", "cgroup": "cgroup", "metrics_url": "metrics",
-                  "none": "none"}
+                  "agent_url": "agent", "none": "none"}
 _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 _ORDERS = ("asc", "desc")
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
@@ -411,13 +412,19 @@ def _process(table: KeyReader, present: bool) -> ProcessSpec:
         "cgroup": table.get("cgroup", "str", check=lambda v: None if v.startswith("/") else
                             f"expected an absolute path such as /sys/fs/cgroup/my.slice, got {v!r}"),
         "metrics_url": table.get("metrics_url", "str", check=url_problem),
+        "agent_url": table.get("agent_url", "str", check=agent_url_problem),
         "none": table.get("none", "bool"),
     }
     if "port" not in table.known:  # "{port}" skipped the typed getter
         table.known.insert(2, "port")
     given = [key for key in _PROCESS_KINDS if table.has(key) and table.data[key] is not False]
-    for other in given[1:]:
-        table.error(other, f"conflicts with process.{given[0]}: give exactly one of {', '.join(_PROCESS_KINDS)}")
+    if "agent_url" in given and len(given) > 1:
+        others = " and ".join(f"process.{key}" for key in given if key != "agent_url")
+        table.error("agent_url", f"cannot be combined with {others}: the agent on the target's host is told which "
+                                 "process to watch (rtcap agent --pid, --port or --cgroup); give agent_url alone")
+    else:
+        for other in given[1:]:
+            table.error(other, f"conflicts with process.{given[0]}: give exactly one of {', '.join(_PROCESS_KINDS)}")
     start = table.get("start", "list", check=lambda v: None if v else "must not be empty")
     for i, arg in enumerate(start or ()):
         if problem := template_problem(arg, _START_VALUES):
@@ -436,14 +443,18 @@ def _process(table: KeyReader, present: bool) -> ProcessSpec:
                 table.error(key, "only used with process.start")
     if values["port"] == "{port}" and not table.has("start"):
         table.error("port", '"{port}" (the port rtcap picked) needs process.start')
+    if "agent_url" in given and table.has("start"):
+        table.error("agent_url", "cannot be combined with process.start: rtcap starts servers on its own host, the agent "
+                                 "watches one on the target's host; start the server there and run `rtcap agent` next to it")
     if "pid" in given and table.has("start"):
         table.error("pid", "cannot be combined with process.start (a started server gets a new pid)")
     if present and not given and not table.has("start"):
         table.errors.append(("process", f"give one of {', '.join(_PROCESS_KINDS)} (none = true), or start"))
     kind = _PROCESS_KINDS[given[0]] if given else ("started" if start else "none")
     value = values[given[0]] if given and given[0] != "none" else None
-    if table.has("scope") and kind in ("cgroup", "metrics", "none"):
-        table.error("scope", f"only for a process rtcap reads itself (pid, pidfile, port, start), not {kind}")
+    if table.has("scope") and kind in ("cgroup", "metrics", "agent", "none"):
+        table.error("scope", f"only for a process rtcap reads itself (pid, pidfile, port, start), not {kind}"
+                             + (" (the agent's own --scope says what it sums)" if kind == "agent" else ""))
     return ProcessSpec(kind, value, start, stop_signal, ready_url, float(start_timeout), scope)
 
 

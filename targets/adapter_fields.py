@@ -296,6 +296,16 @@ def base_url_problem(url: str) -> str | None:
     return f"expected an http:// or https:// URL without query (ws:// URLs are derived from it), got {url!r}"
 
 
+def agent_url_problem(url: str) -> str | None:
+    """Why `url` cannot be an `rtcap agent`'s address (http://host:port, no query, no placeholder), or None.
+
+    A path would be joined to base_url, which names the server rather than the agent beside it: refused."""
+    if re.match(r"^http://[^/?#{}\s]+/?$", url):
+        return None
+    return (f"expected the agent's address as http://host:port (what `rtcap agent` prints when it starts), "
+            f"got {url!r}")
+
+
 def nonempty(value: str) -> str | None:
     """A problem if `value` is blank, else None."""
     return None if value.strip() else "must not be empty"

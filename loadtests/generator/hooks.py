@@ -40,7 +40,8 @@ from locust import events
 from locust.runners import STATE_MISSING, STATE_RUNNING, STATE_SPAWNING, MasterRunner, WorkerRunner
 
 from rtcap.loadtests.generator.options import Settings
-from rtcap.loadtests.generator.recorder import LOCAL, MASTER, WORKER, TimelineRecorder
+from rtcap.loadtests.generator.recorder import GENERATOR, LOCAL, MASTER, WORKER, TimelineRecorder
+from rtcap.loadtests.transports import netio
 from rtcap.targets.adapter import AdapterError, load_adapter
 
 logger = logging.getLogger(__name__)
@@ -119,9 +120,18 @@ def _install_events(hooks: Any) -> None:
     hooks.worker_report.add_listener(_on_worker_report)
 
 
+def use_source_ips(environment: Any) -> None:
+    """Open this process's connections from --source-ips, as its own command line gives them: a worker's own
+    addresses, which the master's options (sent with every spawn) must not replace."""
+    from rtcap.loadtests.values import source_addresses
+
+    netio.use_source_addresses(source_addresses(Settings.of(environment).source_ips or ""))
+
+
 @events.init.add_listener
 def _on_init(environment: Any, **_kwargs: Any) -> None:
     check_target(environment)
+    use_source_ips(environment)
     if environment.runner is not None:
         install(environment)
 
@@ -202,12 +212,19 @@ def _on_flush_message(environment: Any, msg: Any, **_kwargs: Any) -> None:
 
 # -- master side ---------------------------------------------------------------------------------------
 
-def _merge_into_master(environment: Any, payload: dict[str, Any]) -> None:
+def tagged(rows: list[dict[str, Any]], worker: str) -> list[dict[str, Any]]:
+    """A worker's rows with its timer lag kept under its id as well ("workers": {id: {"lag_hist"}}): merged
+    rows add every worker's lag up, and a step voided by one lagging worker must name it."""
+    return [{**row, "workers": {worker: {"lag_hist": row["lag_hist"]}}}
+            if row.get("transport") == GENERATOR and row.get("lag_hist") else row for row in rows]
+
+
+def _merge_into_master(environment: Any, payload: dict[str, Any], worker: str) -> None:
     recorder = _latest.get(id(environment))
     if recorder is None or recorder.role != MASTER:
         logger.debug("rtcap: timeline rows from a worker with no master recorder; dropped")
         return
-    recorder.receive(payload.get("rows") or [], payload.get("subscribers") or [])
+    recorder.receive(tagged(payload.get("rows") or [], worker), payload.get("subscribers") or [])
 
 
 def _on_worker_report(client_id: str, data: dict[str, Any], **_kwargs: Any) -> None:
@@ -218,13 +235,13 @@ def _on_worker_report(client_id: str, data: dict[str, Any], **_kwargs: Any) -> N
         for recorder in list(_latest.values()):
             if recorder.role == MASTER and isinstance(recorder.environment.runner, MasterRunner) \
                     and client_id in recorder.environment.runner.worker_indexes:
-                recorder.receive(payload.get("rows") or [], payload.get("subscribers") or [])
+                recorder.receive(tagged(payload.get("rows") or [], client_id), payload.get("subscribers") or [])
 
 
 def _on_rows_message(environment: Any, msg: Any, **_kwargs: Any) -> None:
     """Master: a worker's rows at its test stop, or its answer to a flush."""
     data = msg.data or {}
-    _merge_into_master(environment, data)
+    _merge_into_master(environment, data, msg.node_id)
     awaiting = _awaiting.get(id(environment))
     if awaiting is not None and data.get("token") == awaiting[0]:
         awaiting[1].discard(msg.node_id)

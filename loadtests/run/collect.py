@@ -10,7 +10,7 @@ import json
 import math
 import statistics
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,8 @@ class Evidence:
     publishes: list[dict[str, Any]] = field(default_factory=list)
     self_publish_rate: float | None = None
     error_rate_limit: float | None = None
+    sampled: bool = False
+    """The target's process was to be sampled (a probe existed): a step without a reading did not measure it."""
 
 
 GENERATOR = "generator"
@@ -130,25 +132,29 @@ def step_row(transport: str, window: dict[str, Any], seconds: list[dict[str, Any
     generator_cpu = max((cpu for cpu in per_process if cpu is not None), default=None)
 
     lag_p99 = _percentile_ms(lag, 99)
+    busy = busy_workers([s for s in seconds if s["transport"] == GENERATOR and within(s)], saturated_percent,
+                        lag_limit_ms)
+    lost = lost_workers(seconds, t_start, t_end, window.get("first_after"))
     raised = sorted({name for second in inside for name in second if name.startswith(EXCEPTION_PREFIX)})
     exceptions = {name[len(EXCEPTION_PREFIX):]: total(name) for name in raised}
     liveness = _liveness(evidence, target, t_start, t_end)
     flags = []
-    if generator_cpu is not None and generator_cpu >= saturated_percent:
+    if (generator_cpu is not None and generator_cpu >= saturated_percent) or any(b["saturated"] for b in busy):
         flags.append("generator_saturated")
-    # p99 of fewer than 100 wake-ups is just their maximum: one hiccup (a GC pause, a process spawned by the
-    # target) would void a short window, so short windows must lag at p90 to count as a generator falling behind.
-    lag_judged = lag_p99 if lag.get_total_count() >= 100 else _percentile_ms(lag, 90)
-    if lag_judged is not None and lag_judged > lag_limit_ms:
+    lag_judged = _lag_judged(lag)
+    if (lag_judged is not None and lag_judged > lag_limit_ms) or any(b["lagging"] for b in busy):
         flags.append("generator_lagging")
+    if lost:
+        flags.append(F.WORKER_LOST)  # a lost worker's users were not there for the whole step
     if window.get("settled") is False:
         flags.append("memory_unsettled")
-    if not window.get("reached", True):
-        flags.append("users_not_reached")
+    if not window.get("reached", True) and F.USERS_NOT_REACHED not in flags:
+        flags.append(F.USERS_NOT_REACHED)
     if transport in HELD_TRANSPORTS and connections is not None and connections < 0.95 * window["users"]:
         flags.append(F.CONNECTIONS_SHORT)
     if not target:
-        flags.append(F.NO_TARGET_SAMPLES)
+        # Sampled and silent (an agent down, a probe failing) did not measure the target; never sampled is known.
+        flags.append(F.TARGET_UNSAMPLED if evidence.sampled else F.NO_TARGET_SAMPLES)
     operations = requests + connects + delivered
     error_rate = errors / operations if operations else 0.0
     flags += liveness.pop("flags")
@@ -216,6 +222,52 @@ def step_row(transport: str, window: dict[str, Any], seconds: list[dict[str, Any
         "flags": ";".join(flags),
         "valid": F.is_valid(flags),
     }
+
+
+def _lag_judged(lag: HdrHistogram) -> float | None:
+    """The lag a window is judged on: p99, but p90 below 100 wake-ups, where p99 is just their maximum and one
+    hiccup (a GC pause, a process spawned by the target) would void a short window."""
+    return _percentile_ms(lag, 99) if lag.get_total_count() >= 100 else _percentile_ms(lag, 90)
+
+
+def busy_workers(rows: list[dict[str, Any]], saturated_percent: float = GENERATOR_SATURATED_PERCENT,
+                 lag_limit_ms: float = GENERATOR_LAG_LIMIT_MS) -> list[dict[str, Any]]:
+    """The Locust workers that were saturated (heartbeat CPU) or lagging (timer lag) in a window, from the
+    "workers" of its generator rows: [{"worker", "cpu_percent", "lag_ms", "saturated", "lagging"}]."""
+    cpu: dict[str, list[float]] = {}
+    lags: dict[str, HdrHistogram] = {}
+    for row in rows:
+        for worker, part in (row.get("workers") or {}).items():
+            if part.get("cpu_percent") is not None:
+                cpu.setdefault(worker, []).append(float(part["cpu_percent"]))
+            if part.get("lag_hist"):
+                lags.setdefault(worker, new_histogram()).add(decode_histogram(part["lag_hist"]))
+    busy = []
+    for worker in sorted(set(cpu) | set(lags)):
+        mean = _mean(cpu.get(worker, []))
+        lag = _lag_judged(lags[worker]) if worker in lags else None
+        saturated = mean is not None and mean >= saturated_percent
+        lagging = lag is not None and lag > lag_limit_ms
+        if saturated or lagging:
+            busy.append({"worker": worker, "cpu_percent": mean, "lag_ms": lag, "saturated": saturated,
+                         "lagging": lagging})
+    return busy
+
+
+def worker_losses(seconds: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every Locust worker lost during the test: [{"worker", "users", "last_seen", "lost_at"}] by time."""
+    losses = [{"worker": worker, **part} for row in seconds if row["transport"] == GENERATOR
+              for worker, part in (row.get("workers") or {}).items() if part.get("lost_at") is not None]
+    return sorted(losses, key=lambda loss: loss["last_seen"])
+
+
+def lost_workers(seconds: list[dict[str, Any]], t_start: float, t_end: float,
+                 first_after: float | None = None) -> list[dict[str, Any]]:
+    """The worker losses that void the window [t_start, t_end]: those between when the worker was last heard of
+    and when it was found lost overlap the window or (`first_after`: the end of the window before) its ramp,
+    whose users Locust may still have handed the dead worker."""
+    since = t_start if first_after is None else first_after
+    return [loss for loss in worker_losses(seconds) if loss["last_seen"] <= t_end and loss["lost_at"] >= since]
 
 
 def _liveness(evidence: Evidence, target: list[dict[str, Any]], t_start: float, t_end: float) -> dict[str, Any]:
@@ -313,6 +365,9 @@ def merge_seconds(seconds: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     into[name] = value
             elif isinstance(value, int) and name != "t":
                 into[name] = into.get(name, 0) + value
+            elif isinstance(value, dict):  # per worker ("workers"): each worker's fields, joined
+                old = into.get(name) or {}
+                into[name] = {**old, **{key: {**(old.get(key) or {}), **part} for key, part in value.items()}}
     return [merged[key] for key in sorted(merged)]
 
 
@@ -327,19 +382,57 @@ def collect_transport(transport: str, record_dir: Path, samples: list[dict[str, 
     step it died in gets a row too, from the end of the last finished window to the death: it did not
     measure the target, and saying so keeps a report from reading "the SLO held at every step".
     """
-    windows = read_jsonl(record_dir / schema.WINDOWS_FILE)
+    windows = _chained(read_jsonl(record_dir / schema.WINDOWS_FILE))
     if evidence is not None and evidence.gone_at is not None and planned and len(windows) < len(planned):
         t_start = float(windows[-1]["t_end"]) if windows else evidence.gone_at - 1.0
         windows.append({"step": len(windows), "users": planned[len(windows)], "t_start": t_start,
                         "t_end": max(evidence.gone_at, t_start + 1.0), "unfinished": True})
-    seconds = merge_seconds([row for path in sorted(record_dir.glob(schema.TIMELINE_GLOB)) for row in read_timeline(path)])
+    seconds = read_seconds(record_dir)
     evidence = evidence or Evidence()
     if not evidence.health and not evidence.publishes:
-        evidence = Evidence(evidence.gone_at, read_jsonl(record_dir / schema.HEALTH_FILE),
-                            read_jsonl(record_dir / schema.PUBLISHES_FILE), evidence.self_publish_rate,
-                            evidence.error_rate_limit)
+        evidence = replace(evidence, health=read_jsonl(record_dir / schema.HEALTH_FILE),
+                           publishes=read_jsonl(record_dir / schema.PUBLISHES_FILE))
     return [step_row(transport, window, seconds, samples, saturated_percent, lag_limit_ms, evidence)
             for window in windows]
+
+
+def read_seconds(record_dir: Path) -> list[dict[str, Any]]:
+    """The timeline of one transport's record directory, one row per (second, transport)."""
+    return merge_seconds([row for path in sorted(record_dir.glob(schema.TIMELINE_GLOB)) for row in read_timeline(path)])
+
+
+def _chained(windows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Windows with the end of the window before each ("first_after"): a worker lost between two windows
+    voids the next one (lost_workers)."""
+    return [{**window, "first_after": float(windows[i - 1]["t_end"]) if i else 0.0} for i, window in enumerate(windows)]
+
+
+def worker_notes(transport: str, record_dir: Path, rows: list[dict[str, Any]],
+                 saturated_percent: float = GENERATOR_SATURATED_PERCENT,
+                 lag_limit_ms: float = GENERATOR_LAG_LIMIT_MS) -> list[str]:
+    """One note per Locust worker that voided steps of `transport` (saturated, lagging, or lost), naming it,
+    the steps, and for a loss the users it held; a loss after the last finished step names the step in
+    progress. [] for a run without workers."""
+    seconds = [s for s in read_seconds(record_dir) if s["transport"] == GENERATOR]
+    notes = []
+    for row in rows:
+        window = [s for s in seconds if s["t"] >= row["t_start"] - 1e-9 and s["t"] + 1 <= row["t_end"] + 1e-9]
+        for busy in busy_workers(window, saturated_percent, lag_limit_ms):
+            what = [f"CPU {busy['cpu_percent']:.0f}%" if busy["saturated"] else "",
+                    f"timer lag {busy['lag_ms']:.0f} ms" if busy["lagging"] else ""]
+            notes.append(f"{transport}: step {row['step']} ({row['users']} users) not counted: worker {busy['worker']} "
+                         f"could not keep up ({', '.join(filter(None, what))})")
+    hit: dict[tuple[str, float], list[dict[str, Any]]] = {}
+    for i, row in enumerate(rows):
+        for loss in lost_workers(seconds, row["t_start"], row["t_end"], rows[i - 1]["t_end"] if i else 0.0):
+            hit.setdefault((loss["worker"], loss["last_seen"]), []).append(row)
+    for loss in worker_losses(seconds):
+        steps = hit.get((loss["worker"], loss["last_seen"]), [])
+        where = ", ".join(f"step {row['step']} ({row['users']} users)" for row in steps) + " not counted" if steps \
+            else f"step {sum(row['t_end'] < loss['last_seen'] for row in rows)} (in progress) not measured"
+        notes.append(f"{transport}: worker {loss['worker']} was lost while it held {loss['users']} users (last heard "
+                     f"of {loss['lost_at'] - loss['last_seen']:.0f} s before it was found gone); {where}")
+    return notes
 
 
 def label_samples(samples: list[dict[str, Any]], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -8,8 +8,9 @@ from urllib.parse import urljoin, urlsplit
 
 import psutil
 
+from rtcap.loadtests.run.agent_probe import AgentError, AgentProbe
 from rtcap.loadtests.run.probes import CgroupProbe, MetricsProbe, ProbeError
-from rtcap.loadtests.run.sampler import ProcessProbe
+from rtcap.loadtests.run.sampler import ProcessProbe, TargetGone
 from rtcap.targets.adapter import TargetAdapter
 
 
@@ -64,7 +65,9 @@ def probe_for(adapter: TargetAdapter, started_pid: int | None = None) -> Any | N
             return CgroupProbe(str(spec.value))
         if spec.kind == "metrics":
             return MetricsProbe(urljoin(adapter.base_url + "/", str(spec.value).lstrip("/")))
-    except (OSError, ValueError, psutil.Error, ProbeError) as error:
+        if spec.kind == "agent":  # a server on another host, read by `rtcap agent` beside it
+            return AgentProbe(str(spec.value))
+    except (OSError, ValueError, psutil.Error, ProbeError, AgentError, TargetGone) as error:
         raise ObserveError(f"process.{spec.kind} = {spec.value!r}: {error}") from error
     raise ObserveError(f"unknown process kind {spec.kind!r}")
 
@@ -82,4 +85,5 @@ def describe(adapter: TargetAdapter) -> str:
         "port": f"the process listening on port {spec.value}{scope}",
         "cgroup": f"cgroup {spec.value}",
         "metrics": f"Prometheus process metrics at {spec.value}",
+        "agent": f"through rtcap agent at {spec.value}",
     }.get(spec.kind, spec.kind)

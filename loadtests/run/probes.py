@@ -73,7 +73,7 @@ class CgroupProbe:
             values = dict(line.split()[:2] for line in memory_stat.read_text().splitlines() if line.strip())
             key = "anon" if self.version == 2 else "rss"
             anon = int(values[key]) if key in values else None
-        return Sample(now, self.role, 0, memory, anon, cpu, None, None, *sockstat)
+        return Sample(now, self.role, 0, memory, anon, cpu, None, None, *sockstat, source=f"cgroup:{self.path}")
 
 
 def parse_process_metrics(text: str) -> dict[str, float]:
@@ -119,4 +119,4 @@ class MetricsProbe:
         cpu = self._cpu.percent(values.get("process_cpu_seconds_total", 0.0), now)
         fds = values.get("process_open_fds")
         return Sample(now, self.role, 0, int(values.get("process_resident_memory_bytes", 0)), None, cpu,
-                      None if fds is None else int(fds), None, *sockstat)
+                      None if fds is None else int(fds), None, *sockstat, source=f"prometheus:{self.url}")

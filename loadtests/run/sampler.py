@@ -34,6 +34,13 @@ class Sample:
     (to a backend, a broker), which are not the inbound connections whose cost is measured."""
     state: str | None = None
     """psutil's status of the (main) process: "stopped" means it is frozen (SIGSTOP) and serves nothing."""
+    source: str | None = None
+    """Where the reading came from: PSUTIL (this host), "agent:<url>" (`rtcap agent` on the target's host),
+    "prometheus:<url>"; None when not recorded (samples.csv's `source` column)."""
+
+
+PSUTIL = "psutil"
+"""The source of readings taken on this host with psutil."""
 
 
 def read_sockstat(path: Path = Path("/proc/net/sockstat")) -> tuple[int | None, int | None]:
@@ -55,6 +62,12 @@ class TargetGone(psutil.NoSuchProcess):
     """The probed process exited or is a zombie (killed, not yet reaped by its parent)."""
 
 
+class NoReading(Exception):
+    """This read got nothing (a remote agent did not answer in time), but nothing says the target is gone:
+    the sampler records no sample for it and tries again on the next tick. Never a zero reading: a window
+    without any target sample is flagged, not measured as an idle target."""
+
+
 class ProcessProbe:
     """Reads one process, or it and all its descendants summed (servers that fork a worker or a process per
     connection); CPU percent is measured between two consecutive reads (100 = one core).
@@ -63,6 +76,10 @@ class ProcessProbe:
     listens on: what clients opened to it. Its outgoing sockets are counted apart (`tcp_outgoing`), and a
     socket shared by several processes (a forked worker inheriting it) counts once.
     """
+
+    source = PSUTIL
+    main_required = True
+    """The first member's exit ends the probe (TargetGone); a probe of a set of peers (a cgroup) says False."""
 
     def __init__(self, pid: int, role: str, count_connections: bool = True, include_children: bool = False,
                  per_process: bool = False, group: bool = False) -> None:
@@ -111,12 +128,12 @@ class ProcessProbe:
                 state = _alive(process)
                 rss, uss, cpu, fds, conns = _read_one(process, self.count_connections)
             except psutil.NoSuchProcess:
-                if index == 0:
+                if index == 0 and self.main_required:
                     raise
                 continue
             inbound, outgoing = _split_connections(conns)
             samples.append(Sample(time.time(), self.role, process.pid, rss, uss, cpu, fds, inbound, *sockstat,
-                                  tcp_outgoing=outgoing, state=state))
+                                  tcp_outgoing=outgoing, state=state, source=self.source))
         return samples
 
     def read(self, sockstat: tuple[int | None, int | None]) -> Sample:
@@ -125,14 +142,14 @@ class ProcessProbe:
         uss: float | None = 0.0
         fds: int | None = 0
         conns: list[Any] | None = [] if self.count_connections else None
-        state = None
+        states = []
         for index, process in enumerate(self._members()):
             try:
-                if index == 0:
-                    state = _alive(process)
+                if index == 0 or not self.main_required:
+                    states.append(_alive(process))
                 one = _read_one(process, self.count_connections)
             except psutil.NoSuchProcess:
-                if index == 0:
+                if index == 0 and self.main_required:
                     raise
                 continue  # a child that exited between listing and reading
             rss += one[0]
@@ -141,9 +158,66 @@ class ProcessProbe:
             fds = None if fds is None or one[3] is None else fds + one[3]
             if conns is not None:
                 conns = None if one[4] is None else conns + one[4]
+        if not states:
+            raise TargetGone(self.pid, msg=f"every process of {self.describe()} exited")
         inbound, outgoing = _split_connections(conns)
-        return Sample(time.time(), self.role, self.process.pid, int(rss), None if uss is None else int(uss), cpu, fds,
-                      inbound, *sockstat, tcp_outgoing=outgoing, state=state)
+        # One frozen member of a set of peers serves nothing: the set reads as stopped.
+        state = psutil.STATUS_STOPPED if psutil.STATUS_STOPPED in states else states[0]
+        return Sample(time.time(), self.role, self.pid, int(rss), None if uss is None else int(uss), cpu, fds,
+                      inbound, *sockstat, tcp_outgoing=outgoing, state=state, source=self.source)
+
+    @property
+    def pid(self) -> int:
+        """The pid samples carry."""
+        return self.process.pid
+
+    def describe(self) -> str:
+        """What this probe reads, in words."""
+        return f"pid {self.process.pid}"
+
+
+class CgroupProcsProbe(ProcessProbe):
+    """Sums every process of a cgroup v2 directory (its cgroup.procs and those of its child cgroups): a
+    deployment of several peer processes (workers plus a broker) that no single parent holds.
+
+    Unlike `probes.CgroupProbe` (the kernel's memory.current, which counts page cache too), this reads each
+    process like ProcessProbe, so RSS, USS, fds and inbound connections mean the same as for a pid. No member
+    is the main one: the probe is gone (TargetGone) once the cgroup holds no live process. Samples carry pid 0.
+    """
+
+    def __init__(self, directory: str | Path, role: str = "target") -> None:
+        self.directory = Path(directory)
+        if not (self.directory / "cgroup.procs").is_file():
+            raise ValueError(f"{self.directory} has no cgroup.procs: not a cgroup directory")
+        self.role, self.per_process, self.count_connections = role, False, True
+        self.main_required = False
+        self._known: dict[int, psutil.Process] = {}
+        self._members()
+
+    @property
+    def pid(self) -> int:
+        return 0
+
+    def describe(self) -> str:
+        return f"cgroup {self.directory}"
+
+    def _members(self) -> list[psutil.Process]:
+        pids = set()
+        for procs in sorted(self.directory.rglob("cgroup.procs")):
+            try:
+                pids.update(int(line) for line in procs.read_text().split())
+            except OSError:
+                continue  # a child cgroup removed while listing
+        members = []
+        for pid in sorted(pids):
+            try:
+                members.append(self._known.get(pid) or self._track(psutil.Process(pid)))
+            except psutil.NoSuchProcess:
+                continue
+        if not members:
+            raise TargetGone(0, msg=f"cgroup {self.directory} holds no process")
+        self._known = {member.pid: member for member in members}
+        return members
 
 
 def _group_members(pgid: int, known: set[int]) -> list[psutil.Process]:
@@ -215,6 +289,9 @@ class Sampler:
         self.errors: list[str] = []
         self.gone: dict[str, float] = {}
         """When each role's probe last failed for good (its process exited): role -> unix time."""
+        self.missed: dict[str, int] = {}
+        """Reads per role that got nothing (NoReading: an agent that did not answer); no sample was recorded."""
+        self.last_missed: dict[str, str] = {}
         self.live_path = live_path
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rtcap-sampler", daemon=True)
@@ -236,6 +313,11 @@ class Sampler:
                             taken = probe.read_each(sockstat)
                         else:
                             taken = [probe.read(sockstat)]
+                    except NoReading as error:
+                        # No sample for this tick, and the probe stays: the agent may answer the next one.
+                        self.missed[probe.role] = self.missed.get(probe.role, 0) + 1
+                        self.last_missed[probe.role] = str(error)
+                        continue
                     except (psutil.Error, OSError, RuntimeError) as error:
                         # The process ended: stop probing it but keep what was sampled.
                         self.errors.append(f"{probe.role}: {error.__class__.__name__}: {error}")

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from rtcap.loadtests import options as declared
-from rtcap.loadtests.run import collect, interrupt
+from rtcap.loadtests.run import collect, interrupt, oslimits
 from rtcap.loadtests.run.interrupt import Interrupted
 from rtcap.loadtests.run.liveness import HealthProber
 from rtcap.loadtests.run.check import check_transport
@@ -37,6 +37,8 @@ from rtcap.targets.launch import LaunchError, free_port, launch
 from rtcap.targets.transports import UnknownTransport, checked, lookup
 
 GENERATOR_DIR = Path(__file__).resolve().parents[1] / "generator"
+WORKER_WAIT_S = 300.0
+"""How long a master started with --expect-workers waits for its workers to connect."""
 LOCUST_STOP_GRACE_S = 20.0
 """How long Locust may take to stop cleanly (write its last rows) when rtcap stops it early."""
 
@@ -47,6 +49,16 @@ class RunError(RuntimeError):
 
 class TargetDied(RunError):
     """The target's process ended during the run: what was measured before is kept, the run failed."""
+
+
+class WorkerLost(RunError):
+    """A Locust worker disappeared and --on-worker-loss stop ended the run: what was measured is kept."""
+
+
+class LimitRefused(RunError):
+    """The target rtcap started cannot hold the largest step (its own open-file limit): refused before load."""
+
+    exit_code = 2
 
 
 RunOptions = declared.run_options_class()
@@ -147,7 +159,12 @@ def locust_command(options: RunOptions, transport: str, adapter: TargetAdapter, 
     if options.abort_early and options.thresholds:
         # Locust watches them step by step and stops the staircase once one can no longer be met.
         command += ["--abort-early"] + [arg for text in options.thresholds for arg in ("--threshold", text)]
-    if options.processes > 1:
+    if options.expect_workers:
+        # Only the master runs here; it waits (bounded) for the workers `rtcap worker` starts, here or elsewhere.
+        command += ["--master", "--expect-workers", str(options.expect_workers),
+                    "--expect-workers-max-wait", f"{WORKER_WAIT_S:g}", "--master-bind-host", options.master_bind_host,
+                    "--master-bind-port", str(options.master_bind_port)]
+    elif options.processes > 1:
         # Locust forks a master and N workers; the master listens on loopback only, on a free port.
         port = str(free_port())
         command += ["--processes", str(options.processes), "--master-bind-host", "127.0.0.1",
@@ -216,14 +233,25 @@ def run_transport(options: RunOptions, adapter: TargetAdapter, transport: str, r
                                  "receive_minus_ts_ms": check.offset_ms}
         if not check.ok:
             raise RunError(f"[{transport}] target check failed: {check.why}")
+        if pid is not None and not options.host:
+            try:  # its start command may have lowered the limit it inherited from rtcap
+                oslimits.check_target_open_files(pid, options.steps, options.transports)
+            except oslimits.LimitRefused as error:
+                raise LimitRefused(f"[{transport}] {error}") from None
         say(f"[{transport}] target {live.base_url} checked (connect {check.connect_ms:.1f} ms); "
             f"running steps {options.steps} ({options.hold:g} s each)")
+        if options.expect_workers:
+            host = options.master_bind_host if options.master_bind_host not in ("0.0.0.0", "::") else "THIS-HOST"
+            where = f"{host}:{options.master_bind_port}"
+            say(f"[{transport}] waiting up to {WORKER_WAIT_S:g} s for {options.expect_workers} worker(s) at {where} "
+                f"(on each load machine: rtcap worker --master {where})")
         staircase = Staircase(options.steps, options.hold, options.settle, options.spawn_rate, options.ramp_timeout)
         limit = (staircase.planned_seconds() + min(options.ramp_timeout * len(options.steps), 120) + 60
-                 + max(0.0, options.settle_max - options.settle) * len(options.steps))
+                 + max(0.0, options.settle_max - options.settle) * len(options.steps)
+                 + (WORKER_WAIT_S if options.expect_workers else 0.0))
         target_probe = _target_probe(options, live, pid)
         evidence = collect.Evidence(self_publish_rate=_rate(options, live) if live.publish.mode == "self" else None,
-                                    error_rate_limit=options.slo_error_rate)
+                                    error_rate_limit=options.slo_error_rate, sampled=target_probe is not None)
         publisher = health = None
         if live.publish.mode == "http":
             publisher = Publisher(live.publish, options.channel or live.channel, _rate(options, live), limit,
@@ -266,8 +294,13 @@ def run_transport(options: RunOptions, adapter: TargetAdapter, transport: str, r
         gone_at = sampler.gone.get("target")
         rows = collect.collect_transport(transport, record_dir, [])
         if gone_at is None and stopped is None and (code not in (0, 1) or (not rows and _aborted(record_dir) is None)):
-            # Locust exits 1 when any request failed; that is a measurement. Anything else is a crash.
-            raise RunError(f"[{transport}] Locust exited {code} after {len(rows)} step(s); see {record_dir / 'locust.log'}")
+            if options.expect_workers and "Gave up waiting for workers" in (record_dir / "locust.log").read_text():
+                raise RunError(f"[{transport}] fewer than {options.expect_workers} worker(s) connected to "
+                               f"{options.master_bind_host}:{options.master_bind_port} within {WORKER_WAIT_S:g} s")
+            if not collect.worker_losses(collect.read_seconds(record_dir)):
+                # Locust exits 1 when any request failed; that is a measurement. Anything else is a crash.
+                raise RunError(f"[{transport}] Locust exited {code} after {len(rows)} step(s); see "
+                               f"{record_dir / 'locust.log'}")
     sampled = [{**row, "transport": transport, "elapsed_s": row["t"] - clock0} for row in sample_rows(samples)]
     evidence = replace(evidence, gone_at=gone_at)
     rows = collect.collect_transport(transport, record_dir, sampled, options.generator_cpu_limit,
@@ -276,6 +309,13 @@ def run_transport(options: RunOptions, adapter: TargetAdapter, transport: str, r
     if stopped is not None:
         stopped.rows, stopped.samples = rows, labelled
         raise stopped
+    lost = collect.worker_losses(collect.read_seconds(record_dir))
+    if lost and options.on_worker_loss == "stop" and gone_at is None:
+        names = ", ".join(f"{loss['worker']} ({loss['users']} users)" for loss in lost)
+        failed = WorkerLost(f"[{transport}] worker(s) lost: {names}; the run stopped (--on-worker-loss stop), the "
+                            "steps before kept")
+        failed.rows, failed.samples = rows, labelled  # type: ignore[attr-defined]
+        raise failed
     if gone_at is not None:
         down = [str(row["step"]) for row in rows if "target_down" in row["flags"].split(";")]
         died = TargetDied(f"[{transport}] the target process ended {gone_at - clock0:.1f} s into the run "
@@ -409,7 +449,7 @@ def _sweep(options: RunOptions, say: Any) -> Path:
         for transport in options.transports:
             try:
                 rows, samples = run_transport(options, adapter, transport, run_dir, clock0, say, checks)
-            except TargetDied as died:
+            except (TargetDied, WorkerLost) as died:
                 rows, samples, failure = died.rows, died.samples, died  # type: ignore[attr-defined]
             offset = checks.get(transport, {}).get("receive_minus_ts_ms")
             started_here = not options.host and adapter.process.start is not None
@@ -419,7 +459,15 @@ def _sweep(options: RunOptions, say: Any) -> Path:
                              f"pre-load check receive - ts was {offset:.1f} ms, which bounds any clock offset")
             busy = [row["users"] for row in rows if not row["valid"] and
                     {"generator_saturated", "generator_lagging"} & set(row["flags"].split(";"))]
-            if busy:
+            for note in collect.worker_notes(transport, run_dir / "locust" / transport, rows,
+                                             options.generator_cpu_limit, options.generator_lag_limit_ms):
+                notes.append(note)
+                say(f"note: {note}")
+            if busy and options.expect_workers:
+                notes.append(f"{transport}: the load generator could not keep up at {', '.join(map(str, busy))} users "
+                             f"(steps not counted); rerun with more than {options.expect_workers} workers")
+                say(f"note: {notes[-1]}")
+            elif busy:
                 # The generator, not the target, limited these steps: say how to get them measured.
                 notes.append(f"{transport}: the load generator could not keep up at {', '.join(map(str, busy))} users "
                              f"(steps not counted); rerun with --processes {max(2, options.processes * 2)}")

@@ -1,7 +1,7 @@
 """Refuse bad input to `rtcap` before anything starts: a typo must cost an error line, not a run.
 
-Preflight checks need the parsed options together (`check_server_args`, `preflight_open_files`,
-`prepare_out_dir`) and raise PreflightError, which `rtcap run` prints as one line and exits 2 on. Parse-time
+Preflight checks need the parsed options together (`check_server_args`, `check_distribution`,
+`preflight_limits` over this machine's limits in loadtests/run/oslimits.py, `prepare_out_dir`) and raise PreflightError, which `rtcap run` prints as one line and exits 2 on. Parse-time
 checks of single values are argparse types, in loadtests/values.py.
 """
 
@@ -10,21 +10,22 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import ipaddress
 import os
 import resource
+import socket
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rtcap.targets.transports import lookup
+from rtcap.loadtests import options as declared
+from rtcap.loadtests.run import oslimits
+from rtcap.loadtests.run.oslimits import FD_MARGIN, connections_per_user
 
 if TYPE_CHECKING:
     from rtcap.loadtests.run.sweep import RunOptions
     from rtcap.targets.adapter import TargetAdapter
-
-FD_MARGIN = 100
-"""Descriptors a process needs besides its users' sockets: interpreter, logs, pipes, /proc reads, listeners."""
 
 class PreflightError(ValueError):
     """The run cannot start as asked; the message is one line naming the option to change."""
@@ -123,12 +124,13 @@ def open_files_needed(steps: Sequence[int], transports: Sequence[str], processes
                       starts_target: bool = True) -> int:
     """Descriptors the busiest process of a run needs at its largest step.
 
-    Each load-generating process holds its share of the users' sockets; a target rtcap starts holds the other
-    end of every one of them in one process, and inherits rtcap's limit.
+    Each load-generating process holds its share of the users' sockets (`processes` 0: none runs here, the
+    workers are elsewhere); a target rtcap starts holds the other end of every one of them in one process,
+    and inherits rtcap's limit.
     """
-    per_user = max((lookup(t).connections_per_user for t in transports), default=1)
+    per_user = connections_per_user(transports)
     users = max(steps, default=0)
-    generator = -(-users // max(1, processes)) * per_user
+    generator = -(-users // processes) * per_user if processes > 0 else 0
     return max(generator, users * per_user if starts_target else 0) + FD_MARGIN
 
 
@@ -144,7 +146,7 @@ def preflight_open_files(steps: Sequence[int], transports: Sequence[str], proces
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY or need <= soft:
         return None
-    per_user = max((lookup(t).connections_per_user for t in transports), default=1)
+    per_user = connections_per_user(transports)
     what = (f"--steps: the largest step, {max(steps):,} users ({per_user} connection{'s' * (per_user > 1)} each), "
             f"needs about {need:,} open files in one process")
     fix = (f"raise the hard limit (ulimit -n {need} as root, LimitNOFILE={need} in a systemd unit, nofile in "
@@ -159,11 +161,62 @@ def preflight_open_files(steps: Sequence[int], transports: Sequence[str], proces
     return f"raised the open-file soft limit from {soft:,} to {need:,} for the largest step, {max(steps):,} users"
 
 
+def check_distribution(options: RunOptions) -> None:
+    """Refuse generator options that contradict each other: local workers or remote ones, and what goes with
+    remote ones only."""
+    if options.expect_workers and options.processes > 1:
+        raise PreflightError("--processes forks local workers and --expect-workers waits for remote ones "
+                             "(rtcap worker); give one of them")
+    if not options.expect_workers:
+        for dest, flag in (("master_bind_host", "--master-bind-host"), ("master_bind_port", "--master-bind-port")):
+            if getattr(options, dest) != declared.default(dest):
+                raise PreflightError(f"{flag} goes with --expect-workers (--processes forks its workers on "
+                                     "loopback itself)")
+    elif options.source_ips:
+        raise PreflightError("--source-ips: with --expect-workers the workers open the connections; give it to "
+                             "each rtcap worker (rtcap worker --source-ips ...)")
+
+
+def check_source_ips(addresses: Sequence[str]) -> None:
+    """Refuse a --source-ips address this machine cannot send from (binding to it is the only honest test)."""
+    for address in addresses:
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        try:
+            with socket.socket(family, socket.SOCK_STREAM) as sock:
+                sock.bind((address, 0))
+        except OSError as error:
+            raise PreflightError(f"--source-ips: cannot open connections from {address} ({error.strerror or error}): "
+                                 "it is not an address of this machine (add it, e.g. ip addr add ADDR/32 dev "
+                                 "IFACE; all of 127.0.0.0/8 is loopback)") from None
+
+
+def preflight_limits(options: RunOptions, starts_target: bool) -> str | None:
+    """This machine's limits against the run's largest step (loadtests/run/oslimits.py): open files (raising
+    the soft limit when allowed; returns a note then), ephemeral ports per source address, the backlog of a
+    target rtcap starts, and the open-file limit of a running --target-pid. The generator's share is
+    checked where it runs: here, unless --expect-workers puts it on the workers."""
+    steps, transports = options.steps, options.transports
+    local_generator = not options.expect_workers
+    note = preflight_open_files(steps, transports, options.processes if local_generator else 0, starts_target)
+    try:
+        limits = oslimits.read_host_limits()
+        if local_generator:
+            oslimits.check_ports(steps, transports, len(options.source_ips), limits)
+        if starts_target:
+            oslimits.check_backlog(steps, transports, options.spawn_rate, limits)
+        if options.host and options.target_pid:
+            oslimits.check_target_open_files(options.target_pid, steps, transports)
+    except oslimits.LimitRefused as error:
+        raise PreflightError(str(error)) from None
+    return note
+
+
 def preflight(runs: Sequence[RunOptions], out_dir: Path, name: str) -> list[str]:
     """Every check of what `runs` (one run, or a scenario's arms) need before the first starts.
 
     In the order a run would meet them: the target adapter and transports, the options for the server rtcap
-    starts, the open-file limit, then the run directory (last, since it creates --out-dir). Returns notes to
+    starts, the generator's (local or remote workers, source addresses), this machine's limits, then the run
+    directory (last, since it creates --out-dir). Returns notes to
     print; PreflightError names the first problem.
     """
     from rtcap.loadtests.run.sweep import RunError, load_target
@@ -177,7 +230,12 @@ def preflight(runs: Sequence[RunOptions], out_dir: Path, name: str) -> list[str]
         starts_target = not options.host and adapter.process.start is not None
         if not options.host:
             check_server_args(adapter, options.server_args, options.rate, options.payload)
-        note = preflight_open_files(options.steps, options.transports, options.processes, starts_target)
+        check_distribution(options)
+        if options.expect_workers and starts_target and not ipaddress.ip_address(options.master_bind_host).is_loopback:
+            raise PreflightError(f"--master-bind-host {options.master_bind_host}: workers on other machines cannot "
+                                 "reach the target rtcap starts on loopback; start it where they can and give --host")
+        check_source_ips(options.source_ips)
+        note = preflight_limits(options, starts_target)
         if note and note not in notes:
             notes.append(note)
     prepare_out_dir(out_dir, name)

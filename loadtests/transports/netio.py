@@ -3,8 +3,10 @@ and that can bound how long and how much their reads may take."""
 
 from __future__ import annotations
 
+import itertools
 import socket
 import time
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -143,10 +145,22 @@ def split_url(url: str) -> tuple[str, int, str, bool]:
     return parts.hostname, port, path, secure
 
 
+_sources: tuple[str, ...] = ()
+_next_source = itertools.count()
+
+
+def use_source_addresses(addresses: Iterable[str]) -> None:
+    """Open this process's connections from these local addresses, round robin (none: the kernel picks): each
+    address has its own ephemeral ports, ~28k by default (loadtests/run/oslimits.py)."""
+    global _sources
+    _sources = tuple(addresses)
+
+
 def open_counting_connection(url: str, timeout: float) -> CountingSocket:
     """Connect a TCP socket to the URL's host and port (TLS when the scheme says so), counting its bytes."""
     host, port, _path, secure = split_url(url)
-    sock = socket.create_connection((host, port), timeout=timeout)
+    source = (_sources[next(_next_source) % len(_sources)], 0) if _sources else None
+    sock = socket.create_connection((host, port), timeout=timeout, source_address=source)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     if secure:
         import ssl

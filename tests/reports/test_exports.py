@@ -131,3 +131,19 @@ def test_server_provided_text_reaches_summary_md_as_text(make_run, run_dir: Path
     tables = [line for line in md.splitlines() if line.startswith("| ")]
     for line in tables:  # every row of a table has as many cells as its header
         assert line.replace("\\|", "").count("|") in {h.count("|") for h in tables}, line
+
+
+def test_every_format_says_where_the_target_samples_came_from(make_run: Any, run_dir: Path) -> None:
+    from rtcap.reports.content import build_report
+    from rtcap.reports.exports import report_json, report_markdown
+    from rtcap.reports.html import render_html
+
+    samples = pd.read_csv(run_dir / "samples.csv")
+    remote = make_run("remote", samples=samples.assign(source="agent:http://10.0.0.5:9120"))
+    said = "Target samples from agent:http://10.0.0.5:9120."
+    report = build_report([remote])
+    assert report_json(report)["runs"][0]["target_samples"] == said
+    assert f"- {said}" in report_markdown(report)
+    assert f"payload 64 B · {said}</dd>" in render_html(report)
+    old = build_report([run_dir])  # samples.csv without the column: said so, not guessed
+    assert old.sampled_from["baseline"] == "Target samples: source not recorded (written before rtcap recorded it)."

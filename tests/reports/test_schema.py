@@ -36,3 +36,14 @@ def test_both_meta_writers_build_the_same_shape() -> None:
                              start="s", end=None, notes=[])
     for key, kind in schema.META_SHAPE.items():
         assert key == "aborted" or isinstance(meta[key], kind) or meta[key] is None, key
+
+
+def test_samples_written_before_their_source_was_recorded_still_load(tmp_path) -> None:
+    assert "source" in schema.SAMPLE_COLUMNS and "source" not in schema.columns(schema.SAMPLE_SCHEMA, since_first=True)
+    first = schema.columns(schema.SAMPLE_SCHEMA, since_first=True)
+    row = {name: 1 for name in first} | {"transport": "sse", "role": "target", "phase": "hold"}
+    schema.write_csv(tmp_path / schema.SAMPLES_FILE, first, [row])
+    samples = rundir.read_samples(tmp_path / schema.SAMPLES_FILE)
+    assert list(samples["source"]) == [""] and samples["tcp_outgoing"].isna().all()
+    schema.write_samples(tmp_path, [row | {"source": "agent:http://10.0.0.5:9120"}])
+    assert list(rundir.read_samples(tmp_path / schema.SAMPLES_FILE)["source"]) == ["agent:http://10.0.0.5:9120"]

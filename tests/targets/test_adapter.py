@@ -270,7 +270,8 @@ def test_dict_without_source_is_labelled() -> None:
 def test_process_kinds(tmp_path: Path) -> None:
     cases = {"pid = 42": ("pid", 42), 'pidfile = "/run/s.pid"': ("pidfile", "/run/s.pid"), "port = 9000": ("port", 9000),
              'cgroup = "/sys/fs/cgroup/s.slice"': ("cgroup", "/sys/fs/cgroup/s.slice"),
-             'metrics_url = "/metrics"': ("metrics", "/metrics"), "none = true": ("none", None)}
+             'metrics_url = "/metrics"': ("metrics", "/metrics"), "none = true": ("none", None),
+             'agent_url = "http://10.0.0.5:9120"': ("agent", "http://10.0.0.5:9120")}
     for line, expected in cases.items():
         adapter = load_adapter(write(tmp_path, MINIMAL + f"[process]\n{line}\n"))
         assert (adapter.process.kind, adapter.process.value) == expected
@@ -286,6 +287,23 @@ def test_process_kinds(tmp_path: Path) -> None:
                                           "SIGINT", "/up", 5.0)
     assert started.process.render_start(4000, 1.0, 64, "news") == ["srv", "--port=4000", "--channel", "news"]
     assert started.process.signal_number == 2
+
+
+def test_agent_url_is_the_whole_process_table(tmp_path: Path) -> None:
+    # The agent on the target's host chooses the process; rtcap starts nothing there.
+    _, lines = load_errors(tmp_path, MINIMAL + '[process]\nagent_url = "http://10.0.0.5:9120"\npid = 42\n'
+                                               'start = ["srv"]\n')
+    assert any(line.endswith("process.agent_url: cannot be combined with process.pid: the agent on the target's "
+                             "host is told which process to watch (rtcap agent --pid, --port or --cgroup); give "
+                             "agent_url alone") for line in lines), lines
+    assert any("process.agent_url: cannot be combined with process.start: " in line for line in lines), lines
+    _, lines = load_errors(tmp_path, MINIMAL + '[process]\nagent_url = "http://10.0.0.5:9120"\nscope = "group"\n')
+    assert any("process.scope: only for a process rtcap reads itself" in line and "--scope" in line
+               for line in lines), lines
+    for bad in ("/agent", "https://10.0.0.5:9120", "http://10.0.0.5:9120/sample", "http://{host}:1"):
+        _, lines = load_errors(tmp_path, MINIMAL + f'[process]\nagent_url = "{bad}"\n')
+        assert any("process.agent_url: expected the agent's address as http://host:port" in line
+                   for line in lines), (bad, lines)
 
 
 # --- message fields ---------------------------------------------------------------------------------------
