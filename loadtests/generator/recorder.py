@@ -154,6 +154,7 @@ class TimelineRecorder:
             environment.events.request.add_listener(self.on_request)
             environment.events.user_error.add_listener(self.on_user_error)
             metrics.stream_counters.add_listener(self.on_counter)
+            metrics.deliveries.add_listener(self.on_deliveries)
             metrics.subscriber_closed.add_listener(self.on_subscriber)
             metrics.generator_lag.add_listener(self.on_lag)
 
@@ -199,6 +200,17 @@ class TimelineRecorder:
             if exception is None:
                 bucket.request.record_value(micros)
 
+    def on_deliveries(self, transport: str, second: int, counts: dict[int, int], **_kwargs: Any) -> None:
+        """Account for one second's batch of delivered events (metrics.Deliveries): each distinct latency once."""
+        key = (second, transport)
+        bucket = self.seconds.get(key)
+        if bucket is None:
+            bucket = self.seconds[key] = Second()
+        record = bucket.delivery.record_value
+        for micros, n in counts.items():
+            record(micros, n)
+        bucket.delivered += sum(counts.values())
+
     def on_user_error(self, user_instance: Any, exception: BaseException, **_kwargs: Any) -> None:
         """Count an exception raised inside a user's task (Locust logs it and goes on): never silent, it
         invalidates its step as a generator-side error, by name."""
@@ -207,9 +219,13 @@ class TimelineRecorder:
         name = "generator_errors" if is_generator_limit(exception) else EXCEPTION_PREFIX + type(exception).__name__
         self.on_counter(transport, name, 1)
 
-    def on_counter(self, transport: str, name: str, value: int, **_kwargs: Any) -> None:
-        """Account for a stream counter increment."""
-        counters = self._bucket(transport).counters
+    def on_counter(self, transport: str, name: str, value: int, second: int | None = None, **_kwargs: Any) -> None:
+        """Account for a stream counter increment (in `second`, else now)."""
+        if second is None:
+            bucket = self._bucket(transport)
+        else:
+            bucket = self.seconds.get((second, transport)) or self.seconds.setdefault((second, transport), Second())
+        counters = bucket.counters
         counters[name] = counters.get(name, 0) + value
 
     def on_subscriber(self, transport: str, summary: dict[str, Any], **_kwargs: Any) -> None:
@@ -232,6 +248,7 @@ class TimelineRecorder:
         while True:
             gevent.sleep(1.0 - (self.clock() % 1.0))
             if self.role != MASTER:
+                metrics.flush_deliveries(self.clock())  # the batches of the second just over, before it is finished
                 for transport, count in list(metrics.open_connections.items()):
                     bucket = self._bucket(transport)
                     bucket.open_connections = max(bucket.open_connections, count)
@@ -334,9 +351,11 @@ class TimelineRecorder:
         if self.stopped:
             return {"rows": [], "subscribers": []}
         if self.role != MASTER:
+            metrics.flush_deliveries()
             self.environment.events.request.remove_listener(self.on_request)
             self.environment.events.user_error.remove_listener(self.on_user_error)
             metrics.stream_counters.remove_listener(self.on_counter)
+            metrics.deliveries.remove_listener(self.on_deliveries)
             metrics.subscriber_closed.remove_listener(self.on_subscriber)
             metrics.generator_lag.remove_listener(self.on_lag)
         self.flush()

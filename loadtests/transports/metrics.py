@@ -2,7 +2,8 @@
 
 Request events carry `context={"transport": ...}` so that listeners (the step recorder, Locust's stats,
 CSVs, web UI and distributed aggregation) can group by transport. Names used:
-  "delivery"  one event received; response_time = delivery latency (receive time - publish ts), ms
+  "delivery"  events received; response_time = delivery latency (receive time - publish ts), ms. Not one
+              request event each: see `Deliveries`
   "received"  one event received from a target whose messages carry no publish time (latency unknown)
   "connect"   one connection attempt; response_time = time to response head / handshake, ms
   "sequence"  a failure per gap, late arrival, duplicate or numbering reset seen in the sequence numbers
@@ -12,11 +13,15 @@ CSVs, web UI and distributed aggregation) can group by transport. Names used:
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from typing import Any
 
+import gevent
+from locust import stats as locust_stats
 from locust.event import EventHook
 
+from rtcap.loadtests.generator.timeline import HIGHEST_US, LOWEST_US
 from rtcap.loadtests.transports.seqtrack import SeqTracker, Verdict
 
 DELIVERY = "delivery"
@@ -25,10 +30,15 @@ CONNECT = "connect"
 SEQUENCE = "sequence"
 
 stream_counters = EventHook()
-"""Fired with (transport=str, name=str, value=int) for byte counts and sequence anomalies."""
+"""Fired with (transport=str, name=str, value=int, second=int) for byte counts and sequence anomalies: the sum
+of one second's `count` calls, once that second is over (`flush_counts`)."""
 
 subscriber_closed = EventHook()
 """Fired with (transport=str, summary=dict) when a subscriber stops: its own seq range and anomaly counts."""
+
+deliveries = EventHook()
+"""Fired with (transport=str, second=int, counts={latency_us: events}, wire_bytes=int) once per transport and
+second of receive time: the delivered events of that second (see `Deliveries`)."""
 
 generator_lag = EventHook()
 """Fired with (lag_ms=float) by the load generator's own schedule monitor: how late a timer woke up."""
@@ -62,10 +72,104 @@ def _fire(environment: Any, transport: str, name: str, response_time: float, len
     )
 
 
-def report_delivery(environment: Any, transport: str, publish_ts: float, received_at: float, wire_bytes: int,
-                    name: str = DELIVERY) -> None:
-    """Report one received event with its delivery latency (receive time - publish ts)."""
-    _fire(environment, transport, name, max(0.0, (received_at - publish_ts) * 1000.0), wire_bytes, None)
+class Deliveries:
+    """The delivered events of one transport in one second of one process: a count per latency in microseconds.
+
+    A Locust request event per delivered message cost more CPU than receiving and parsing it (listeners called
+    one by one, Locust's stats and the recorder's histogram updated per event). Here an event is one dict
+    increment; once its second is over (`flush_deliveries`, each second and when a user stops) the batch goes
+    to Locust's statistics (`log_to_stats`: the same counts, sums and buckets as one event each) and to the
+    recorder (`deliveries`), which records each distinct latency once, with its count.
+    """
+
+    __slots__ = ("counts", "environment", "second", "transport", "wire_bytes")
+
+    def __init__(self, environment: Any, transport: str, second: int) -> None:
+        self.environment = environment
+        self.transport = transport
+        self.second = second
+        self.counts: dict[int, int] = {}
+        self.wire_bytes = 0
+
+    def flush(self) -> None:
+        """Hand the batch to Locust's statistics and to the `deliveries` listeners."""
+        if not self.counts:
+            return
+        runner = getattr(self.environment, "runner", None)
+        if runner is not None:  # Locust's stats listen to request events only once a runner exists
+            log_to_stats(runner.stats, self.transport, DELIVERY, self.counts, self.wire_bytes)
+        deliveries.fire(transport=self.transport, second=self.second, counts=self.counts, wire_bytes=self.wire_bytes)
+
+
+_batches: dict[tuple[int, str], Deliveries] = {}
+_flusher: gevent.Greenlet | None = None
+
+
+def report_delivery(environment: Any, transport: str, publish_ts: float, received_at: float, wire_bytes: int) -> None:
+    """Count one received event with its delivery latency (receive time - publish ts) in its second's batch."""
+    second = int(received_at)
+    key = (id(environment), transport)
+    batch = _batches.get(key)
+    if batch is None or batch.second != second:
+        if batch is not None:
+            batch.flush()
+        batch = _batches[key] = Deliveries(environment, transport, second)
+        _start_flusher()
+    micros = int((received_at - publish_ts) * 1_000_000.0 + 0.5)
+    micros = LOWEST_US if micros < LOWEST_US else HIGHEST_US if micros > HIGHEST_US else micros
+    counts = batch.counts
+    counts[micros] = counts.get(micros, 0) + 1
+    batch.wire_bytes += wire_bytes
+
+
+def flush_deliveries(before: float | None = None) -> None:
+    """Hand on every batch (deliveries and counts) of a second before `before` (unix seconds; all when None)."""
+    for key, batch in list(_batches.items()):
+        if before is None or batch.second < int(before):
+            del _batches[key]
+            batch.flush()
+    if before is None or _counts_second < int(before):
+        flush_counts()
+
+
+def _start_flusher() -> None:
+    """One greenlet per process hands on each second's batches just after it ends, even with no new event."""
+    global _flusher
+    if _flusher is None or _flusher.dead:
+        _flusher = gevent.spawn(_flush_loop)
+
+
+def _flush_loop() -> None:
+    while _batches or _counts:
+        gevent.sleep(1.0 - time.time() % 1.0 + 0.001)
+        flush_deliveries(time.time())
+
+
+def log_to_stats(stats: Any, method: str, name: str, counts: dict[int, int], length: int) -> None:
+    """Add events to Locust's statistics as `RequestStats.log_request` would one by one: `counts` maps a
+    response time in microseconds to its number of events, `length` is their total response length."""
+    total = sum(counts.values())
+    now = time.time()
+    summed = 0.0
+    buckets: Counter[int] = Counter()
+    for micros, n in counts.items():
+        ms = micros / 1000.0
+        summed += ms * n
+        buckets[locust_stats.bucket_response_time(ms)] += n
+    low, high = min(counts) / 1000.0, max(counts) / 1000.0
+    for entry in (stats.total, stats.get(name, method)):
+        second = int(now)
+        if entry.use_response_times_cache and entry.last_request_timestamp and second > int(entry.last_request_timestamp):
+            entry._cache_response_times(second - 1)
+        entry.num_requests += total
+        entry.num_reqs_per_sec[second] += total
+        entry.last_request_timestamp = now
+        entry.total_response_time += summed
+        entry.min_response_time = low if entry.min_response_time is None else min(entry.min_response_time, low)
+        entry.max_response_time = max(entry.max_response_time, high)
+        for bucket, n in buckets.items():
+            entry.response_times[bucket] += n
+        entry.total_content_length += length
 
 
 def report_event(environment: Any, transport: str, tracker: SeqTracker, seq: int | str, publish_ts: float | None,
@@ -88,10 +192,33 @@ def report_error(environment: Any, transport: str, name: str, exception: BaseExc
     _fire(environment, transport, name, elapsed_ms, 0, exception)
 
 
+_counts: dict[tuple[str, str], int] = {}
+_counts_second = 0
+
+
 def count(transport: str, name: str, value: int) -> None:
-    """Add to a stream counter (one of STREAM_COUNTERS)."""
-    if value:
-        stream_counters.fire(transport=transport, name=name, value=value)
+    """Add to a stream counter (one of STREAM_COUNTERS); the second's sums go out when it is over: clients count
+    bytes for every message, and one listener call each time was a good share of the generator's CPU."""
+    global _counts_second
+    if not value:
+        return
+    second = int(time.time())
+    if second != _counts_second:
+        flush_counts()
+        _counts_second = second
+        _start_flusher()
+    key = (transport, name)
+    _counts[key] = _counts.get(key, 0) + value
+
+
+def flush_counts() -> None:
+    """Fire `stream_counters` with the sums counted so far (and the second they were counted in)."""
+    if not _counts:
+        return
+    pending = list(_counts.items())
+    _counts.clear()
+    for (transport, name), value in pending:
+        stream_counters.fire(transport=transport, name=name, value=value, second=_counts_second)
 
 
 def track_sequence(environment: Any, transport: str, tracker: SeqTracker, seq: int | str,
@@ -101,6 +228,8 @@ def track_sequence(environment: Any, transport: str, tracker: SeqTracker, seq: i
     before = (tracker.lost, tracker.duplicated, tracker.reordered)
     highest = tracker.highest
     verdict = tracker.feed(seq, publish_ts)
+    if verdict is Verdict.IN_ORDER:
+        return verdict  # the common case: nothing counted
     for name, old, new in zip(("lost", "duplicated", "reordered"), before,
                               (tracker.lost, tracker.duplicated, tracker.reordered)):
         count(transport, name, new - old)

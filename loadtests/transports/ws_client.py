@@ -1,8 +1,9 @@
-"""WebSocket client: websocket-client over a byte-counting socket, handshake and frames included.
+"""WebSocket client: websocket-client's handshake and sending over a byte-counting socket; frames are read by
+`ws_frames.FrameReader` (sans-I/O, one buffer for whatever a read returned).
 
-websocket-client has no size limit of its own (it reads a frame's whole payload, whatever its header
-announces) and follows redirects by default, on sockets this client would not count. So: a message longer
-than `ws_message_bytes` is refused from its frame headers, before its payload is read; the handshake answer
+websocket-client follows redirects by default, on sockets this client would not count, and has no size limit
+of its own. So: a message longer than `ws_message_bytes` is refused from its frame headers, before its payload
+is read; the handshake answer
 must come within `head_timeout` and `http_head_bytes`; a frame must complete within `timeout` seconds of the
 last one; and a redirect is an error. Each is a LimitExceeded, and the connection is then closed.
 No Locust import here, so the orchestrating process can use it too: `open_check` and `send_check` are the ws
@@ -14,7 +15,6 @@ from __future__ import annotations
 import json
 import socket
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import websocket
@@ -22,71 +22,16 @@ import websocket
 from rtcap.targets.adapter_fields import parse_body
 from rtcap.loadtests.transports.limits import DEFAULT_LIMITS, REDIRECT_STATUSES, LimitExceeded, Limits, redirect_error, size
 from rtcap.loadtests.transports.netio import CountingSocket, open_counting_connection
+from rtcap.loadtests.transports.ws_frames import BINARY, CLOSE, PING, READ_SIZE, TEXT, FrameReader
 
 if TYPE_CHECKING:
     from rtcap.loadtests.transports.checking import Receiver
     from rtcap.targets.adapter import TargetAdapter
     from rtcap.targets.transports import Transport
 
-_DATA_OPCODES = (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY, websocket.ABNF.OPCODE_CONT)
-
 
 class WebSocketClosed(Exception):
     """The server closed the WebSocket."""
-
-
-class JoinedFragments(websocket.continuous_frame):
-    """websocket-client's assembler of fragmented messages, appending to one buffer: its own makes new bytes
-    of the message so far for every fragment, which is quadratic in a message's fragment count."""
-
-    def __init__(self, fire_cont_frame: bool, skip_utf8_validation: bool) -> None:
-        super().__init__(fire_cont_frame, skip_utf8_validation)
-        self._message = bytearray()
-
-    def add(self, frame: websocket.ABNF) -> None:
-        """Append one more fragment to the current message."""
-        if self.cont_data:
-            self._message += frame.data
-            if frame.fin:
-                self.recving_frames = None
-        else:
-            super().add(frame)
-            self._message = bytearray(frame.data)
-
-    def extract(self, frame: websocket.ABNF) -> tuple:
-        """The whole message."""
-        if self.cont_data is not None:
-            self.cont_data[1] = bytes(self._message)
-            self._message = bytearray()
-        return super().extract(frame)
-
-
-class BoundedFrames(websocket.frame_buffer):
-    """websocket-client's frame reader, refusing a message longer than `max_message` from the length in its
-    frame headers (fragments summed), and calling `on_frame` after each complete frame."""
-
-    def __init__(self, recv: Callable[[int], bytes], skip_utf8_validation: bool, max_message: int,
-                 on_frame: Callable[[], None]) -> None:
-        super().__init__(recv, skip_utf8_validation)
-        self.max_message = max_message
-        self.on_frame = on_frame
-        self._message_bytes = 0  # payload of the fragmented message received so far
-
-    def recv_length(self) -> None:
-        """Read the frame's length, and refuse it before its payload if the message would be too long."""
-        super().recv_length()
-        fin, _rsv1, _rsv2, _rsv3, opcode = self.header[:5]
-        total = (self._message_bytes if opcode == websocket.ABNF.OPCODE_CONT else 0) + self.length
-        if total > self.max_message:
-            raise LimitExceeded(f"WebSocket message larger than {size(self.max_message)}")
-        if opcode in _DATA_OPCODES:  # control frames may come between fragments and are no part of them
-            self._message_bytes = 0 if fin else total
-
-    def recv_frame(self) -> websocket.ABNF:
-        """Read one frame, then report it complete."""
-        frame = super().recv_frame()
-        self.on_frame()
-        return frame
 
 
 class WebSocketClient:
@@ -100,6 +45,9 @@ class WebSocketClient:
         self.limits = limits
         self.sock: CountingSocket | None = None
         self.ws: websocket.WebSocket | None = None
+        self.reader = FrameReader(limits.ws_message_bytes)
+        self._read_at = 0.0
+        self._silence = f"no complete WebSocket frame from {url} in {timeout:g} s"
 
     def connect(self) -> float:
         """Open the socket and complete the handshake; return its duration in milliseconds."""
@@ -109,10 +57,7 @@ class WebSocketClient:
         limits = self.limits
         # enable_multithread: the chatter's sender greenlet and the reader share the connection.
         self.ws = ws = websocket.WebSocket(enable_multithread=True)
-        plain = ws.frame_buffer
-        ws.frame_buffer = BoundedFrames(plain.recv, plain.skip_utf8_validation, limits.ws_message_bytes,
-                                        self._expect_frame)
-        ws.cont_frame = JoinedFragments(ws.cont_frame.fire_cont_frame, ws.cont_frame.skip_utf8_validation)
+        self.reader = FrameReader(limits.ws_message_bytes)
         ws.settimeout(self.timeout)
         sock.read_deadline(limits.head_timeout,
                            f"no WebSocket handshake answer from {self.url} within {limits.head_timeout:g} s")
@@ -133,24 +78,41 @@ class WebSocketClient:
     def _expect_frame(self) -> None:
         # Silence is measured in complete frames, not bytes: a byte trickled now and then keeps nothing alive.
         if self.sock is not None:
-            self.sock.read_deadline(self.timeout, f"no complete WebSocket frame from {self.url} in {self.timeout:g} s")
+            self.sock.read_deadline(self.timeout, self._silence)
 
     def receive(self) -> tuple[str, float, int]:
-        """Block for the next text message; return it, its receive time (unix seconds) and its frame's bytes."""
-        assert self.ws is not None, "connect() first"
-        try:
-            opcode, data = self.ws.recv_data()
-        except LimitExceeded:
-            # The frame reader stopped inside a frame: a closing handshake would read on into its payload.
-            self.abort()
-            raise
-        received_at = time.time()
-        if opcode == websocket.ABNF.OPCODE_CLOSE:
-            raise WebSocketClosed(f"server closed {self.url}")
-        raw = data if isinstance(data, bytes) else data.encode("utf-8")
-        # An unmasked server frame: 2 header bytes, plus 2 or 8 for the extended length.
-        wire = len(raw) + (2 if len(raw) < 126 else 4 if len(raw) < 65536 else 10)
-        return raw.decode("utf-8"), received_at, wire
+        """Block for the next text message; return it, its receive time (unix seconds: when the read that
+        completed it returned) and the bytes its frames took on the wire. Pings are answered on the way."""
+        assert self.ws is not None and self.sock is not None, "connect() first"
+        reader = self.reader
+        while True:
+            try:
+                item = reader.next()
+            except LimitExceeded:
+                # The frame is refused from its header: a closing handshake would read on into its payload.
+                self.abort()
+                raise
+            if item is None:
+                data = self.sock.recv(READ_SIZE)
+                if not data:
+                    raise websocket.WebSocketConnectionClosedException("Connection to remote host was lost.")
+                self._read_at = time.time()
+                reader.feed(data)
+                continue
+            self._expect_frame()
+            opcode, payload, wire = item
+            if opcode == TEXT:
+                try:
+                    return payload.decode("utf-8"), self._read_at, wire
+                except UnicodeDecodeError as error:
+                    raise websocket.WebSocketPayloadException(f"cannot decode text message: {error}") from None
+            if opcode == BINARY:
+                return payload.decode("utf-8"), self._read_at, wire
+            if opcode == CLOSE:
+                self.ws.send_close()
+                raise WebSocketClosed(f"server closed {self.url}")
+            if opcode == PING:
+                self.ws.pong(payload)
 
     def send_json(self, message: dict[str, Any]) -> None:
         """Send one JSON text message."""

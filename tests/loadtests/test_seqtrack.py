@@ -146,6 +146,7 @@ def test_a_reset_is_emitted_as_a_per_second_counter_and_a_sequence_failure() -> 
         for seq in (1, 2, 3):
             metrics.track_sequence(environment, "sse", tracker, seq, 1000.0 + seq)
         assert metrics.track_sequence(environment, "sse", tracker, 1, 2000.0) is Verdict.RESET
+        metrics.flush_counts()  # counters go out per second
     finally:
         metrics.stream_counters.remove_listener(on_counter)
     assert counted == [("sse", "seq_resets", 1)]
