@@ -172,6 +172,10 @@ OPTIONS: tuple[Option, ...] = (
        help="presence: typing indicators per second per user"),
     _o(dest="room_size", run="--room-size", locust="--room-size", type=v.number(int, 0, v.MAX_ROOM_SIZE), default=10,
        help="presence: users per room (rooms ROOM-0, ROOM-1...; 0: one room)"),
+    _o(dest="held_per_user", run="--held-per-user", locust="--held-per-user",
+       type=v.number(int, 1, v.MAX_HELD_PER_USER), default=1,
+       help="connections each ws or sse listener holds, read from the event loop instead of a greenlet each "
+            "(cheaper per connection; steps stay in connections and must be multiples of it); 1: one per user"),
     _o(dest="reconnect_max", locust="--reconnect-max", type=v.number(float, 0, v.MAX_SECONDS, above=True),
        default=10.0, help="ceiling of the reconnect backoff, seconds"),
     _o(dest="read_timeout", locust="--read-timeout", type=v.number(float, 0, v.MAX_SECONDS, above=True),

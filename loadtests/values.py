@@ -30,6 +30,8 @@ MAX_PAYLOAD_BYTES = 1_048_576
 """--payload: bytes per event."""
 MAX_PROCESSES = 256
 """--processes: load-generating processes on one host."""
+MAX_HELD_PER_USER = 10_000
+"""--held-per-user: connections one feed listener holds."""
 MAX_PID = 4_194_304
 """--target-pid: Linux's largest pid_max."""
 MAX_ROOM_SIZE = 1_000_000

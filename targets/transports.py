@@ -75,6 +75,8 @@ class Transport:
     """steps.csv columns that become its summary.json "patterns" (reports/summary.py)."""
     connections_per_user: int = 1
     """Sockets one user holds: the open-file preflight counts them (loadtests/run/validate.py)."""
+    crowd: bool = False
+    """Its listener can hold many connections read from the event loop (--held-per-user; transports/crowd.py)."""
     shown: int
     """Position in report tables: polling from most to least wasteful, then push."""
     colour: int | None = None
@@ -122,10 +124,11 @@ REGISTRY: tuple[Transport, ...] = (
               shown=0, colour=5),
     Transport(name="sse", display="SSE", kind="held stream", user_class="SSEUser", user_module="sse", check_module="sse_client",
               holds_connection=True,
-              websocket=False, feed=True, shown=3, colour=1, default=True),
+              websocket=False, feed=True, crowd=True, shown=3, colour=1, default=True),
     Transport(name="ws", display="WebSocket", kind="held stream", user_class="WebSocketUser", user_module="ws", check_module="ws_client",
               holds_connection=True,
-              websocket=True, feed=True, adapter_keys=("subscribe", "resume_url"), shown=4, colour=2, default=True),
+              websocket=True, feed=True, crowd=True, adapter_keys=("subscribe", "resume_url"), shown=4, colour=2,
+              default=True),
     Transport(name="chat", display="WebSocket chat", kind="room", user_class="ChatUser", user_module="ws", check_module="ws_client",
               holds_connection=True,
               websocket=True, feed=False, adapter_keys=("subscribe", "room", "send"),

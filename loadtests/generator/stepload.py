@@ -28,6 +28,7 @@ class StepLoadShape(LoadTestShape):
 
     staircase: Staircase | None = None
     live: LiveSamples | None = None
+    per_user = 1
     rule = SettleRule()
 
     def _plan(self) -> Staircase:
@@ -39,9 +40,12 @@ class StepLoadShape(LoadTestShape):
         settle_max = (settings.step_settle_max or None) if settings.step_settle_samples else None
         if settle_max is not None:
             self.live = LiveSamples(settings.step_settle_samples)
+        # Steps count connections; with --held-per-user K each Locust user holds K of them (transports/crowd.py).
+        per_user = self.per_user = settings.held_per_user
         return Staircase(
-            steps=parse_steps(settings.steps), hold=settings.step_hold, settle=settings.step_settle,
-            spawn_rate=settings.step_spawn_rate, ramp_timeout=settings.step_ramp_timeout, settle_max=settle_max,
+            steps=[-(-step // per_user) for step in parse_steps(settings.steps)], hold=settings.step_hold,
+            settle=settings.step_settle, spawn_rate=max(1.0, settings.step_spawn_rate / per_user),
+            ramp_timeout=settings.step_ramp_timeout, settle_max=settle_max,
         )
 
     def reset_time(self) -> None:
@@ -61,7 +65,11 @@ class StepLoadShape(LoadTestShape):
         settled = self._settled if self.live is not None else None
         answer = self.staircase.tick(time.time(), self.get_current_user_count(), settled)
         for window in self.staircase.windows[done:]:
-            self._write(window.to_json())
+            line = window.to_json()
+            for key in ("users", "running_users"):  # connections, as the steps were given
+                if line.get(key) is not None:
+                    line[key] *= self.per_user
+            self._write(line)
         return answer
 
     def _write(self, line: dict) -> None:

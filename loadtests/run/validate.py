@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from rtcap.loadtests import options as declared
 from rtcap.loadtests.run import oslimits
 from rtcap.loadtests.run.oslimits import FD_MARGIN, connections_per_user
+from rtcap.targets import transports as registry
 
 if TYPE_CHECKING:
     from rtcap.loadtests.run.sweep import RunOptions
@@ -177,6 +178,22 @@ def check_distribution(options: RunOptions) -> None:
                              "each rtcap worker (rtcap worker --source-ips ...)")
 
 
+def check_held_per_user(options: RunOptions) -> None:
+    """--held-per-user K: only for the transports whose listeners can hold many connections, and steps that are
+    whole numbers of such listeners (steps count connections)."""
+    if options.held_per_user == 1:
+        return
+    others = [t for t in options.transports if not registry.lookup(t).crowd]
+    if others:
+        able = ",".join(r.name for r in registry.REGISTRY if r.crowd)
+        raise PreflightError(f"--held-per-user: only {able} listeners hold several connections each; not "
+                             f"{','.join(others)} (run them separately with --held-per-user 1)")
+    uneven = [step for step in options.steps if step % options.held_per_user]
+    if uneven:
+        raise PreflightError(f"--steps: {uneven[0]:,} connections is not a multiple of --held-per-user "
+                             f"{options.held_per_user} (steps count connections; each user holds that many)")
+
+
 def check_source_ips(addresses: Sequence[str]) -> None:
     """Refuse a --source-ips address this machine cannot send from (binding to it is the only honest test)."""
     for address in addresses:
@@ -231,6 +248,7 @@ def preflight(runs: Sequence[RunOptions], out_dir: Path, name: str) -> list[str]
         if not options.host:
             check_server_args(adapter, options.server_args, options.rate, options.payload)
         check_distribution(options)
+        check_held_per_user(options)
         if options.expect_workers and starts_target and not ipaddress.ip_address(options.master_bind_host).is_loopback:
             raise PreflightError(f"--master-bind-host {options.master_bind_host}: workers on other machines cannot "
                                  "reach the target rtcap starts on loopback; start it where they can and give --host")

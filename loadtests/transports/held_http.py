@@ -49,6 +49,8 @@ class HeldResponse:
         self.sock: CountingSocket | None = None
         self.parser = self.new_parser()
         self._http = h11.Connection(h11.CLIENT, max_incomplete_event_size=limits.http_head_bytes)
+        self._silence: str | None = None
+        self._ended = False
 
     def new_parser(self) -> Any:
         """The sans-I/O parser of the wire format: `feed(bytes) -> list of items`."""
@@ -113,10 +115,33 @@ class HeldResponse:
             elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
                 raise StreamClosed(f"server ended the stream from {self.url}")
 
+    def take(self, data: bytes) -> list[Any]:
+        """Parse bytes read elsewhere (an event loop's callback): the items they complete. b"" is the end of
+        the connection; the end of the stream raises StreamClosed. Never blocks on a read."""
+        assert self.sock is not None, "connect() first"
+        ended = StreamClosed(f"server ended the stream from {self.url}")
+        if self._ended:
+            raise ended
+        self._http.receive_data(data)
+        items: list[Any] = []
+        while True:
+            event = next_h11_event(self._http, self.limits.http_head_bytes)
+            if event is h11.NEED_DATA:
+                return items
+            if isinstance(event, h11.Data):
+                items += self.feed(bytes(event.data))[0]
+            elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
+                if not items:
+                    raise ended
+                self._ended = True  # the items before the end are delivered; the next call raises
+                return items
+
     def _expect_item(self) -> None:
         # Silence is measured in complete items, not bytes: a byte trickled now and then keeps no stream alive.
         assert self.sock is not None
-        self.sock.read_deadline(self.timeout, f"no {self.what} from {self.url} in {self.timeout:g} s")
+        if self._silence is None:  # formatted once: this runs for every chunk of the stream
+            self._silence = f"no {self.what} from {self.url} in {self.timeout:g} s"
+        self.sock.read_deadline(self.timeout, self._silence)
 
     def _next_http_event(self) -> h11.Event:
         assert self.sock is not None, "connect() first"

@@ -37,8 +37,8 @@ subscriber_closed = EventHook()
 """Fired with (transport=str, summary=dict) when a subscriber stops: its own seq range and anomaly counts."""
 
 deliveries = EventHook()
-"""Fired with (transport=str, second=int, counts={latency_us: events}, wire_bytes=int) once per transport and
-second of receive time: the delivered events of that second (see `Deliveries`)."""
+"""Fired with (transport=str, second=int, counts={latency_us: events}, wire_bytes=int): delivered events of one
+second of receive time, in one or a few parts (see `Deliveries`)."""
 
 generator_lag = EventHook()
 """Fired with (lag_ms=float) by the load generator's own schedule monitor: how late a timer woke up."""
@@ -77,7 +77,7 @@ class Deliveries:
 
     A Locust request event per delivered message cost more CPU than receiving and parsing it (listeners called
     one by one, Locust's stats and the recorder's histogram updated per event). Here an event is one dict
-    increment; once its second is over (`flush_deliveries`, each second and when a user stops) the batch goes
+    increment; every FLUSH_S, when its second is over and when a user stops (`flush_deliveries`) the batch goes
     to Locust's statistics (`log_to_stats`: the same counts, sums and buckets as one event each) and to the
     recorder (`deliveries`), which records each distinct latency once, with its count.
     """
@@ -133,16 +133,21 @@ def flush_deliveries(before: float | None = None) -> None:
 
 
 def _start_flusher() -> None:
-    """One greenlet per process hands on each second's batches just after it ends, even with no new event."""
+    """One greenlet per process hands on the batches every FLUSH_S, even with no new event."""
     global _flusher
     if _flusher is None or _flusher.dead:
         _flusher = gevent.spawn(_flush_loop)
 
 
+FLUSH_S = 0.25
+"""How often pending batches go out, the current second's included (a second may go out in parts): Locust's
+statistics, its web UI and CSV lag the clients by at most this much."""
+
+
 def _flush_loop() -> None:
     while _batches or _counts:
-        gevent.sleep(1.0 - time.time() % 1.0 + 0.001)
-        flush_deliveries(time.time())
+        gevent.sleep(FLUSH_S)
+        flush_deliveries()
 
 
 def log_to_stats(stats: Any, method: str, name: str, counts: dict[int, int], length: int) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import socket
+import ssl
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -24,6 +25,9 @@ class CountingSocket:
     has passed, even if the peer trickles a byte before every socket timeout; `read_budget` makes them fail
     once more than a number of bytes came in, reading no byte past it.
     """
+
+    __slots__ = ("_armed", "_budget", "_budget_message", "_deadline", "_deadline_bound", "_deadline_message", "_sock",
+                 "_timeout", "bytes_received", "bytes_sent")  # one per held connection: no __dict__
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
@@ -58,6 +62,18 @@ class CountingSocket:
             raise
         self.bytes_received += len(data)
         self._after_read(len(data))
+        return data
+
+    def recv_ready(self, size: int) -> bytes | None:
+        """What is waiting now, counted, or None when nothing is (the socket must be non-blocking: an event
+        loop's callback reads with this). A plain TCP socket is read underneath gevent's wrapper, which only
+        adds the wait a callback never does; TLS goes through its wrapper."""
+        raw = self._sock if isinstance(self._sock, ssl.SSLSocket) else getattr(self._sock, "_sock", self._sock)
+        try:
+            data = raw.recv(size)
+        except BlockingIOError:
+            return None
+        self.bytes_received += len(data)
         return data
 
     def recv_into(self, buffer: Any, size: int = 0, *args: Any) -> int:

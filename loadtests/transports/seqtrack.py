@@ -36,7 +36,7 @@ class Verdict(Enum):
     RESET = "reset"
 
 
-@dataclass
+@dataclass(slots=True)
 class SeqTracker:
     """Counts lost, duplicated and reordered events and numbering resets of one subscriber, across reconnects."""
 
@@ -54,8 +54,9 @@ class SeqTracker:
     newest_ts: float | None = None
     # Missing numbers as sorted, disjoint [start, stop) ranges within the window below `highest`.
     _missing: list[tuple[int, int]] = field(default_factory=list)
-    _recent: deque = field(default_factory=lambda: deque(maxlen=4096))
-    _recent_set: set[str] = field(default_factory=set)
+    # Text sequences only (made on the first one: a subscriber's state is per held connection, so it stays small).
+    _recent: deque | None = None
+    _recent_set: set[str] | None = None
 
     def feed(self, seq: int | str, ts: float | None = None) -> Verdict:
         """Account for one received event (with its publish time, if known); say how it fits the stream."""
@@ -136,6 +137,8 @@ class SeqTracker:
     def _feed_text(self, seq: str, newer: bool) -> Verdict:
         # Text sequence numbers: a repeat is a duplicate, a smaller unseen one arrived late (or, newer than
         # everything received, the numbering started again).
+        if self._recent is None or self._recent_set is None:
+            self._recent, self._recent_set = deque(maxlen=4096), set()
         if seq in self._recent_set:
             self.duplicated += 1
             return Verdict.DUPLICATE

@@ -23,6 +23,7 @@ class SSEListener(StreamUser):
     abstract = True
     transport = "sse"
     stream_errors = (*StreamUser.stream_errors, SSEConnectError, StreamClosed, h11.ProtocolError)
+    connection_state = (*StreamUser.connection_state, "last_event_id")
 
     def on_start(self) -> None:
         """Set up the listener; it has no Last-Event-ID until its first event."""
@@ -39,12 +40,23 @@ class SSEListener(StreamUser):
         """Report every event until the stream ends."""
         for item, received_at in client.items():
             if isinstance(item, SSEEvent):
-                self.last_event_id = item.id
-                # Application bytes: the data value an EventSource hands the page (field names and line
-                # breaks are framing); counted for every event, whether or not the adapter accepts it.
-                metrics.count(self.transport, "payload_bytes", len(item.data.encode("utf-8")))
-                self.on_payload(parse_body(item.data), received_at, item.wire_bytes, item.id)
+                self.on_event(item, received_at)
                 self.flush_bytes(client)
+
+    def consume(self, client: SSEClient, data: bytes, received_at: float) -> bool:
+        """Report the events in bytes read from the event loop; True if an item (event, comment) completed."""
+        items = client.take(data)
+        for item in items:
+            if isinstance(item, SSEEvent):
+                self.on_event(item, received_at)
+        return bool(items)
+
+    def on_event(self, item: SSEEvent, received_at: float) -> None:
+        """One event: remember its id for Last-Event-ID, count its application bytes (the data value an
+        EventSource hands the page; field names and line breaks are framing), then report it."""
+        self.last_event_id = item.id
+        metrics.count(self.transport, "payload_bytes", len(item.data.encode("utf-8")))
+        self.on_payload(parse_body(item.data), received_at, item.wire_bytes, item.id)
 
 
 class SSEUser(SSEListener):

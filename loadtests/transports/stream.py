@@ -12,15 +12,13 @@ from typing import Any, Protocol
 from locust import User, between, task
 
 from rtcap.loadtests.transports import metrics
-from rtcap.loadtests.transports.backoff import Backoff
+from rtcap.loadtests.transports.backoff import STABLE_S, Backoff
+from rtcap.loadtests.transports.crowd import Crowd
 from rtcap.loadtests.generator.options import Settings
 from rtcap.loadtests.transports.seqtrack import SeqTracker
 from rtcap.loadtests.generator.targeting import adapter_for
+from rtcap.targets import transports as registry
 from rtcap.targets.adapter_fields import FieldError
-
-
-STABLE_S = 5.0
-"""A connection that stayed up this long was a good one: the reconnect backoff starts afresh after it."""
 
 
 class StreamClient(Protocol):
@@ -46,6 +44,8 @@ class StreamUser(User):
     transport = "stream"
     stream_errors: tuple[type[BaseException], ...] = (OSError, ValueError, KeyError)
     """Exceptions that mean "this connection is broken": reported, then the user reconnects."""
+    connection_state: tuple[str, ...] = ("client", "tracker", "_reported")
+    """The attributes that belong to one connection: a crowd (--held-per-user) keeps them per connection."""
 
     def on_start(self) -> None:
         """Read the options and set up this user's state."""
@@ -56,6 +56,10 @@ class StreamUser(User):
         self.backoff = Backoff(cap=self.settings.reconnect_max)
         self.client: Any = None
         self._reported = (0, 0)
+        self.held_per_user = self.settings.held_per_user
+        if self.held_per_user > 1 and not registry.lookup(self.transport).crowd:
+            raise ValueError(f"--held-per-user {self.held_per_user}: {self.transport} users hold one connection each "
+                             "(only the ws and sse listeners hold several)")
 
     def new_client(self) -> StreamClient:
         """A new, unconnected client for this user's next connection."""
@@ -63,6 +67,11 @@ class StreamUser(User):
 
     def read(self, client: Any) -> None:
         """Receive until the stream breaks; call `flush_bytes(client)` as messages arrive."""
+        raise NotImplementedError
+
+    def consume(self, client: Any, data: bytes, received_at: float) -> bool:
+        """Parse and report bytes read from the event loop (a crowd's connection); True if they completed an item
+        (the stream is alive). Only transports whose registry record says `crowd` implement it."""
         raise NotImplementedError
 
     def on_connected(self, client: Any) -> None:
@@ -78,6 +87,8 @@ class StreamUser(User):
         Only a connection that stayed up STABLE_S resets the backoff: a server that accepts and drops every
         connection at once must not get a reconnect storm (several per second per user) from its own failure.
         """
+        if self.held_per_user > 1:
+            Crowd(self, self.held_per_user).run()  # holds its connections until Locust stops the user
         while True:
             began = time.monotonic()
             if self._session() and time.monotonic() - began >= STABLE_S:
@@ -138,3 +149,4 @@ class StreamUser(User):
         if self.client is not None:
             self.client.close()
         metrics.report_subscriber(self.transport, self.tracker)
+        metrics.flush_deliveries()  # what this user received is in Locust's statistics before the test stops

@@ -55,10 +55,20 @@ class _WebSocketUser(StreamUser):
         """Hand every message to the adapter's reader until the connection breaks."""
         while True:
             text, received_at, wire_bytes = client.receive()
-            # Application bytes: the message payload, for every message (control messages included).
-            metrics.count(self.transport, "payload_bytes", len(text.encode("utf-8")))
-            self.on_payload(parse_body(text), received_at, wire_bytes)
+            self.on_message(text, received_at, wire_bytes)
             self.flush_bytes(client)
+
+    def consume(self, client: WebSocketClient, data: bytes, received_at: float) -> bool:
+        """Report the messages in bytes read from the event loop; True if a frame completed."""
+        frames = client.reader.frames
+        for text, wire_bytes in client.take(data):
+            self.on_message(text, received_at, wire_bytes)
+        return client.reader.frames > frames
+
+    def on_message(self, text: str, received_at: float, wire_bytes: int) -> None:
+        """One text message: its application bytes (every message, control messages included), then its event."""
+        metrics.count(self.transport, "payload_bytes", len(text.encode("utf-8")))
+        self.on_payload(parse_body(text), received_at, wire_bytes)
 
 
 class WebSocketListener(_WebSocketUser):

@@ -77,37 +77,56 @@ class WebSocketClient:
 
     def _expect_frame(self) -> None:
         # Silence is measured in complete frames, not bytes: a byte trickled now and then keeps nothing alive.
-        if self.sock is not None:
+        # (Read by an event loop, `take` has no socket deadline: its caller times the silence.)
+        if self.sock is not None and self.sock.gettimeout() != 0.0:
             self.sock.read_deadline(self.timeout, self._silence)
 
     def receive(self) -> tuple[str, float, int]:
         """Block for the next text message; return it, its receive time (unix seconds: when the read that
         completed it returned) and the bytes its frames took on the wire. Pings are answered on the way."""
-        assert self.ws is not None and self.sock is not None, "connect() first"
-        reader = self.reader
+        assert self.sock is not None, "connect() first"
+        while True:
+            message = self._next_message()
+            if message is not None:
+                return message[0], self._read_at, message[1]
+            data = self.sock.recv(READ_SIZE)
+            if not data:
+                raise websocket.WebSocketConnectionClosedException("Connection to remote host was lost.")
+            self._read_at = time.time()
+            self.reader.feed(data)
+
+    def take(self, data: bytes) -> list[tuple[str, int]]:
+        """Parse bytes read elsewhere (an event loop's callback): every text message they complete, with its
+        wire bytes. b"" is the end of the connection. Never blocks on a read; pings are answered."""
+        if not data:
+            raise websocket.WebSocketConnectionClosedException("Connection to remote host was lost.")
+        self.reader.feed(data)
+        messages = []
+        while (message := self._next_message()) is not None:
+            messages.append(message)
+        return messages
+
+    def _next_message(self) -> tuple[str, int] | None:
+        """The next complete text message in what was read, and its wire bytes; None until more is read."""
+        assert self.ws is not None, "connect() first"
         while True:
             try:
-                item = reader.next()
+                item = self.reader.next()
             except LimitExceeded:
                 # The frame is refused from its header: a closing handshake would read on into its payload.
                 self.abort()
                 raise
             if item is None:
-                data = self.sock.recv(READ_SIZE)
-                if not data:
-                    raise websocket.WebSocketConnectionClosedException("Connection to remote host was lost.")
-                self._read_at = time.time()
-                reader.feed(data)
-                continue
+                return None
             self._expect_frame()
             opcode, payload, wire = item
             if opcode == TEXT:
                 try:
-                    return payload.decode("utf-8"), self._read_at, wire
+                    return payload.decode("utf-8"), wire
                 except UnicodeDecodeError as error:
                     raise websocket.WebSocketPayloadException(f"cannot decode text message: {error}") from None
             if opcode == BINARY:
-                return payload.decode("utf-8"), self._read_at, wire
+                return payload.decode("utf-8"), wire
             if opcode == CLOSE:
                 self.ws.send_close()
                 raise WebSocketClosed(f"server closed {self.url}")

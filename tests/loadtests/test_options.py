@@ -18,7 +18,7 @@ CHANGED = {
     "--ramp-timeout": "45", "--channel": "news", "--poll-interval": "2.5", "--no-conditional-get": None,
     "--chat-rate": "0.7", "--request-rate": "3", "--typing-rate": "2", "--room-size": "4",
     "--max-message-bytes": "4096", "--max-body-bytes": "8192", "--head-timeout": "12",
-    "--on-worker-loss": "continue", "--source-ips": "127.0.0.2-127.0.0.3",
+    "--on-worker-loss": "continue", "--source-ips": "127.0.0.2-127.0.0.3", "--held-per-user": "7",
 }
 
 

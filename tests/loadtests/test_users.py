@@ -68,12 +68,16 @@ def test_chatters_receive_every_broadcast_of_their_room(reference_url: str, tmp_
     assert int(locust_stats(tmp_path)[("chat", "delivery")]["Failure Count"]) == 0
 
 
+@pytest.mark.parametrize("users, per_user", [(5, 1), (1, 5)], ids=["a-user-per-connection", "one-user-of-five"])
 @pytest.mark.parametrize(("user_class", "transport"), [("SSEUser", "sse"), ("WebSocketUser", "ws")])
-def test_push_users_reconnect_and_resume_without_loss(reference_url: str, tmp_path: Path, user_class: str, transport: str) -> None:
+def test_push_users_reconnect_and_resume_without_loss(reference_url: str, tmp_path: Path, user_class: str, transport: str,
+                                                      users: int, per_user: int) -> None:
     host, port = reference_url.removeprefix("http://").rsplit(":", 1)
     proxy = CutProxy(host, int(port))
     try:
-        run = start_locust(f"http://127.0.0.1:{proxy.port}", user_class, 5, 8, tmp_path, "--reconnect-max", "0.5")
+        # --held-per-user 5: the five connections of one user (transports/crowd.py) reconnect each on its own.
+        run = start_locust(f"http://127.0.0.1:{proxy.port}", user_class, users, 8, tmp_path, "--reconnect-max", "0.5",
+                           "--held-per-user", str(per_user))
         assert proxy.wait_for_connections(5, timeout=20)
         assert proxy.cut_all() == 5
         assert proxy.wait_for_connections(10, timeout=20)  # every user came back
