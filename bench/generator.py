@@ -348,6 +348,33 @@ def table(arms: list[Arm]) -> str:
     return "\n".join(lines)
 
 
+def mean_events_per_cpu_s(arm: Arm) -> float | None:
+    """Delivered events per CPU-second over all of an arm's steps (None without CPU readings)."""
+    cpu = sum(s.cpu_s for s in arm.steps if s.cpu_s)
+    return sum(s.delivered for s in arm.steps if s.cpu_s) / cpu if cpu else None
+
+
+def ratios(arms: list[Arm]) -> str:
+    """Each rtcap WebSocket and SSE arm against the stock client and Artillery: memory per connection and
+    events per CPU-second, as ratios (above 1: rtcap needs more memory / does more per CPU-second)."""
+    references = [a for a in arms if not a.name.startswith("rtcap") and not a.skipped and a.steps]
+    lines = []
+    for arm in arms:
+        if not arm.name.startswith("rtcap") or " poll" in arm.name or not arm.steps:
+            continue
+        for ref in references:
+            parts = []
+            mine, theirs = arm.bytes_per_connection(), ref.bytes_per_connection()
+            if mine and theirs:
+                parts.append(f"memory per connection {mine / theirs:.2f}x")
+            mine, theirs = mean_events_per_cpu_s(arm), mean_events_per_cpu_s(ref)
+            if mine and theirs:
+                parts.append(f"events per CPU-second {mine / theirs:.2f}x")
+            if parts:
+                lines.append(f"- {arm.name} vs {ref.name}: " + ", ".join(parts))
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rtcap.bench.generator", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help=f"steps {QUICK.steps}, {QUICK.hold:g} s each")
@@ -375,12 +402,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Generator cost against nginx+nchan, {plan.rate:g} events/s to every connection, "
           f"{plan.hold:g} s per step (work: {work})\n")
     print(table(arms))
+    if ratio_lines := ratios(arms):
+        print("\n" + ratio_lines)
     if scale:
         print("\n" + report_scale.describe(scale))
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"generator-{time.strftime('%Y%m%dT%H%M%S')}.json"
     out.write_text(json.dumps({"plan": asdict(plan), "host": schema.host_facts(),
-                               "arms": [arm.summary() for arm in arms], "report_scale": scale}, indent=2) + "\n")
+                               "arms": [arm.summary() for arm in arms], "ratios": ratios(arms).splitlines(),
+                               "report_scale": scale}, indent=2) + "\n")
     print(f"\nresults: {out}")
     return 0
 

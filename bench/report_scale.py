@@ -32,18 +32,18 @@ TOP = 10_000
 SAMPLE_S = 0.5
 
 
-def synthesize(record: Path, t0: int) -> list[dict[str, Any]]:
-    """Write one hour's timeline and step windows into `record`; return the samples the sampler would have taken."""
+def synthesize(record: Path, t0: int, seconds: int = HOUR_S) -> list[dict[str, Any]]:
+    """Write `seconds` of timeline and step windows into `record`; return the samples the sampler would have taken."""
     rng = random.Random(1)
     record.mkdir(parents=True, exist_ok=True)
-    hold = HOUR_S // STEPS
+    hold = seconds // STEPS
     users = [TOP * (i + 1) // STEPS for i in range(STEPS)]
     with (record / schema.WINDOWS_FILE).open("w") as handle:
         for i, n in enumerate(users):
             handle.write(json.dumps({"step": i, "users": n, "t_start": t0 + i * hold + 5,
                                      "t_end": t0 + (i + 1) * hold}) + "\n")
     with (record / "timeline.jsonl").open("w") as handle:
-        for second in range(HOUR_S):
+        for second in range(seconds):
             n = users[min(second // hold, STEPS - 1)]
             histogram = new_histogram()
             for _ in range(200):  # 200 distinct latencies, as a real second has
@@ -57,7 +57,7 @@ def synthesize(record: Path, t0: int) -> list[dict[str, Any]]:
             handle.write(json.dumps({"t": t0 + second, "transport": "generator", "lag_hist": encode_histogram(lag),
                                      "lag_samples": 4}) + "\n")
     samples = []
-    for k in range(int(HOUR_S / SAMPLE_S)):
+    for k in range(int(seconds / SAMPLE_S)):
         t = t0 + k * SAMPLE_S
         n = users[min(int(k * SAMPLE_S) // hold, STEPS - 1)]
         for role, pid, base, per in (("target", 100, 60e6, 30e3), ("generator", 200, 90e6, 15e3)):
@@ -75,24 +75,24 @@ def _timed(command: list[str]) -> float:
     return time.perf_counter() - started
 
 
-def measure(work: Path) -> dict[str, Any]:
+def measure(work: Path, seconds: int = HOUR_S) -> dict[str, Any]:
     """Synthesize the run into `work/run` and time collect, the summary and the report; seconds each."""
     run = work / "run"
-    t0 = int(time.time()) - HOUR_S - 60
-    samples = synthesize(run / "locust" / "ws", t0)
+    t0 = int(time.time()) - seconds - 60
+    samples = synthesize(run / "locust" / "ws", t0, seconds)
     started = time.perf_counter()
     rows = collect_transport("ws", run / "locust" / "ws", samples)
     collect_s = time.perf_counter() - started
     schema.write_steps(run, rows)
     schema.write_samples(run, samples)
     schema.write_meta(run, schema.build_meta(
-        name="report-scale", transports=["ws"], steps=[r["users"] for r in rows], hold_s=HOUR_S / STEPS,
+        name="report-scale", transports=["ws"], steps=[r["users"] for r in rows], hold_s=seconds / STEPS,
         target={"name": "synthesized"}, options={}, slo={"delivery_p99_ms": 250.0, "error_rate": 0.01},
         start=time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t0)), end=None, notes=["synthesized by bench"]))
     rtcap = [sys.executable, "-m", "rtcap.loadtests.cli", "report"]
     summary_s = _timed([*rtcap, "--format", "md", "-o", str(run / schema.SUMMARY_MD_FILE), str(run)])
     report_s = _timed([*rtcap, str(run)])
-    return {"seconds": HOUR_S, "steps": len(rows), "top_connections": TOP, "samples": len(samples),
+    return {"seconds": seconds, "steps": len(rows), "top_connections": TOP, "samples": len(samples),
             "collect_s": round(collect_s, 2), "summary_md_s": round(summary_s, 2), "report_html_s": round(report_s, 2),
             "report_bytes": (run / schema.REPORT_FILE).stat().st_size, "run_dir": str(run)}
 
