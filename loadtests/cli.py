@@ -25,7 +25,8 @@ QUICK = {"steps": "40,80,120,160,200", "hold": 6.0}
 """--quick: a short sweep (the options it does not name keep loadtests/options.py's defaults)."""
 QUICK_STEPS = [40, 80, 120]
 """--quick with --scenario: three steps, enough for a memory fit."""
-SCENARIO_NAMES = ("cache-5s", "live-scores", "long-polling", "conditional", "signalling", "rpc-over-ws", "presence")
+SCENARIO_NAMES = ("cache-5s", "live-scores", "long-polling", "conditional", "signalling", "rpc-over-ws", "presence",
+                  "fan-out")
 """loadtests/run/scenarios.py SCENARIOS (kept here so `rtcap --help` imports nothing heavy; a test checks both agree)."""
 
 

@@ -7,13 +7,16 @@ number the article gave next to the number this machine measured. Pure: run dire
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from rtcap.reports.schema import META_FILE
+from rtcap.reports.deployment import run_rate, step_shares, transport_deployment
+from rtcap.reports.plan import run_models
+from rtcap.reports.schema import META_FILE, OUTAGES_FILE
 from rtcap.reports.page import md_table
 from rtcap.reports.rundir import Run, load_run
 from rtcap.reports.summary import build_summary, md_text
@@ -228,10 +231,119 @@ def judge_presence(arms: Mapping[str, Run]) -> dict[str, Any]:
     }
 
 
+FANOUT_ARMS = {"w1-memory": "1 worker, memory broker", "w1-redis": "1 worker through Redis",
+               "w2-redis": "2 workers through Redis", "w4-redis": "4 workers through Redis"}
+"""The fan-out scenario's sweep arms (loadtests/run/scenarios.py) and their names in sentences."""
+
+
+def _fanout_arm(run: Run) -> dict[str, Any]:
+    """One fan-out arm's figures per transport: top-step latency and throughput, the fits (memory per connection
+    of every process summed, CPU per delivered event or request), loss, and the workers' and broker's shares."""
+    models = {m["transport"]: m for m in run_models(run)}
+    shares = step_shares(run.steps, run.samples, run_rate(run.meta))
+    out = {}
+    for t in ("sse", "ws", "poll"):
+        if t not in models:
+            continue
+        top_row = {c: at_top(run, t, c) for c in ("users", "latency_p50_ms", "latency_p99_ms", "request_p50_ms",
+                                                  "request_p99_ms", "rps", "msgs_per_s", "cpu_percent")}
+        work = top_row["rps" if t == "poll" else "msgs_per_s"]
+        out[t] = {**top_row, **{c: figure(run, t, c) for c in ("mem_per_conn_bytes", "lost", "duplicated", "reordered")},
+                  # Every process's CPU at the top step over its work, idle included: what the deployment costs
+                  # per event (or request), steadier than a 3-step slope.
+                  "cpu_per_unit_s": _ratio(None if top_row["cpu_percent"] is None else top_row["cpu_percent"] / 100,
+                                           work),
+                  "cpu_fit_s": models[t]["cpu"].get("per_unit"),
+                  "deployment": None if shares.empty else transport_deployment(shares, t)}
+    return out
+
+
+def _us(value: float | None) -> str:
+    return "–" if value is None else f"{value * 1e6:,.1f} µs"
+
+
+def _outages(run: Run | None) -> list[dict[str, Any]]:
+    """The outages injected into an arm with their effects and note (loadtests/run/outage.py wrote them)."""
+    path = None if run is None else run.path / OUTAGES_FILE
+    if path is None or not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def judge_fanout(arms: Mapping[str, Run]) -> dict[str, Any]:
+    """fan-out: what the broker hop adds (latency, CPU, memory), how connections balanced over workers, what
+    Redis carried, polling across the same workers, and what a Redis restart cost the subscribers."""
+    figures = {name: _fanout_arm(arms[name]) for name in FANOUT_ARMS if name in arms}
+
+    def get(arm: str, t: str, key: str) -> Any:
+        return ((figures.get(arm) or {}).get(t) or {}).get(key)
+
+    def dep(arm: str, t: str, key: str) -> Any:
+        return (get(arm, t, "deployment") or {}).get(key)
+
+    lines = []
+    for t in ("sse", "ws"):
+        hop = [None if None in (get("w1-redis", t, c), get("w1-memory", t, c)) else
+               get("w1-redis", t, c) - get("w1-memory", t, c) for c in ("latency_p50_ms", "latency_p99_ms")]
+        lines.append(
+            f"{transport_name(t)} at {_n(get('w1-memory', t, 'users'), '', 0)} connections, delivery p50 / p99: "
+            + "; ".join(f"{words} {_n(get(a, t, 'latency_p50_ms'))} / {_n(get(a, t, 'latency_p99_ms'))} ms"
+                        for a, words in FANOUT_ARMS.items() if a in figures)
+            + f" (the broker hop adds {_n(hop[0])} / {_n(hop[1])} ms); CPU per delivered event (every process, idle "
+            "included): "
+            + ", ".join(_us(get(a, t, "cpu_per_unit_s")) for a in FANOUT_ARMS if a in figures)
+            + "; memory per connection (workers + broker): "
+            + ", ".join(fmt_bytes(get(a, t, "mem_per_conn_bytes")) for a in FANOUT_ARMS if a in figures)
+            + "; lost / duplicated / reordered across workers: "
+            + ", ".join(f"{_n(get(a, t, 'lost'), '', 0)}/{_n(get(a, t, 'duplicated'), '', 0)}/"
+                        f"{_n(get(a, t, 'reordered'), '', 0)}" for a in FANOUT_ARMS if a in figures))
+    balance = [f"{dep(a, t, 'workers')} workers ({transport_name(t)}) most / mean {_n(dep(a, t, 'conns_imbalance'), '', 2)}"
+               for a in ("w2-redis", "w4-redis") for t in ("sse", "ws") if dep(a, t, "workers")]
+    if balance:
+        lines.append("connections per worker (SO_REUSEPORT spreads them by hash): " + "; ".join(balance))
+    broker = [f"{dep(a, t, 'workers')} worker(s) {transport_name(t)}: {_n(dep(a, t, 'broker_msgs_per_s'), '', 0)} msgs/s, "
+              f"CPU {_n(dep(a, t, 'broker_cpu_percent'), '%')}, RSS {fmt_bytes(dep(a, t, 'broker_rss_bytes'))}, "
+              f"{_us(dep(a, t, 'broker_cpu_per_msg'))} per message"
+              for a in ("w1-redis", "w4-redis") for t in ("sse", "poll") if dep(a, t, "workers")]
+    if broker:
+        lines.append("Redis (events x (1 + workers) + requests through it): " + "; ".join(broker))
+    lines.append(
+        f"polling, {_n(get('w1-memory', 'poll', 'users'), '', 0)} viewers every second: "
+        + ", ".join(f"{words} {_n(get(a, 'poll', 'rps'), ' req/s', 0)} at {_us(get(a, 'poll', 'cpu_per_unit_s'))} CPU "
+                    f"per request, response p99 {_n(get(a, 'poll', 'request_p99_ms'), ' ms')}"
+                    for a, words in FANOUT_ARMS.items() if a in figures)
+        + "; any worker answers a poll, and here each poll also syncs through Redis (one round trip)")
+    outages = _outages(arms.get("redis-restart"))
+    lines += [f"Redis restart: {outage.get('note') or outage}" for outage in outages]
+    lines.append(_fanout_verdict(figures, outages))
+    return {"figures": {**figures, "outages": outages}, "measured": lines}
+
+
+def _fanout_verdict(figures: Mapping[str, Any], outages: Sequence[Mapping[str, Any]]) -> str:
+    """The seed's two sentences against the figures: pub/sub needed and what it cost; polling's contrast."""
+    def get(arm: str, t: str, key: str) -> Any:
+        return ((figures.get(arm) or {}).get(t) or {}).get(key)
+
+    spread = [a for a in ("w2-redis", "w4-redis") if a in figures]
+    faults = sum((get(a, t, k) or 0) for a in spread for t in ("sse", "ws") for k in ("lost", "duplicated", "reordered"))
+    cpu = [get(a, "sse", "cpu_per_unit_s") for a in ("w1-memory", "w4-redis")]
+    lost = sum(o.get("lost") or 0 for o in outages)
+    resumed = max((o["resume_within_s"] for o in outages if o.get("resume_within_s") is not None), default=None)
+    p99 = [get(a, "sse", "latency_p99_ms") for a in ("w1-memory", "w4-redis")]
+    return (f"verdict: pub/sub is what makes cross-worker push work: through Redis every subscriber on the "
+            f"{' and '.join(spread) or 'no'} arm(s) got each event once ({faults:g} lost, duplicated or reordered); "
+            f"SSE's CPU per delivered event (every process) {_us(cpu[0])} on one process, {_us(cpu[1])} on 4 workers "
+            f"through Redis, delivery p99 {_n(p99[0], ' ms')} and {_n(p99[1], ' ms')}; polling needs no fan-out (any "
+            "worker answers a poll), so it scales by adding workers, though this server still asks Redis once per "
+            "poll for the shared state"
+            + (f"; a Redis restart paused delivery (resumed within {_n(resumed, ' s')}) without crashing anything, "
+               f"{lost} events lost" if outages else ""))
+
+
 JUDGES: dict[str, Callable[[Mapping[str, Run]], dict[str, Any]]] = {
     "cache-5s": judge_cache, "live-scores": judge_live_scores, "long-polling": judge_long_polling,
     "conditional": judge_conditional, "signalling": judge_signalling, "rpc-over-ws": judge_rpc,
-    "presence": judge_presence,
+    "presence": judge_presence, "fan-out": judge_fanout,
 }
 """The judge of each scenario (loadtests/run/scenarios.py SCENARIOS), by name."""
 

@@ -17,6 +17,7 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from rtcap.reports import model
+from rtcap.reports.deployment import is_deployment, member_frame
 from rtcap.reports.flags import MEMORY_UNSETTLED, has_flag, reasons
 from rtcap.reports.slo import BY_TRANSPORT
 from rtcap.reports.units import KIB, MIB, fmt_num, throughput_kind, transport_name
@@ -250,6 +251,29 @@ def timeline_figure(samples: pd.DataFrame) -> go.Figure:
     return fig
 
 
+MEMBER_COLORS = {"worker": "#4c78a8", "broker": "#e45756", "supervisor": "#bab0ac"}
+
+
+def shares_figure(samples: pd.DataFrame) -> go.Figure:
+    """A deployment's memory and CPU per role (workers, broker, supervisor) at each measured step, stacked: the
+    summed target split into what its processes hold (reports/deployment.py)."""
+    members = member_frame(samples)
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
+                        subplot_titles=("RSS by role (MiB)", "CPU by role (% of one core)"))
+    run = members["run"] if "run" in members and members["run"].nunique() > 1 else None
+    members = members.assign(x=(run + " · " if run is not None else "") + members["transport"].map(transport_name)
+                             + " step " + members["step"].astype(int).astype(str))
+    for member, rows in members.groupby("member", sort=False):
+        hover = [f"{n:.0f} process(es), {c:.0f} connections" for n, c in zip(rows["processes"], rows["connections"])]
+        style = {"marker": {"color": MEMBER_COLORS.get(member)}, "legendgroup": member, "hovertext": hover}
+        fig.add_trace(go.Bar(x=rows["x"], y=_clean(rows["rss_bytes"], MIB), name=member, **style), row=1, col=1)
+        fig.add_trace(go.Bar(x=rows["x"], y=_clean(rows["cpu_percent"]), name=member, showlegend=False, **style),
+                      row=2, col=1)
+    fig.update_layout(title="Deployment: memory and CPU per role", template="plotly_white", barmode="stack",
+                      height=HEIGHT + 120, legend={"title": {"text": "role"}})
+    return fig
+
+
 @dataclass(frozen=True)
 class FigureData:
     """What the report's figures are drawn from: every run's steps and samples (long form, with a `run` column
@@ -301,6 +325,11 @@ FIGURES: list[ReportFigure] = [
                  "plateaus during measurement windows, and established connections should match "
                  "the users asked for. Ramps or drift here weaken the memory fit.",
                  applies=lambda d: not d.samples.empty),
+    ReportFigure("shares", lambda d: shares_figure(d.samples),
+                 "A target of several processes (workers on one port and the broker that fans events out to them) "
+                 "split by role at each measured step: the summed memory and CPU above are these bars' totals. "
+                 "Hover a bar for its processes and the inbound connections they held.",
+                 applies=lambda d: is_deployment(d.samples)),
 ]
 """The report page's figures, in page order. Adding one: write `def my_figure(data: FigureData) -> go.Figure`
 (title it with fig.update_layout(title=...): the title heads its section) and add

@@ -53,13 +53,14 @@ import pandas as pd
 
 from rtcap.reports.schema import META_FILE
 from rtcap.reports import model as fits
+from rtcap.reports.deployment import plan_broker, run_rate, step_shares, transport_deployment
 from rtcap.reports.rundir import Run
 from rtcap.reports.summary import build_summary
 from rtcap.reports.units import finite, inf_to_none, throughput_kind
 from rtcap.targets.transports import get
 
 RESOURCES = ("memory", "cpu", "connections")
-RESOURCE_WORDS = {"memory": "memory", "cpu": "CPU", "connections": "connections at SLO"}
+RESOURCE_WORDS = {"memory": "memory", "cpu": "CPU", "connections": "connections at SLO", "broker": "broker"}
 MONTH_S = 30 * 86400
 DEFAULT_HEADROOM = 0.2
 # Mirrored by planner_html.py's JavaScript: keep the two grammars identical.
@@ -272,8 +273,13 @@ def run_models(run: Run, transports: Sequence[str] | None = None) -> list[dict[s
     summary = run.summary or build_summary(run.meta, run.steps, run.path / META_FILE)
     slo = summary.get("slo") or run.meta.get("slo") or {}
     names = list(summary.get("transports") or {})
-    return [transport_model(run.name, t, run.steps[run.steps["transport"] == t],
-                            summary["transports"][t], slo) for t in (transports or names)]
+    shares = step_shares(run.steps, run.samples, run_rate(run.meta))
+    models = []
+    for t in transports or names:
+        m = transport_model(run.name, t, run.steps[run.steps["transport"] == t], summary["transports"][t], slo)
+        deployment = None if shares.empty else transport_deployment(shares, t)
+        models.append(m if deployment is None else {**m, "deployment": deployment})
+    return models
 
 
 def _per_instance(budget: float, per_viewer: float) -> float:
@@ -347,6 +353,10 @@ def plan_transport(m: Mapping[str, Any], p: PlanInputs) -> dict[str, Any]:
         bandwidth_month_bytes=[None if b is None else work * b * MONTH_S for b in bytes_per],
         bandwidth_why=bw.get("why"),
     )
+    if m.get("deployment"):
+        out["broker"] = plan_broker(m["deployment"], p, n, work if m["unit"] == "request" else 0.0)
+        if out["broker"]["binds"]:
+            out["binding"] = [*out["binding"], "broker"]  # more instances do not help: the shared broker limits
     return out
 
 
@@ -369,4 +379,7 @@ FORMULAS = [
     "memory = instances x baseline + memory per connection x viewers; CPU = instances x idle + CPU per unit x W",
     "bandwidth = W x wire bytes per message (push) or per request (polling), both directions, over valid steps",
     "low / high: 95% CI bounds of the memory and CPU slopes, lowest / highest per-step bytes per unit",
+    ("a deployment (the run sampled workers and a broker): an instance is its N workers plus the broker as measured; "
+     "the broker shared by every instance carries update rate x (1 + instances x N) + requests/s (each poll syncs) "
+     "messages/s against (1 - headroom) / broker CPU per message on its one thread; past that the broker binds"),
 ]

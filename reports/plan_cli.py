@@ -141,12 +141,30 @@ def notes(p: Mapping[str, Any]) -> list[str]:
     else:
         out.append(f"connections at SLO: {conns} held with delivery p99 <= {p['latency_limit_ms']:,.0f} ms; "
                    "a valid step with more load did not meet it")
+    if p.get("broker"):
+        out.append(broker_note(p["broker"]))
     if p["bandwidth_why"]:
         out.append(f"bandwidth unavailable: {p['bandwidth_why']}")
     else:
         out.append(f"bandwidth over 30 days: {fmt_range(p['bandwidth_month_bytes'], fmt_bytes_decimal)} "
                    f"(both directions, wire bytes per {unit} as measured)")
     return out
+
+
+def broker_note(b: Mapping[str, Any]) -> str:
+    """The broker line item in words: its traffic against what one broker carries, and whether it binds."""
+    n = b["workers_per_instance"]
+    head = (f"broker: each instance is {n} worker{'s' * (n != 1)} as measured (give --instance-cores {n} if each "
+            f"runs on its own core); one shared broker carries {fmt_range(b['msgs_per_s'], fmt_int_or_no_limit)} msgs/s "
+            f"for {fmt_range(b['workers'], fmt_int_or_no_limit)} workers")
+    if b["capacity_msgs_per_s"] is None:
+        return head + "; its CPU per message was not measured, so its limit is unknown"
+    tail = (f" against ~{fmt_int_or_no_limit(b['capacity_msgs_per_s'])} msgs/s on its one thread "
+            f"({b['cpu_per_msg'] * 1e6:,.1f} µs per message measured, idle included)")
+    if b["binds"]:
+        return (head + tail + f": the broker, not the workers, is the limit: "
+                f"{fmt_range(b['brokers'], fmt_int_or_no_limit)} brokers (shard channels) or fewer, larger workers")
+    return head + tail + f", {fmt_range(b['cores'], fmt_cores)} cores: within one broker"
 
 
 def model_line(m: Mapping[str, Any]) -> str:

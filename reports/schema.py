@@ -32,6 +32,8 @@ SUMMARY_MD_FILE = "summary.md"
 REPORT_FILE = "report.html"
 SCENARIO_FILE = "scenario.json"
 """A scenario's verdict, in the scenario's directory above its arms' run directories."""
+OUTAGES_FILE = "outages.jsonl"
+"""Broker outages injected on purpose during a run (loadtests/run/outage.py), with what the clients saw."""
 THRESHOLDS_FILE = "thresholds.json"
 JUNIT_FILE = "junit.xml"
 TARGET_LOG_FILE = "target.log"
@@ -109,6 +111,19 @@ SAMPLE_SCHEMA: tuple[Column, ...] = (
     Column("source", "text"),
 )
 """samples.csv: one row per sample of a process (the target's, the generator's)."""
+
+TARGET_ROLE = "target"
+"""samples.csv `role` of the target's summed sample: every process the adapter's `process.scope` names."""
+MEMBER_ROLES = ("supervisor", "worker", "broker")
+"""What one process of a multi-process target is. Beside the summed `target` row, each member gets its own row
+with role `target:<member>` (member_role) and its pid: the process that started the others, a worker serving
+clients, a message broker (redis-server) fanning events out to the workers."""
+
+
+def member_role(member: str) -> str:
+    """samples.csv `role` of one member's own sample: "target:worker", "target:broker", "target:supervisor"."""
+    return f"{TARGET_ROLE}:{member}"
+
 
 STEP_COLUMNS: tuple[str, ...] = tuple(c.name for c in STEP_SCHEMA)
 SAMPLE_COLUMNS: tuple[str, ...] = tuple(c.name for c in SAMPLE_SCHEMA)

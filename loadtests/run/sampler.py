@@ -12,6 +12,8 @@ from typing import Any
 
 import psutil
 
+from rtcap.reports.schema import TARGET_ROLE, member_role
+
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
@@ -82,7 +84,7 @@ class ProcessProbe:
     """The first member's exit ends the probe (TargetGone); a probe of a set of peers (a cgroup) says False."""
 
     def __init__(self, pid: int, role: str, count_connections: bool = True, include_children: bool = False,
-                 per_process: bool = False, group: bool = False) -> None:
+                 per_process: bool = False, group: bool = False, shares: bool | None = None) -> None:
         self.process = psutil.Process(pid)
         self.per_process = per_process
         self.role = role
@@ -90,6 +92,8 @@ class ProcessProbe:
         self.include_children = include_children
         self.group = os.getpgid(pid) if group else None
         """With `group`, every process of the observed one's process group (and their descendants) is summed."""
+        self.shares = (include_children or group) if shares is None else shares
+        """With several members, `read_all` adds each member's own sample (role "target:worker", ...) to the sum."""
         self._known: dict[int, psutil.Process] = {}
         self._track(self.process)
 
@@ -120,51 +124,65 @@ class ProcessProbe:
                 continue
         return out
 
-    def read_each(self, sockstat: tuple[int | None, int | None]) -> list[Sample]:
-        """One sample per member process (the process and, with include_children, each descendant)."""
-        samples = []
+    def _readings(self) -> list[_Reading]:
+        """One reading of every member, each read once (CPU percent is measured since the previous read)."""
+        readings = []
         for index, process in enumerate(self._members()):
             try:
-                state = _alive(process)
-                rss, uss, cpu, fds, conns = _read_one(process, self.count_connections)
+                readings.append(_Reading(process, index == 0, _alive(process), *_read_one(process, self.count_connections)))
             except psutil.NoSuchProcess:
                 if index == 0 and self.main_required:
                     raise
-                continue
-            inbound, outgoing = _split_connections(conns)
-            samples.append(Sample(time.time(), self.role, process.pid, rss, uss, cpu, fds, inbound, *sockstat,
-                                  tcp_outgoing=outgoing, state=state, source=self.source))
+                continue  # a member that exited (or is a zombie) between listing and reading
+        return readings
+
+    def read_each(self, sockstat: tuple[int | None, int | None]) -> list[Sample]:
+        """One sample per member process (the process and, with include_children, each descendant)."""
+        samples = []
+        for one in self._readings():
+            inbound, outgoing = _split_connections(one.conns)
+            samples.append(one.sample(self.role, inbound, outgoing, sockstat, self.source))
         return samples
 
     def read(self, sockstat: tuple[int | None, int | None]) -> Sample:
         """Take one sample (raises psutil.Error if the main process is gone)."""
-        rss = cpu = 0.0
-        uss: float | None = 0.0
-        fds: int | None = 0
-        conns: list[Any] | None = [] if self.count_connections else None
-        states = []
-        for index, process in enumerate(self._members()):
-            try:
-                if index == 0 or not self.main_required:
-                    states.append(_alive(process))
-                one = _read_one(process, self.count_connections)
-            except psutil.NoSuchProcess:
-                if index == 0 and self.main_required:
-                    raise
-                continue  # a child that exited between listing and reading
-            rss += one[0]
-            cpu += one[2]
-            uss = None if uss is None or one[1] is None else uss + one[1]
-            fds = None if fds is None or one[3] is None else fds + one[3]
-            if conns is not None:
-                conns = None if one[4] is None else conns + one[4]
+        return self._summed(self._readings(), sockstat)
+
+    def read_all(self, sockstat: tuple[int | None, int | None]) -> list[Sample]:
+        """The summed sample, then, with `shares` and more than one member, one sample per member whose role says
+        what it is (`member_kind`: "target:worker", "target:broker", "target:supervisor"), so a report can split
+        memory, CPU and connections between a deployment's workers and its broker. The members' samples come
+        from the same readings as the sum: a process is never read twice in one tick."""
+        readings = self._readings()
+        summed = self._summed(readings, sockstat)
+        if not self.shares or len(readings) < 2:
+            return [summed]
+        listening, internal = _listening_and_internal([one.conns for one in readings])
+        shares = []
+        for one in readings:
+            inbound, outgoing = _split_connections(one.conns, listening, internal)
+            role = member_role(member_kind(one.process, one.main and self.main_required))
+            shares.append(one.sample(role, inbound, outgoing, sockstat, self.source))
+        return [summed, *shares]
+
+    def _summed(self, readings: list[_Reading], sockstat: tuple[int | None, int | None]) -> Sample:
+        states = [one.state for one in readings if one.main or not self.main_required]
         if not states:
             raise TargetGone(self.pid, msg=f"every process of {self.describe()} exited")
+        uss: int | None = 0
+        fds: int | None = 0
+        conns: list[Any] | None = [] if self.count_connections else None
+        for one in readings:
+            uss = None if uss is None or one.uss is None else uss + one.uss
+            fds = None if fds is None or one.fds is None else fds + one.fds
+            if conns is not None:
+                conns = None if one.conns is None else conns + one.conns
         inbound, outgoing = _split_connections(conns)
         # One frozen member of a set of peers serves nothing: the set reads as stopped.
         state = psutil.STATUS_STOPPED if psutil.STATUS_STOPPED in states else states[0]
-        return Sample(time.time(), self.role, self.pid, int(rss), None if uss is None else int(uss), cpu, fds,
-                      inbound, *sockstat, tcp_outgoing=outgoing, state=state, source=self.source)
+        return Sample(time.time(), self.role, self.pid, int(sum(one.rss for one in readings)), uss,
+                      sum(one.cpu for one in readings), fds, inbound, *sockstat, tcp_outgoing=outgoing, state=state,
+                      source=self.source)
 
     @property
     def pid(self) -> int:
@@ -189,7 +207,7 @@ class CgroupProcsProbe(ProcessProbe):
         self.directory = Path(directory)
         if not (self.directory / "cgroup.procs").is_file():
             raise ValueError(f"{self.directory} has no cgroup.procs: not a cgroup directory")
-        self.role, self.per_process, self.count_connections = role, False, True
+        self.role, self.per_process, self.count_connections, self.shares = role, False, True, True
         self.main_required = False
         self._known: dict[int, psutil.Process] = {}
         self._members()
@@ -242,14 +260,59 @@ def _alive(process: psutil.Process) -> str:
     return state
 
 
-def _split_connections(conns: list[Any] | None) -> tuple[int | None, int | None]:
-    """(inbound, outgoing) established sockets: inbound ones have a local port some member listens on."""
-    if conns is None:
-        return None, None
+BROKER_NAMES = frozenset({"redis-server", "valkey-server", "keydb-server"})
+"""Process names of message brokers a deployment may start beside its workers."""
+
+
+def member_kind(process: psutil.Process, root: bool) -> str:
+    """What one member of a multi-process target is (one of schema.MEMBER_ROLES): a broker by its process name,
+    the probed root process (which started the others) the supervisor, any other process a worker."""
+    try:
+        name = process.name()
+    except psutil.Error:
+        name = ""
+    return "broker" if name in BROKER_NAMES else "supervisor" if root else "worker"
+
+
+@dataclass(frozen=True)
+class _Reading:
+    """One member's figures from one read."""
+
+    process: psutil.Process
+    main: bool
+    state: str
+    rss: int
+    uss: int | None
+    cpu: float
+    fds: int | None
+    conns: list[Any] | None
+
+    def sample(self, role: str, inbound: int | None, outgoing: int | None,
+               sockstat: tuple[int | None, int | None], source: str) -> Sample:
+        return Sample(time.time(), role, self.process.pid, self.rss, self.uss, self.cpu, self.fds, inbound, *sockstat,
+                      tcp_outgoing=outgoing, state=self.state, source=source)
+
+
+def _listening_and_internal(conns_of: list[list[Any] | None]) -> tuple[set[int], set[tuple[Any, Any]]]:
+    """The ports members listen on, and the established sockets whose peer is a member too (a worker's connection
+    to the broker the deployment started, seen from both ends): internal traffic, not what clients opened."""
+    conns = [c for one in conns_of if one for c in one]
     listening = {c.laddr.port for c in conns if c.status == psutil.CONN_LISTEN and c.laddr}
     established = {(c.laddr, c.raddr) for c in conns if c.status == psutil.CONN_ESTABLISHED and c.laddr}
-    inbound = sum(1 for laddr, _ in established if laddr.port in listening)
-    return inbound, len(established) - inbound
+    return listening, {(laddr, raddr) for laddr, raddr in established if (raddr, laddr) in established}
+
+
+def _split_connections(conns: list[Any] | None, listening: set[int] | None = None,
+                       internal: set[tuple[Any, Any]] | None = None) -> tuple[int | None, int | None]:
+    """(inbound, outgoing) established sockets: inbound ones have a local port some member listens on and a peer
+    that is not a member; outgoing ones a local port no member listens on (to a backend or the broker)."""
+    if conns is None:
+        return None, None
+    if listening is None or internal is None:
+        listening, internal = _listening_and_internal([conns])
+    established = {(c.laddr, c.raddr) for c in conns if c.status == psutil.CONN_ESTABLISHED and c.laddr}
+    inbound = sum(1 for pair in established if pair[0].port in listening and pair not in internal)
+    return inbound, sum(1 for laddr, _ in established if laddr.port not in listening)
 
 
 def _read_one(process: psutil.Process, count_connections: bool) -> tuple[int, int | None, float, int | None, list[Any] | None]:
@@ -311,6 +374,8 @@ class Sampler:
                     try:
                         if getattr(probe, "per_process", False):
                             taken = probe.read_each(sockstat)
+                        elif hasattr(probe, "read_all"):
+                            taken = probe.read_all(sockstat)  # the sum, and each member's share of a deployment
                         else:
                             taken = [probe.read(sockstat)]
                     except NoReading as error:
@@ -327,7 +392,7 @@ class Sampler:
                     self.samples.extend(taken)
                     if live is not None:
                         for sample in taken:
-                            if sample.role == "target":
+                            if sample.role == TARGET_ROLE:
                                 live.write(json.dumps({"t": sample.t, "rss_bytes": sample.rss_bytes}) + "\n")
                 if live is not None:
                     live.flush()

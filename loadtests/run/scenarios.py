@@ -27,6 +27,14 @@ class Arm:
     transports: tuple[str, ...]
     server_args: tuple[str, ...] = ()
     options: dict[str, Any] = field(default_factory=dict)
+    fault: str | None = None
+    """A fault injected while the arm runs: "redis-restart" (loadtests/run/outage.py: the arm's targets use a
+    redis-server the scenario owns instead of their own `--broker redis`, stopped mid-step and restarted empty,
+    once per transport)."""
+
+
+FANOUT_TRANSPORTS = ("sse", "ws", "poll")
+"""The fan-out scenario's sweep per arm: two push transports, and polling for contrast."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +48,8 @@ class Scenario:
     steps: tuple[int, ...] = (50, 100, 150, 200)
     hold: float = 10.0
     options: dict[str, Any] = field(default_factory=dict)
+    duration: str = ""
+    """How long the whole scenario takes on 2 cores with its own steps, measured; said when it starts."""
 
 
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
@@ -86,6 +96,19 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
         (Arm("room-5", ("presence",), options={"room_size": 5}),
          Arm("room-25", ("presence",), options={"room_size": 25})),
         options={"typing_rate": 1.0}),
+    Scenario(
+        "fan-out", "Horizontal scaling: REST is trivial (stateless); WebSockets need pub/sub for cross-worker fan-out.",
+        "seeds/fastapi-guide-websockets-vs-rest.txt (the side-by-side table, row 'Horizontal scaling')",
+        (Arm("w1-memory", FANOUT_TRANSPORTS, ("--workers", "1")),
+         Arm("w1-redis", FANOUT_TRANSPORTS, ("--workers", "1", "--broker", "redis")),
+         Arm("w2-redis", FANOUT_TRANSPORTS, ("--workers", "2", "--broker", "redis")),
+         Arm("w4-redis", FANOUT_TRANSPORTS, ("--workers", "4", "--broker", "redis")),
+         # The broker's outage: two workers on a Redis the scenario owns, stopped for 2 s in the second step
+         # (a fixed settle, so the outage can be placed inside its measurement window).
+         Arm("redis-restart", ("sse", "ws"), ("--workers", "2", "--broker", "redis"), {"hold": 8.0, "settle_max": 0.0},
+             fault="redis-restart")),
+        steps=(50, 100, 150), hold=5.0, options={"rate": 5.0, "poll_interval": 1.0, "settle_max": 5.0},
+        duration="about 7 minutes on 2 cores (5 arms, 14 sweeps of 3 steps)"),
 )}
 """Every preset, by name."""
 
@@ -93,11 +116,37 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
 def arm_options(scenario: Scenario, arm: Arm, base: RunOptions, steps: list[int] | None, hold: float | None,
                 settle: float | None) -> RunOptions:
     """The run options of one arm: the base options, the scenario's and the arm's, then explicit overrides."""
-    hold = hold if hold is not None else scenario.hold
+    chosen = {**scenario.options, **arm.options}
+    hold = hold if hold is not None else chosen.pop("hold", scenario.hold)
+    chosen.pop("hold", None)
     settle = settle if settle is not None else min(2.0, hold / 3)
     return replace(base, name=arm.name, out_dir=base.out_dir / base.name, transports=list(arm.transports),
                    steps=list(steps or scenario.steps), hold=hold, settle=settle,
-                   server_args=[*base.server_args, *arm.server_args], **{**scenario.options, **arm.options})
+                   server_args=[*base.server_args, *arm.server_args], **chosen)
+
+
+def run_arm(arm: Arm, options: RunOptions, say: Callable[[str], None]) -> Path:
+    """One arm's run; with a fault, the fault is injected while it runs and its effects noted in the run."""
+    if arm.fault is None:
+        return run_sweep(options, say)
+    if arm.fault != "redis-restart":
+        raise ValueError(f"unknown fault {arm.fault!r}")
+    from rtcap.loadtests.run.outage import RedisOutage, record_outages
+
+    run_dir = options.out_dir / options.name
+    # The outage falls in the second step's measurement window: after its ramp and settle, a second in.
+    lead = (options.steps[1] - options.steps[0]) / options.spawn_rate + options.settle + 1.0 \
+        if len(options.steps) > 1 else options.settle + 1.0
+    with RedisOutage(run_dir, list(options.transports), lead_s=lead) as outage:
+        say(f"fault: redis-server {outage.url} is stopped for {outage.down_s:g} s in step 1 of each transport")
+        done = run_sweep(replace(options, server_args=[*options.server_args, "--broker", outage.url]), say)
+    for effect in record_outages(done):
+        say(f"fault: {effect['note']}")
+    if options.report:
+        from rtcap.reports.html import render_report
+
+        render_report([done], done / schema.REPORT_FILE)  # again: the notes now name the outages
+    return done
 
 
 def run_scenario(scenario: Scenario, base: RunOptions, steps: list[int] | None = None, hold: float | None = None,
@@ -108,11 +157,14 @@ def run_scenario(scenario: Scenario, base: RunOptions, steps: list[int] | None =
         from rtcap.loadtests.run.sweep import RunError
 
         raise RunError(f"scenario directory {root} already exists and is not empty; choose another --name")
+    if scenario.duration:
+        say(f"scenario {scenario.name}: {scenario.duration}")
     arms = []
     for arm in scenario.arms:
         say(f"scenario {scenario.name}: arm {arm.name} ({', '.join(arm.transports)}"
-            f"{'; server ' + ' '.join(arm.server_args) if arm.server_args else ''})")
-        arms.append(run_sweep(arm_options(scenario, arm, base, steps, hold, settle), say))
+            f"{'; server ' + ' '.join(arm.server_args) if arm.server_args else ''}"
+            f"{'; fault ' + arm.fault if arm.fault else ''})")
+        arms.append(run_arm(arm, arm_options(scenario, arm, base, steps, hold, settle), say))
     from rtcap.reports.claims import judge
 
     verdict = judge(scenario, arms)

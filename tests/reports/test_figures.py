@@ -250,11 +250,13 @@ def test_the_page_draws_the_figures_table_in_order(run_dir: Path) -> None:
     from rtcap.reports.content import build_report
     from rtcap.reports.html import render_html
 
-    assert [spec.key for spec in figures.FIGURES] == ["memory", "throughput", "latency", "cpu", "timeline"]
+    assert [spec.key for spec in figures.FIGURES] == ["memory", "throughput", "latency", "cpu", "timeline", "shares"]
     page = render_html(build_report([run_dir]))
-    places = [page.index(f'<section id="fig-{spec.key}">') for spec in figures.FIGURES]
+    shown = [spec for spec in figures.FIGURES if spec.key != "shares"]  # a one-process target has no shares
+    assert '<section id="fig-shares">' not in page
+    places = [page.index(f'<section id="fig-{spec.key}">') for spec in shown]
     assert places == sorted(places)
-    for spec in figures.FIGURES:
+    for spec in shown:
         section = page[page.index(f'<section id="fig-{spec.key}">'):]
         assert section.index(html.escape(spec.note)) < section.index("</section>")
 
