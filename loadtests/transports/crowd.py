@@ -17,6 +17,7 @@ code is the same in both modes.
 from __future__ import annotations
 
 import contextlib
+import operator
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -55,6 +56,8 @@ class Crowd:
     def __init__(self, user: Any, size: int) -> None:
         self.user = user
         self.names: tuple[str, ...] = user.connection_state
+        getter = operator.itemgetter(*self.names)
+        self._get = (lambda d: (getter(d),)) if len(self.names) == 1 else getter
         fresh = {name: getattr(user, name) for name in self.names}
         self.held = [Held({**fresh, "tracker": SeqTracker()}, user.settings.reconnect_max) for _ in range(size)]
         self.wake = Event()
@@ -70,18 +73,17 @@ class Crowd:
         finally:
             self._leave(held, saved)
 
-    def _enter(self, held: Held) -> list[Any]:
-        user, state = self.user, held.state
-        saved = [getattr(user, name) for name in self.names]
-        for name in self.names:
-            setattr(user, name, state[name])
+    def _enter(self, held: Held) -> tuple[Any, ...]:
+        # On the instance's __dict__ with C-level calls: this runs twice for every read of every connection.
+        attributes = self.user.__dict__
+        saved = self._get(attributes)
+        attributes.update(held.state)
         return saved
 
-    def _leave(self, held: Held, saved: list[Any]) -> None:
-        user, state = self.user, held.state
-        for name, old in zip(self.names, saved):
-            state[name] = getattr(user, name)
-            setattr(user, name, old)
+    def _leave(self, held: Held, saved: tuple[Any, ...]) -> None:
+        attributes = self.user.__dict__
+        held.state.update(zip(self.names, self._get(attributes)))
+        attributes.update(zip(self.names, saved))
 
     def run(self) -> None:
         """Open every connection, then keep them: reconnect broken ones, end silent ones. Never returns."""
