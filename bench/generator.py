@@ -52,7 +52,10 @@ from rtcap.reports import schema
 from rtcap.targets.adapter import load_adapter
 from rtcap.targets.launch import LaunchedTarget, launch
 
-NCHAN = ROOT / "targets" / "examples" / "nchan" / "adapter.toml"
+NCHAN_EXAMPLE = ROOT / "targets" / "examples" / "nchan" / "adapter.toml"
+NCHAN_CONNECTIONS = 19_500
+"""nginx worker_connections for the benchmark's nchan (the example's default, 4,096, would cap every arm)."""
+NCHAN = NCHAN_EXAMPLE  # replaced by `nchan_adapter` with one allowing NCHAN_CONNECTIONS
 RESULTS = ROOT / "bench" / "results"
 SAMPLE_S = 0.5
 
@@ -127,6 +130,18 @@ class Arm:
 
 
 # -- the rtcap arm ----------------------------------------------------------------------------------------
+
+def nchan_adapter(work: Path) -> Path:
+    """The nchan example's adapter, starting nginx with NCHAN_CONNECTIONS worker connections."""
+    text = NCHAN_EXAMPLE.read_text(encoding="utf-8")
+    start = '"--port", "{port}"]'
+    if start not in text:
+        raise SystemExit(f"{NCHAN_EXAMPLE}: its start command changed; cannot raise worker_connections")
+    path = work / "nchan-adapter.toml"
+    path.write_text(text.replace(start, f'"--port", "{{port}}", "--worker-connections", "{NCHAN_CONNECTIONS}"]'),
+                    encoding="utf-8")
+    return path
+
 
 def rtcap_arms(work: Path, plan: Plan, name: str = "rtcap", transports: str | None = None, per_user: int = 1,
                steps: tuple[int, ...] | None = None, rate: float | None = None) -> list[Arm]:
@@ -226,8 +241,9 @@ def stock_arm(work: Path, plan: Plan) -> Arm:
             for line in proc.stdout:
                 step = json.loads(line)
                 rss, cpu = sampler.window(step["t_start"], step["t_end"])
+                flags = f"{step['failed']} connections failed" if step["failed"] else ""
                 arm.steps.append(Step(step["connections"], step["t_end"] - step["t_start"], rss, cpu,
-                                      step["delivered"], flags=f"{step['failed']} failed" if step["failed"] else ""))
+                                      step["delivered"], valid=not flags and cpu is not None, flags=flags))
         finally:
             sampler.stop()
             _end(proc)
@@ -286,8 +302,11 @@ def _artillery_steps(work: Path, plan: Plan, arm: Arm, binary: Path) -> None:
                 time.sleep(max(0.0, t_end - time.time()))
                 held = _held(port)
                 rss, cpu = sampler.window(t_start, t_end)
+                flags = [f"only {held} of {step} held"] if held < step * 0.99 else []
+                if proc.poll() is not None or cpu is None or cpu < 0.01 * plan.hold:
+                    flags.append("artillery not running through the step")  # its events would be counted, not seen
                 arm.steps.append(Step(held, t_end - t_start, rss, cpu, plan.rate * held * (t_end - t_start),
-                                      flags="" if held >= step * 0.99 else f"only {held} of {step} held"))
+                                      valid=not flags, flags=";".join(flags)))
         finally:
             sampler.stop()
             _end(proc, group=True)
@@ -349,14 +368,16 @@ def table(arms: list[Arm]) -> str:
 
 
 def mean_events_per_cpu_s(arm: Arm) -> float | None:
-    """Delivered events per CPU-second over all of an arm's steps (None without CPU readings)."""
-    cpu = sum(s.cpu_s for s in arm.steps if s.cpu_s)
-    return sum(s.delivered for s in arm.steps if s.cpu_s) / cpu if cpu else None
+    """Delivered events per CPU-second over an arm's valid steps (None without any)."""
+    valid = [s for s in arm.steps if s.valid and s.cpu_s]
+    cpu = sum(s.cpu_s for s in valid)
+    return sum(s.delivered for s in valid) / cpu if cpu else None
 
 
 def ratios(arms: list[Arm]) -> str:
     """Each rtcap WebSocket and SSE arm against the stock client and Artillery: memory per connection and
-    events per CPU-second, as ratios (above 1: rtcap needs more memory / does more per CPU-second)."""
+    events per CPU-second over the valid steps, as ratios (above 1: rtcap needs more memory / does more per
+    CPU-second)."""
     references = [a for a in arms if not a.name.startswith("rtcap") and not a.skipped and a.steps]
     lines = []
     for arm in arms:
@@ -385,6 +406,8 @@ def main(argv: list[str] | None = None) -> int:
     plan = QUICK if args.quick else Plan()
     work = args.work or Path(tempfile.mkdtemp(prefix="rtcap-bench-generator-"))
     work.mkdir(parents=True, exist_ok=True)
+    global NCHAN
+    NCHAN = nchan_adapter(work)
     chosen = set(args.arms.split(","))
     arms: list[Arm] = []
     if "rtcap" in chosen:

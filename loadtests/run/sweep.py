@@ -55,6 +55,11 @@ class WorkerLost(RunError):
     """A Locust worker disappeared and --on-worker-loss stop ended the run: what was measured is kept."""
 
 
+class StepsMissing(RunError):
+    """Locust ended before every planned step was measured, with no target death, worker loss, interruption
+    or early abort to explain it: the steps it measured are kept, the run failed."""
+
+
 class LimitRefused(RunError):
     """The target rtcap started cannot hold the largest step (its own open-file limit): refused before load."""
 
@@ -316,6 +321,12 @@ def run_transport(options: RunOptions, adapter: TargetAdapter, transport: str, r
                             "steps before kept")
         failed.rows, failed.samples = rows, labelled  # type: ignore[attr-defined]
         raise failed
+    if gone_at is None and not lost and len(rows) < len(options.steps) and _aborted(record_dir) is None:
+        missing = ", ".join(f"{users:,}" for users in options.steps[len(rows):])
+        short = StepsMissing(f"[{transport}] Locust ended (exit {code}) after {len(rows)} of {len(options.steps)} "
+                             f"step(s); not measured: {missing} users; see {record_dir / 'locust.log'}")
+        short.rows, short.samples = rows, labelled  # type: ignore[attr-defined]
+        raise short
     if gone_at is not None:
         down = [str(row["step"]) for row in rows if "target_down" in row["flags"].split(";")]
         died = TargetDied(f"[{transport}] the target process ended {gone_at - clock0:.1f} s into the run "
@@ -449,7 +460,7 @@ def _sweep(options: RunOptions, say: Any) -> Path:
         for transport in options.transports:
             try:
                 rows, samples = run_transport(options, adapter, transport, run_dir, clock0, say, checks)
-            except (TargetDied, WorkerLost) as died:
+            except (TargetDied, WorkerLost, StepsMissing) as died:
                 rows, samples, failure = died.rows, died.samples, died  # type: ignore[attr-defined]
             offset = checks.get(transport, {}).get("receive_minus_ts_ms")
             started_here = not options.host and adapter.process.start is not None

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rtcap.loadtests import options as declared
-from rtcap.loadtests.run import oslimits
+from rtcap.loadtests.run import oslimits, sizing
 from rtcap.loadtests.run.oslimits import FD_MARGIN, connections_per_user
 from rtcap.targets import transports as registry
 
@@ -253,8 +253,11 @@ def preflight(runs: Sequence[RunOptions], out_dir: Path, name: str) -> list[str]
             raise PreflightError(f"--master-bind-host {options.master_bind_host}: workers on other machines cannot "
                                  "reach the target rtcap starts on loopback; start it where they can and give --host")
         check_source_ips(options.source_ips)
-        note = preflight_limits(options, starts_target)
-        if note and note not in notes:
-            notes.append(note)
+        rate = options.rate if options.rate is not None else adapter.publish.rate
+        for note in (preflight_limits(options, starts_target),
+                     sizing.sizing_note(options.steps, options.transports, rate,
+                                        options.expect_workers or options.processes, options.held_per_user)):
+            if note and note not in notes:
+                notes.append(note)
     prepare_out_dir(out_dir, name)
     return notes

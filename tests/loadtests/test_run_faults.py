@@ -235,3 +235,19 @@ def test_a_target_restarted_on_the_same_port_is_not_taken_for_the_same_one(run_f
             if process is not None and process.poll() is None:
                 process.terminate()
                 process.wait(timeout=10)
+
+
+def test_a_generator_that_ends_early_fails_the_run_and_names_the_steps_not_measured(run_factory) -> None:
+    run = run_factory(*STEPS)
+    run.until(r"\[sse\] step 0: .* valid")
+    # Locust told to stop (SIGINT: it then ends as if done, exit 0) after its first step: nothing explains the rest.
+    locust = [p for p in psutil.Process(run.process.pid).children(recursive=True)
+              if "locust" in " ".join(p.cmdline()) and "--headless" in p.cmdline()]
+    assert locust, "no Locust process under rtcap run"
+    locust[0].send_signal(signal.SIGINT)
+    code = run.finish()
+    out = "".join(run.lines)
+    assert code == 3, out
+    assert re.search(r"Locust ended \(exit \d+\) after 1 of 3 step\(s\); not measured: 20, 30 users", out), out
+    assert len(run.steps()) == 1 and run.steps()[0]["valid"] == "True"
+    assert "failed" in run.json("meta.json")
