@@ -24,7 +24,7 @@ def nchan_installed() -> None:
 
 
 def test_the_generator_arms_measure_memory_per_connection_and_cpu_per_event(tmp_path: Path, nchan_installed: None) -> None:
-    plan = Plan(steps=(40, 120), rate=5.0, hold=4.0, held_per_user=20)
+    plan = Plan(steps=(40, 120), rate=5.0, hold=3.0, held_per_user=20)
     arms = [*rtcap_arms(tmp_path, plan, "crowd", "ws", plan.held_per_user), stock_arm(tmp_path, plan)]
     for arm in arms:
         assert [s.connections for s in arm.steps] == [40, 120], arm

@@ -80,7 +80,7 @@ def dropped_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A short `rtcap run` of sse and ws against two workers through Redis, every 10th event dropped."""
     out = tmp_path_factory.mktemp("fanout")
     command = [sys.executable, "-m", "rtcap.loadtests.cli", "run", "--transports", "sse,ws", "--steps", "10,20,30",
-               "--hold", "4", "--settle", "1", "--settle-max", "0", "--rate", "20", "--out-dir", str(out), "--name",
+               "--hold", "3", "--settle", "1", "--settle-max", "0", "--rate", "20", "--out-dir", str(out), "--name",
                "drop", "--no-report", "--server-args", "--workers 2 --broker redis --drop-every 10"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert done.returncode == 0, done.stdout + done.stderr
