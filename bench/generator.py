@@ -37,7 +37,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +55,6 @@ from rtcap.targets.launch import LaunchedTarget, launch
 NCHAN_EXAMPLE = ROOT / "targets" / "examples" / "nchan" / "adapter.toml"
 NCHAN_CONNECTIONS = 19_500
 """nginx worker_connections for the benchmark's nchan (the example's default, 4,096, would cap every arm)."""
-NCHAN = NCHAN_EXAMPLE  # replaced by `nchan_adapter` with one allowing NCHAN_CONNECTIONS
 RESULTS = ROOT / "bench" / "results"
 SAMPLE_S = 0.5
 
@@ -73,6 +72,8 @@ class Plan:
     many: tuple[int, ...] = (5000, 10000, 19000)
     """The held arm: connections one process holds at `many_rate` events/s each."""
     many_rate: float = 0.05
+    adapter: Path = NCHAN_EXAMPLE
+    """The target: `main` passes `nchan_adapter`'s copy, which allows NCHAN_CONNECTIONS."""
 
 
 QUICK = Plan(steps=(500, 1500), rate=10.0, hold=10.0, many=(2000, 4000))
@@ -146,7 +147,7 @@ def nchan_adapter(work: Path) -> Path:
 def rtcap_arms(work: Path, plan: Plan, name: str = "rtcap", transports: str | None = None, per_user: int = 1,
                steps: tuple[int, ...] | None = None, rate: float | None = None) -> list[Arm]:
     """One `rtcap run` against nchan; an arm per transport, read from its run directory."""
-    _rtcap("run", "--target", str(NCHAN), "--transports", transports or plan.transports, "--steps",
+    _rtcap("run", "--target", str(plan.adapter), "--transports", transports or plan.transports, "--steps",
            ",".join(map(str, steps or plan.steps)), "--hold", str(plan.hold), "--rate", str(rate or plan.rate),
            "--spawn-rate", "500", "--held-per-user", str(per_user), "--out-dir", str(work), "--name", name)
     return read_arms(work / name, "" if per_user == 1 else f", {per_user} per user")
@@ -213,7 +214,7 @@ class TreeSampler:
 
 
 def _nchan(work: Path, plan: Plan, name: str) -> tuple[LaunchedTarget, Publisher]:
-    adapter = load_adapter(NCHAN)
+    adapter = load_adapter(plan.adapter)
     target = launch(adapter, plan.rate, 64, log_path=work / f"{name}-nchan.log")
     live = target.adapter
     publisher = Publisher(live.publish, live.channel, plan.rate, limit_s=3600.0).start()
@@ -406,8 +407,7 @@ def main(argv: list[str] | None = None) -> int:
     plan = QUICK if args.quick else Plan()
     work = args.work or Path(tempfile.mkdtemp(prefix="rtcap-bench-generator-"))
     work.mkdir(parents=True, exist_ok=True)
-    global NCHAN
-    NCHAN = nchan_adapter(work)
+    plan = replace(plan, adapter=nchan_adapter(work))
     chosen = set(args.arms.split(","))
     arms: list[Arm] = []
     if "rtcap" in chosen:
@@ -431,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\n" + report_scale.describe(scale))
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"generator-{time.strftime('%Y%m%dT%H%M%S')}.json"
-    out.write_text(json.dumps({"plan": asdict(plan), "host": schema.host_facts(),
+    out.write_text(json.dumps({"plan": {**asdict(plan), "adapter": str(plan.adapter)}, "host": schema.host_facts(),
                                "arms": [arm.summary() for arm in arms], "ratios": ratios(arms).splitlines(),
                                "report_scale": scale}, indent=2) + "\n")
     print(f"\nresults: {out}")
