@@ -174,7 +174,7 @@ OPTIONS: tuple[Option, ...] = (
        help="presence: users per room (rooms ROOM-0, ROOM-1...; 0: one room)"),
     _o(dest="held_per_user", run="--held-per-user", locust="--held-per-user",
        type=v.number(int, 1, v.MAX_HELD_PER_USER), default=1,
-       help="connections each ws or sse listener holds, read from the event loop instead of a greenlet each "
+       help="connections each ws, sse or ndjson listener holds, read from the event loop instead of a greenlet each "
             "(cheaper per connection; steps stay in connections and must be multiples of it); 1: one per user"),
     _o(dest="reconnect_max", locust="--reconnect-max", type=v.number(float, 0, v.MAX_SECONDS, above=True),
        default=10.0, help="ceiling of the reconnect backoff, seconds"),

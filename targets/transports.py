@@ -155,7 +155,7 @@ REGISTRY: tuple[Transport, ...] = (
               pattern_figures=("messages_sent", "messages_received", "msgs_in_per_s", "msgs_out_per_s", "room_size",
                                "fanout"), shown=9),
     Transport(name="ndjson", display="NDJSON stream", kind="held stream", user_class="NDJSONUser", user_module="ndjson",
-              check_module="ndjson_client", holds_connection=True, websocket=False, feed=True,
+              check_module="ndjson_client", holds_connection=True, websocket=False, feed=True, crowd=True,
               adapter_keys=("resume_url",), shown=10),
 )
 """Every transport, in the order the command line and adapter errors list them."""

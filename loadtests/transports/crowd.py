@@ -3,7 +3,7 @@
 Why: a greenlet parked in a socket read costs 6-8 KiB of RSS (its Python frames and saved C stack; measured
 with 20,000 parked greenlets) and a switch per message, and a Locust user adds its own objects on top. At
 10^4-10^5 connections per process that is most of the load generator's memory and CPU. With
-`--held-per-user K` a feed listener (a transport whose registry record says `crowd`: ws, sse) holds K
+`--held-per-user K` a feed listener (a transport whose registry record says `crowd`: ws, sse, ndjson) holds K
 connections. Each socket gets an io watcher on gevent's loop; its callback runs in the hub, reads what is
 waiting without blocking, and hands it to the user's `consume` (the same parsing and reporting as the
 one-connection path). The user's greenlet only opens connections, reconnects a broken one after its own

@@ -13,6 +13,8 @@ seq it received (as a WebSocket listener does); without one a reconnect starts l
 
 from __future__ import annotations
 
+from typing import Any
+
 import h11
 
 from rtcap.targets.adapter_fields import parse_body
@@ -45,11 +47,21 @@ class NDJSONListener(StreamUser):
     def read(self, client: NDJSONClient) -> None:
         """Report every line until the stream ends."""
         for line, received_at in client.items():
-            # Application bytes: the JSON text of the line (its line break is framing), counted for every line,
-            # whether or not the adapter accepts it as an event.
-            metrics.count(self.transport, "payload_bytes", len(line.data))
-            self.on_payload(parse_body(line.data), received_at, line.wire_bytes)
+            self.on_line(line, received_at)
             self.flush_bytes(client)
+
+    def consume(self, client: NDJSONClient, data: bytes, received_at: float) -> bool:
+        """Report the lines in bytes read from the event loop; True if a line (or keep-alive) completed."""
+        lines = client.take(data)
+        for line in lines:
+            self.on_line(line, received_at)
+        return bool(lines)
+
+    def on_line(self, line: Any, received_at: float) -> None:
+        """One line: its application bytes (the JSON text; its line break is framing), counted for every line
+        whether or not the adapter accepts it as an event, then the event."""
+        metrics.count(self.transport, "payload_bytes", len(line.data))
+        self.on_payload(parse_body(line.data), received_at, line.wire_bytes)
 
 
 class NDJSONUser(NDJSONListener):

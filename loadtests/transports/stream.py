@@ -59,7 +59,7 @@ class StreamUser(User):
         self.held_per_user = self.settings.held_per_user
         if self.held_per_user > 1 and not registry.lookup(self.transport).crowd:
             raise ValueError(f"--held-per-user {self.held_per_user}: {self.transport} users hold one connection each "
-                             "(only the ws and sse listeners hold several)")
+                             f"(only the {', '.join(r.name for r in registry.REGISTRY if r.crowd)} listeners hold several)")
 
     def new_client(self) -> StreamClient:
         """A new, unconnected client for this user's next connection."""

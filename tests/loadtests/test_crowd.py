@@ -13,7 +13,7 @@ import pytest
 from tests.loadtests.locust_run import ROOT, finish, locust_stats, start_locust, subscribers
 
 SECONDS = 5
-PUSH = [("SSEUser", "sse"), ("WebSocketUser", "ws")]
+PUSH = [("SSEUser", "sse"), ("WebSocketUser", "ws"), ("NDJSONUser", "ndjson")]
 
 
 @pytest.mark.parametrize(("user_class", "transport"), PUSH)
@@ -43,7 +43,7 @@ def test_other_transports_refuse_several_connections_per_user(tmp_path: Path) ->
                            "10", "--held-per-user", "5", "--out-dir", str(tmp_path)],
                           capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert done.returncode == 2
-    assert "--held-per-user: only sse,ws listeners hold several connections each; not poll" in done.stderr
+    assert "--held-per-user: only sse,ws,ndjson listeners hold several connections each; not poll" in done.stderr
     done = subprocess.run([sys.executable, "-m", "rtcap.loadtests.cli", "run", "--transports", "ws", "--steps",
                            "10,12", "--held-per-user", "5", "--out-dir", str(tmp_path)],
                           capture_output=True, text=True, cwd=ROOT, timeout=60)
