@@ -225,7 +225,7 @@ url = "/sse?channel={{channel}}"
 [process]
 agent_url = "{url}"
 """)
-        code = main(["run", "--target", str(adapter), "--transports", "sse", "--steps", "4,8,12", "--hold", "3",
+        code = main(["run", "--target", str(adapter), "--transports", "sse", "--steps", "4,8", "--hold", "3",
                      "--settle", "1", "--out-dir", str(tmp_path), "--name", "remote", "--no-report"])
     assert code == 0
     run = tmp_path / "remote"

@@ -135,7 +135,7 @@ def test_a_redis_restart_mid_run_is_noted_and_delivery_resumes(tmp_path: Path) -
     from rtcap.loadtests.run.sweep import RunOptions
 
     arm = Arm("redis-restart", ("sse",), ("--workers", "2", "--broker", "redis"), fault="redis-restart")
-    options = RunOptions(name="restart", out_dir=tmp_path, transports=["sse"], steps=[10, 20, 30], hold=6.0,
+    options = RunOptions(name="restart", out_dir=tmp_path, transports=["sse"], steps=[10, 20, 30], hold=5.0,
                          settle=1.0, settle_max=0.0, rate=10.0, report=False, server_args=list(arm.server_args))
     said: list[str] = []
     run_dir = run_arm(arm, options, said.append)  # no exception: the run survives its broker's restart
