@@ -7,6 +7,7 @@ so each test proves its connections landed on different workers.
 
 from __future__ import annotations
 
+import http.client
 import json
 import shutil
 import signal
@@ -105,10 +106,40 @@ def ws_event(ws: Any) -> dict[str, Any]:
 
 
 def publish_spread(t: Target, channel: str, n: int) -> list[tuple[int, int, float]]:
-    """Publish `n` events on fresh connections; they must have landed on more than one worker."""
-    published = [publish(t, channel, {"n": i}) for i in range(n)]
-    assert len({pid for _, pid, _ in published}) > 1, "every publish landed on one worker"
-    return published
+    """Publish `n` events alternately through one kept-alive connection per worker, so both workers take some.
+
+    Fresh connections are spread by the kernel's SO_REUSEPORT hash, which can put five in a row on one worker;
+    each connection here is first placed (GET /healthz names the worker) and then reused.
+    """
+    conns: dict[int, http.client.HTTPConnection] = {}
+    try:
+        for _ in range(LANDING_ATTEMPTS):
+            conn = http.client.HTTPConnection(t.host, t.port, timeout=IO_TIMEOUT_S)
+            conn.request("GET", "/healthz")
+            response = conn.getresponse()
+            response.read()
+            pid = int(response.headers[WORKER])
+            if pid in conns:
+                conn.close()
+            else:
+                conns[pid] = conn
+            if len(conns) == 2:
+                break
+        assert len(conns) == 2, "no connection landed on the second worker"
+        published = []
+        for i in range(n):
+            pid, conn = list(conns.items())[i % 2]
+            conn.request("POST", f"/publish?channel={channel}", body=json.dumps({"n": i}).encode())
+            response = conn.getresponse()
+            body = response.read()
+            assert response.status == 200, (response.status, body)
+            assert int(response.headers[WORKER]) == pid
+            doc = json.loads(body)
+            published.append((doc["seq"], pid, doc["ts"]))
+        return published
+    finally:
+        for conn in conns.values():
+            conn.close()
 
 
 def worker_pids(t: Target) -> set[int]:
