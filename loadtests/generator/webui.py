@@ -30,7 +30,8 @@ from locust.runners import MasterRunner, WorkerRunner
 from rtcap.loadtests.generator import hooks, webui_report
 from rtcap.loadtests.generator.options import Settings
 from rtcap.loadtests.run.collect import GENERATOR, step_row
-from rtcap.loadtests.run.sampler import ProcessProbe, Sample, read_sockstat
+from rtcap.loadtests.run.process_probe import ProcessProbe
+from rtcap.loadtests.run.sampler import Sample, read_sockstat
 from rtcap.targets.reference.access import is_loopback
 
 logger = logging.getLogger(__name__)

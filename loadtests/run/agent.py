@@ -31,7 +31,8 @@ import psutil
 from rtcap.loadtests import __version__
 from rtcap.loadtests.run.agent_probe import GONE
 from rtcap.loadtests.run.observe import ObserveError, listening_pid
-from rtcap.loadtests.run.sampler import CgroupProcsProbe, ProcessProbe, read_sockstat
+from rtcap.loadtests.run.process_probe import CgroupProcsProbe, ProcessProbe
+from rtcap.loadtests.run.sampler import read_sockstat
 from rtcap.loadtests.values import bind_host, number
 from rtcap.targets.adapter import PROCESS_SCOPES
 

@@ -10,7 +10,8 @@ import psutil
 
 from rtcap.loadtests.run.agent_probe import AgentError, AgentProbe
 from rtcap.loadtests.run.probes import CgroupProbe, MetricsProbe, ProbeError
-from rtcap.loadtests.run.sampler import ProcessProbe, TargetGone
+from rtcap.loadtests.run.process_probe import ProcessProbe
+from rtcap.loadtests.run.sampler import TargetGone
 from rtcap.targets.adapter import TargetAdapter
 
 

@@ -1,6 +1,6 @@
 """Probes for targets that are not one visible process: a cgroup, or a Prometheus /metrics endpoint.
 
-Each has the `read(sockstat) -> Sample` and `role` that the sampler expects, like `sampler.ProcessProbe`.
+Each has the `read(sockstat) -> Sample` and `role` that the sampler expects, like `process_probe.ProcessProbe`.
 """
 
 from __future__ import annotations

@@ -26,7 +26,8 @@ from rtcap.loadtests.run.liveness import HealthProber
 from rtcap.loadtests.run.check import check_transport
 from rtcap.loadtests.run.observe import ObserveError, describe, probe_for
 from rtcap.loadtests.run.publisher import Publisher
-from rtcap.loadtests.run.sampler import ProcessProbe, Sampler, sample_rows
+from rtcap.loadtests.run.process_probe import ProcessProbe
+from rtcap.loadtests.run.sampler import Sampler, sample_rows
 from rtcap.loadtests.generator.settle import SettleRule
 from rtcap.loadtests.generator.staircase import Staircase
 from rtcap.loadtests.generator.timeline import read_timeline

@@ -20,8 +20,8 @@ import pytest
 from rtcap.loadtests.cli import main
 from rtcap.loadtests.run import collect
 from rtcap.loadtests.run.agent_probe import AgentError, AgentProbe
-from rtcap.loadtests.run.sampler import (CgroupProcsProbe, NoReading, ProcessProbe, Sampler, TargetGone,
-                                         read_sockstat, sample_rows)
+from rtcap.loadtests.run.process_probe import CgroupProcsProbe, ProcessProbe
+from rtcap.loadtests.run.sampler import NoReading, Sampler, TargetGone, read_sockstat, sample_rows
 from rtcap.loadtests.run.sweep import RunError, RunOptions, _target_probe
 from rtcap.reports import flags as F
 from rtcap.reports import schema

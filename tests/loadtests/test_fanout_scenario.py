@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from rtcap.loadtests.run.sampler import ProcessProbe, read_sockstat
+from rtcap.loadtests.run.process_probe import ProcessProbe
+from rtcap.loadtests.run.sampler import read_sockstat
 from rtcap.reports import schema
 from rtcap.reports.deployment import run_rate, step_shares, transport_deployment
 from rtcap.reports.plan import PlanInputs, plan_transport, run_models

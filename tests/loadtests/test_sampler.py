@@ -8,7 +8,8 @@ import time
 import psutil
 import pytest
 
-from rtcap.loadtests.run.sampler import ProcessProbe, Sampler, read_sockstat
+from rtcap.loadtests.run.process_probe import ProcessProbe
+from rtcap.loadtests.run.sampler import Sampler, read_sockstat
 
 
 def test_sockstat_is_read_from_proc() -> None:
