@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rtcap.reports.params import t95
+from rtcap.reports.model import t95
 from rtcap.reports.units import finite, fmt_bytes, fmt_cpu, fmt_num, inf_to_none, transport_name
 
 Z95 = 1.96

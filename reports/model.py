@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from rtcap.reports.flags import MEMORY_UNSETTLED, has_flag
 
@@ -38,6 +37,13 @@ class LineFit:
         return self.intercept + self.slope * x
 
 
+def t95(df: float) -> float:
+    """Two-sided 95% Student t quantile for `df` degrees of freedom."""
+    from scipy import stats  # here, not at the top: importing scipy.stats takes about a second
+
+    return float(stats.t.ppf(0.975, df))
+
+
 def fit_line(x: Sequence[float] | np.ndarray | pd.Series,
              y: Sequence[float] | np.ndarray | pd.Series) -> LineFit:
     """Fit y against x with scipy.stats.linregress; NaN pairs are dropped.
@@ -53,10 +59,12 @@ def fit_line(x: Sequence[float] | np.ndarray | pd.Series,
     distinct = np.unique(xs).size
     if distinct < MIN_FIT_POINTS:
         raise FitError(f"{distinct} distinct x value(s); need >= {MIN_FIT_POINTS} to fit")
+    from scipy import stats  # here, not at the top: importing scipy.stats takes about a second
+
     res = stats.linregress(xs, ys)
     n = int(xs.size)
     # Student t rather than 1.96: capacity runs have a handful of steps, not hundreds.
-    half = float(stats.t.ppf(0.975, n - 2) * res.stderr)
+    half = t95(n - 2) * float(res.stderr)
     r2 = float(res.rvalue) ** 2 if math.isfinite(res.rvalue) else float("nan")
     return LineFit(slope=float(res.slope), intercept=float(res.intercept),
                    ci95=(float(res.slope) - half, float(res.slope) + half),

@@ -13,7 +13,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
-from scipy import stats
 
 from rtcap.reports.schema import META_FILE
 from rtcap.reports import model as fits
@@ -29,17 +28,12 @@ UNIT_WORDS = {"message": ("delivered event", "messages/s", "msgs_per_s", "delive
               "request": ("request", "requests/s", "rps", "requests")}
 
 
-def t95(df: float) -> float:
-    """Two-sided 95% Student t quantile for `df` degrees of freedom."""
-    return float(stats.t.ppf(0.975, df))
-
-
 def se_from_ci(ci: Sequence[Any] | None, n: Any) -> float | None:
     """The standard error behind a slope's 95% CI (half-width / t(0.975, n - 2)); None if unknown."""
     lo, hi, points = (finite(ci[0]), finite(ci[1]), finite(n)) if ci else (None, None, None)
     if lo is None or hi is None or points is None or points <= 2:
         return None
-    return (hi - lo) / 2 / t95(points - 2)
+    return (hi - lo) / 2 / fits.t95(points - 2)
 
 
 def step_list(steps: Sequence[Any]) -> str:
