@@ -35,6 +35,8 @@ class WirePlan:
     buffer: int = 10
     steps: str = "20,40"
     hold: float = 42.0
+    settle_max: float = 30.0
+    """Seconds a step may wait for the target's memory to settle (0: a fixed --settle of 2 s)."""
     transports: str = "state,poll,sse,ws"
 
 
@@ -45,7 +47,7 @@ def run_comparison(work: Path, plan: WirePlan = WirePlan(), name: str = "wire") 
     """Run the sweep described by `plan` into `work/name`; return the run directory."""
     adapter = adapter_with(work, "--buffer", str(plan.buffer), "--state-bytes", str(plan.state_bytes))
     _rtcap("run", "--target", str(adapter), "--transports", plan.transports, "--steps", plan.steps,
-           "--hold", str(plan.hold), "--settle", "2", "--rate", str(plan.rate), "--payload", str(plan.payload),
+           "--hold", str(plan.hold), "--settle", "2", "--settle-max", str(plan.settle_max), "--rate", str(plan.rate), "--payload", str(plan.payload),
            "--poll-interval", str(plan.poll_interval), "--out-dir", str(work), "--name", name)
     return work / name
 

@@ -8,7 +8,7 @@ from rtcap.bench.wire import WirePlan, comparison, run_comparison
 
 
 def test_full_state_polling_costs_the_most_bytes_and_push_the_least_latency(tmp_path: Path) -> None:
-    plan = WirePlan(poll_interval=2.0, rate=1.0, state_bytes=4096, steps="6", hold=7.0)
+    plan = WirePlan(poll_interval=2.0, rate=1.0, state_bytes=4096, steps="6", hold=7.0, settle_max=0.0)
     table = comparison(run_comparison(tmp_path, plan)).set_index("transport")
     assert list(table.index) == ["state", "poll", "sse", "ws"]
     wire, latency = table["bytes_per_client_5min"], table["latency_mean_ms"]

@@ -226,7 +226,7 @@ url = "/sse?channel={{channel}}"
 agent_url = "{url}"
 """)
         code = main(["run", "--target", str(adapter), "--transports", "sse", "--steps", "4,8", "--hold", "3",
-                     "--settle", "1", "--out-dir", str(tmp_path), "--name", "remote", "--no-report"])
+                     "--settle", "1", "--settle-max", "0", "--out-dir", str(tmp_path), "--name", "remote", "--no-report"])
     assert code == 0
     run = tmp_path / "remote"
     samples = pd.read_csv(run / schema.SAMPLES_FILE)

@@ -24,7 +24,7 @@ def small_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small sweep of poll, sse and ws: 3 steps of 20-60 users, 4 s holds."""
     out = tmp_path_factory.mktemp("runs")
     command = [sys.executable, "-m", "rtcap.loadtests.cli", "run", "--steps", "20,40,60", "--hold", "4", "--settle", "1",
-               "--settle-max", "4", "--rate", "5", "--out-dir", str(out), "--name", "small"]
+               "--settle-max", "0", "--rate", "5", "--out-dir", str(out), "--name", "small"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"run directory: {out / 'small'}" in done.stdout
@@ -167,7 +167,7 @@ start = ["{python}", "-m", "rtcap.targets.reference", "--port", "{port}", "--rat
 ready_url = "/healthz"
 """)
     code = main(["run", "--target", str(adapter), "--transports", "sse", "--steps", "5,10,15", "--hold", "3",
-                 "--settle", "1", "--out-dir", str(tmp_path), "--name", "mine"])
+                 "--settle", "1", "--settle-max", "0", "--out-dir", str(tmp_path), "--name", "mine"])
     assert code == 0
     steps = pd.read_csv(tmp_path / "mine" / "steps.csv")
     # The reference server publishes nothing by itself here (--rate 0): every event came from rtcap's publisher.
@@ -191,7 +191,7 @@ url = "/ws?channel={{channel}}"
 none = true
 """)
     code = main(["run", "--target", str(adapter), "--transports", "ws", "--steps", "4,8,12", "--hold", "3",
-                 "--settle", "1", "--out-dir", str(tmp_path), "--name", "blind"])
+                 "--settle", "1", "--settle-max", "0", "--out-dir", str(tmp_path), "--name", "blind"])
     assert code == 0
     run = tmp_path / "blind"
     note = "memory per connection unavailable: the adapter observes no process (process.none)"
@@ -210,7 +210,7 @@ none = true
 def test_two_generator_processes_agree_with_one(small_run: Path, tmp_path: Path) -> None:
     """`--processes 2`: a Locust master and two workers; the master merges their rows into the same figures."""
     code = main(["run", "--processes", "2", "--transports", "sse", "--steps", "20,40,60", "--hold", "4",
-                 "--settle", "1", "--rate", "5", "--out-dir", str(tmp_path), "--name", "two"])
+                 "--settle", "1", "--settle-max", "0", "--rate", "5", "--out-dir", str(tmp_path), "--name", "two"])
     assert code == 0
     record = tmp_path / "two" / "locust" / "sse"
     # The master writes the one merged timeline; the workers ship their rows to it and write nothing.

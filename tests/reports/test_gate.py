@@ -37,8 +37,8 @@ def test_junit_has_one_case_per_threshold_and_a_failure_for_each_miss() -> None:
     assert failure is not None and "FAILED: ws.errors<0.1%" in failure.get("message", "")
 
 
-SHORT = ["run", "--transports", "sse", "--steps", "5,10", "--hold", "3", "--settle", "1", "--rate", "5",
-         "--no-report"]
+SHORT = ["run", "--transports", "sse", "--steps", "5,10", "--hold", "3", "--settle", "1", "--settle-max", "0",
+         "--rate", "5", "--no-report"]
 
 
 def test_a_bad_expression_stops_before_any_load(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
