@@ -1,5 +1,6 @@
 """Reads a target's processes with psutil: one process, it and its descendants, its process group, or a cgroup's
-processes, summed and (for a deployment of several processes) one sample per member."""
+processes, summed and (for a deployment of several processes) one sample per member. Their TCP sockets are read
+once per tick for all members through sockets.py (the kernel's sock_diag), with psutil where that is refused."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 import psutil
 
 from rtcap.loadtests.run.sampler import PSUTIL, Sample, TargetGone
+from rtcap.loadtests.run.sockets import NetlinkUnavailable, listening_and_internal, read_tcp, split_connections
 from rtcap.reports.schema import member_role
 
 
@@ -21,7 +23,9 @@ class ProcessProbe:
 
     Connections are the established TCP sockets whose local port is one the process (or a descendant)
     listens on: what clients opened to it. Its outgoing sockets are counted apart (`tcp_outgoing`), and a
-    socket shared by several processes (a forked worker inheriting it) counts once.
+    socket shared by several processes (a forked worker inheriting it) counts once. The sockets of every member
+    are read in one go per tick (sockets.read_tcp); where netlink is refused, psutil's per-process
+    `net_connections`, with the same counts.
     """
 
     source = PSUTIL
@@ -40,6 +44,8 @@ class ProcessProbe:
         self.shares = (include_children or group) if shares is None else shares
         """With several members, `read_all` adds each member's own sample (role "target:worker", ...) to the sum."""
         self._known: dict[int, psutil.Process] = {}
+        self.netlink = True
+        """Whether sockets are read with sock_diag; False once it was refused (and for a psutil-only reading)."""
         self._track(self.process)
 
     def _track(self, process: psutil.Process) -> psutil.Process:
@@ -70,22 +76,52 @@ class ProcessProbe:
         return out
 
     def _readings(self) -> list[_Reading]:
-        """One reading of every member, each read once (CPU percent is measured since the previous read)."""
-        readings = []
+        """One reading of every member, each read once (CPU percent is measured since the previous read), their
+        sockets in one read for all of them."""
+        read = []
         for index, process in enumerate(self._members()):
             try:
-                readings.append(_Reading(process, index == 0, _alive(process), *_read_one(process, self.count_connections)))
+                read.append((process, index == 0, _alive(process), *_read_one(process)))
             except psutil.NoSuchProcess:
                 if index == 0 and self.main_required:
                     raise
                 continue  # a member that exited (or is a zombie) between listing and reading
+        conns: dict[int, list[Any] | None] = {}
+        if self.count_connections:
+            conns = self._connections([one[0] for one in read])
+        readings = []
+        for process, main, *figures in read:
+            if self.count_connections and process.pid not in conns:  # exited while its sockets were read
+                if main and self.main_required:
+                    raise psutil.NoSuchProcess(process.pid)
+                continue
+            readings.append(_Reading(process, main, *figures, conns.get(process.pid)))
         return readings
+
+    def _connections(self, processes: list[psutil.Process]) -> dict[int, list[Any] | None]:
+        """pid -> the TCP sockets of each process (None: not permitted to read them); a process that exited
+        meanwhile is left out."""
+        if self.netlink:
+            try:
+                holdings = read_tcp([process.pid for process in processes])
+                return {pid: conns for pid, conns in holdings.conns.items() if pid not in holdings.gone}
+            except NetlinkUnavailable:
+                self.netlink = False  # refused once, refused for good: psutil from now on
+        out: dict[int, list[Any] | None] = {}
+        for process in processes:
+            try:
+                out[process.pid] = process.net_connections(kind="tcp")
+            except psutil.AccessDenied:
+                out[process.pid] = None
+            except psutil.NoSuchProcess:
+                continue
+        return out
 
     def read_each(self, sockstat: tuple[int | None, int | None]) -> list[Sample]:
         """One sample per member process (the process and, with include_children, each descendant)."""
         samples = []
         for one in self._readings():
-            inbound, outgoing = _split_connections(one.conns)
+            inbound, outgoing = split_connections(one.conns)
             samples.append(one.sample(self.role, inbound, outgoing, sockstat, self.source))
         return samples
 
@@ -102,10 +138,10 @@ class ProcessProbe:
         summed = self._summed(readings, sockstat)
         if not self.shares or len(readings) < 2:
             return [summed]
-        listening, internal = _listening_and_internal([one.conns for one in readings])
+        listening, internal = listening_and_internal([one.conns for one in readings])
         shares = []
         for one in readings:
-            inbound, outgoing = _split_connections(one.conns, listening, internal)
+            inbound, outgoing = split_connections(one.conns, listening, internal)
             role = member_role(member_kind(one.process, one.main and self.main_required))
             shares.append(one.sample(role, inbound, outgoing, sockstat, self.source))
         return [summed, *shares]
@@ -122,7 +158,7 @@ class ProcessProbe:
             fds = None if fds is None or one.fds is None else fds + one.fds
             if conns is not None:
                 conns = None if one.conns is None else conns + one.conns
-        inbound, outgoing = _split_connections(conns)
+        inbound, outgoing = split_connections(conns)
         # One frozen member of a set of peers serves nothing: the set reads as stopped.
         state = psutil.STATUS_STOPPED if psutil.STATUS_STOPPED in states else states[0]
         return Sample(time.time(), self.role, self.pid, int(sum(one.rss for one in readings)), uss,
@@ -155,6 +191,7 @@ class CgroupProcsProbe(ProcessProbe):
         self.role, self.per_process, self.count_connections, self.shares = role, False, True, True
         self.main_required = False
         self._known: dict[int, psutil.Process] = {}
+        self.netlink = True
         self._members()
 
     @property
@@ -238,29 +275,7 @@ class _Reading:
                       tcp_outgoing=outgoing, state=self.state, source=source)
 
 
-def _listening_and_internal(conns_of: list[list[Any] | None]) -> tuple[set[int], set[tuple[Any, Any]]]:
-    """The ports members listen on, and the established sockets whose peer is a member too (a worker's connection
-    to the broker the deployment started, seen from both ends): internal traffic, not what clients opened."""
-    conns = [c for one in conns_of if one for c in one]
-    listening = {c.laddr.port for c in conns if c.status == psutil.CONN_LISTEN and c.laddr}
-    established = {(c.laddr, c.raddr) for c in conns if c.status == psutil.CONN_ESTABLISHED and c.laddr}
-    return listening, {(laddr, raddr) for laddr, raddr in established if (raddr, laddr) in established}
-
-
-def _split_connections(conns: list[Any] | None, listening: set[int] | None = None,
-                       internal: set[tuple[Any, Any]] | None = None) -> tuple[int | None, int | None]:
-    """(inbound, outgoing) established sockets: inbound ones have a local port some member listens on and a peer
-    that is not a member; outgoing ones a local port no member listens on (to a backend or the broker)."""
-    if conns is None:
-        return None, None
-    if listening is None or internal is None:
-        listening, internal = _listening_and_internal([conns])
-    established = {(c.laddr, c.raddr) for c in conns if c.status == psutil.CONN_ESTABLISHED and c.laddr}
-    inbound = sum(1 for pair in established if pair[0].port in listening and pair not in internal)
-    return inbound, sum(1 for laddr, _ in established if laddr.port not in listening)
-
-
-def _read_one(process: psutil.Process, count_connections: bool) -> tuple[int, int | None, float, int | None, list[Any] | None]:
+def _read_one(process: psutil.Process) -> tuple[int, int | None, float, int | None]:
     with process.oneshot():
         cpu = process.cpu_percent(None)
         try:
@@ -272,10 +287,4 @@ def _read_one(process: psutil.Process, count_connections: bool) -> tuple[int, in
             fds = process.num_fds()
         except (psutil.AccessDenied, AttributeError):
             fds = None
-    conns = None
-    if count_connections:
-        try:
-            conns = process.net_connections(kind="tcp")
-        except psutil.AccessDenied:
-            conns = None
-    return rss, uss, cpu, fds, conns
+    return rss, uss, cpu, fds
