@@ -10,6 +10,8 @@ import pytest
 from rtcap.targets.adapter import load_adapter, reference_adapter_path
 from rtcap.targets.launch import LaunchedTarget, launch
 
+pytest_plugins = ["tests.solo", "tests.unpatched"]
+
 
 def launch_reference(*server_args: str, rate: float = 20, payload: int = 64) -> LaunchedTarget:
     """Start a reference target from its adapter, with extra command-line flags (e.g. "--buffer", "40")."""

@@ -9,6 +9,8 @@ import pytest
 
 from rtcap.bench.truth import ballast_slopes, delay_shift, fault_counts, multiples, wire_bytes
 
+pytestmark = pytest.mark.solo  # memory slopes, latency and bytes against injected truth: alone (tests/solo.py)
+
 
 def test_multiples_counts_strictly_inside() -> None:
     assert multiples(10, 30, 10) == 1  # only 20

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from rtcap.bench.wire import WirePlan, comparison, run_comparison
+
+pytestmark = pytest.mark.solo  # latency and bytes of four transports: nothing else runs meanwhile (tests/solo.py)
 
 
 def test_full_state_polling_costs_the_most_bytes_and_push_the_least_latency(tmp_path: Path) -> None:

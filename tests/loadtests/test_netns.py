@@ -45,7 +45,7 @@ STEPS, HOLD, SETTLE = "10,20", "4", "1"
 TOKEN = "netns-test-token"
 """The reference target refuses to bind off loopback without a publish token (it publishes on its own here)."""
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.timeout(180), pytest.mark.solo]  # namespaces, a distributed sweep: alone (tests/solo.py)
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -84,6 +84,7 @@ def test_report_embeds_the_figures(small_run: Path) -> None:
         assert transport in html
 
 
+@pytest.mark.solo  # Chromium (tests/solo.py)
 def test_the_report_of_a_real_run_reads_cold_in_a_browser(small_run: Path, tmp_path: Path) -> None:
     """The report as a person opens it: one sentence per transport first, every chart drawn, the capacity
     table inside a laptop-wide window, and a full-page screenshot kept next to the run (report.png)."""

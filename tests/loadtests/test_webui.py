@@ -22,6 +22,8 @@ import pytest
 from rtcap.targets.launch import LaunchedTarget, free_port
 from tests.conftest import launch_reference
 
+pytestmark = pytest.mark.solo  # Chromium and a live Locust: alone (tests/solo.py)
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -17,7 +17,7 @@ from rtcap.reports.plan_cli import main as plan_main
 from rtcap.reports.plan_cli import model_line
 from tests.reports.browser import Browser, needs_browser
 
-pytestmark = needs_browser
+pytestmark = [needs_browser, pytest.mark.solo]  # Chromium: alone (tests/solo.py)
 
 FIELDS = ("work_per_s", "instances", "instances_by.memory", "instances_by.cpu",
           "instances_by.connections", "instances_within_measured", "memory_bytes", "cpu_cores", "bandwidth_bytes_per_s")

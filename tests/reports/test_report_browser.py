@@ -6,10 +6,12 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
+import pytest
+
 from rtcap.reports.html import render_report
 from tests.reports.browser import Browser, needs_browser
 
-pytestmark = needs_browser
+pytestmark = [needs_browser, pytest.mark.solo]  # Chromium: alone (tests/solo.py)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Every plotly div has drawn its main <svg>: plotly.js ran from the inlined copy, offline.

@@ -11,7 +11,7 @@ from locust.env import Environment
 from rtcap.loadtests.transports import metrics
 from rtcap.loadtests.transports.seqtrack import SeqTracker, Verdict
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_in_order_stream_has_no_anomalies() -> None:

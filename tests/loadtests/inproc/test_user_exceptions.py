@@ -9,7 +9,7 @@ from pathlib import Path
 from rtcap.loadtests.run import collect
 from rtcap.loadtests.generator.recorder import is_generator_limit
 
-PACKAGE = Path(__file__).parents[2] / "loadtests" / "generator"
+PACKAGE = Path(__file__).parents[3] / "loadtests" / "generator"
 RAISING_USER = '''
 from locust import User, constant, task
 
