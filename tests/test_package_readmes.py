@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ["loadtests", "loadtests/transports", "loadtests/generator", "loadtests/run", "reports", "targets",
+PACKAGES = ["bench", "loadtests", "loadtests/transports", "loadtests/generator", "loadtests/run", "reports", "targets",
             "targets/reference"]
 
 

@@ -3,7 +3,10 @@ re-reading a channel's whole state when the transport's URL has no {cursor}; `Po
 concrete users of the poll and state transports.
 
 It uses `http_client.HTTPConnection` (one keep-alive connection per viewer, like a browser tab) so that the
-bytes it reports are the bytes its socket moved, and fires Locust request events itself.
+bytes it reports are the bytes its socket moved, and fires Locust request events itself. What a poll costs
+the generator, against a stock gevent + geventhttpclient client: bench/stock_poll.py and bench/generator.py
+(most of it is now the socket's system calls, gevent's loop and Locust's request event; the HTTP exchange
+takes a fast path described in http_client.py).
 
 Poll latency is measured from the intended poll time (coordinated omission): each poll belongs to a tick of
 the viewer's fixed schedule, and its GET request event reports the time from that tick to the end of the
@@ -83,6 +86,8 @@ class PollingViewer(User):
         bind_http_user(self)
         self.tracker = SeqTracker()
         self.cursor: object = None
+        self._url_key: tuple[type, object] | None = None  # the cursor the last rendered URL was for
+        self._url = ""  # not rendered yet: the first poll renders it whatever its key
         self.synced = False
         # No cursor in the URL: every answer is the channel's whole state, old events included.
         self.full_state = not has_placeholder(self.spec.url, "cursor")
@@ -126,7 +131,7 @@ class PollingViewer(User):
         """One poll for the current tick: GET events after the cursor (or the whole state), with the validators
         of the last answer."""
         tick = self.next_poll
-        url = self.adapter.url_for(self.transport, channel=self.channel, cursor="0" if self.cursor is None else self.cursor)
+        url = self._url_for("0" if self.cursor is None else self.cursor)
         headers = dict(self.adapter.headers)
         if self.settings.conditional_get and self.spec.conditional:
             # Both validators, as a browser sends them: some servers key their cursor on either.
@@ -159,6 +164,15 @@ class PollingViewer(User):
             self.etag = response.headers.get("etag")
             self.last_modified = response.headers.get("last-modified")
             self._on_body(response, received_at)
+
+    def _url_for(self, cursor: object) -> str:
+        """The poll's URL for a cursor; rendered again only when the cursor changed and the URL has a {cursor}
+        (full-state polling, or a quiet channel, polls the same URL every time)."""
+        key = (type(cursor), cursor) if not self.full_state else None
+        if key != self._url_key or not self._url:
+            self._url_key = key
+            self._url = self.adapter.url_for(self.transport, channel=self.channel, cursor=cursor)
+        return self._url
 
     @staticmethod
     def _since(tick: float) -> float:
