@@ -64,6 +64,17 @@ class SequenceError(Exception):
     """A gap, late arrival, duplicate or numbering reset in a subscriber's sequence numbers."""
 
 
+SEQUENCE_ERRORS = {
+    Verdict.GAP: SequenceError("gap: events missing before a received seq"),
+    Verdict.LATE: SequenceError("late: a seq arrived after a later one"),
+    Verdict.DUPLICATE: SequenceError("duplicate: a seq received again"),
+    Verdict.RESET: SequenceError("reset: the numbering started again (seq went down)"),
+}
+"""One message per kind, never the seq or the count: Locust keeps a failure row per distinct message, and a
+lossy target would otherwise add one per gap for the whole run. How many were lost, duplicated or reordered,
+and when, is in the per-second counters, the timeline and subscribers.jsonl."""
+
+
 def _fire(environment: Any, transport: str, name: str, response_time: float, length: int,
           exception: BaseException | None) -> None:
     environment.events.request.fire(
@@ -231,25 +242,16 @@ def track_sequence(environment: Any, transport: str, tracker: SeqTracker, seq: i
     """Feed a received seq (and its publish time, which tells a restarted numbering from a repeat) to the
     subscriber's tracker; count and report anything out of order."""
     before = (tracker.lost, tracker.duplicated, tracker.reordered)
-    highest = tracker.highest
     verdict = tracker.feed(seq, publish_ts)
     if verdict is Verdict.IN_ORDER:
         return verdict  # the common case: nothing counted
     for name, old, new in zip(("lost", "duplicated", "reordered"), before,
                               (tracker.lost, tracker.duplicated, tracker.reordered)):
         count(transport, name, new - old)
-    if verdict is Verdict.GAP:
-        report_error(environment, transport, SEQUENCE,
-                     SequenceError(f"gap: {tracker.lost - before[0]} event(s) missing before seq {seq}"))
-    elif verdict is Verdict.LATE:
-        report_error(environment, transport, SEQUENCE, SequenceError(f"late: seq {seq} arrived after a later one"))
-    elif verdict is Verdict.DUPLICATE:
-        report_error(environment, transport, SEQUENCE, SequenceError(f"duplicate: seq {seq} received again"))
-    elif verdict is Verdict.RESET:
+    if verdict is Verdict.RESET:
         # Counted per second like the other anomalies, so the timeline shows when the target restarted.
         count(transport, "seq_resets", 1)
-        report_error(environment, transport, SEQUENCE,
-                     SequenceError(f"reset: seq went from {highest} to {seq} (the numbering started again)"))
+    report_error(environment, transport, SEQUENCE, SEQUENCE_ERRORS[verdict])
     return verdict
 
 

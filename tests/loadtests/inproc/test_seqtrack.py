@@ -150,8 +150,33 @@ def test_a_reset_is_emitted_as_a_per_second_counter_and_a_sequence_failure() -> 
     finally:
         metrics.stream_counters.remove_listener(on_counter)
     assert counted == [("sse", "seq_resets", 1)]
-    assert failures == ["sequence: reset: seq went from 3 to 1 (the numbering started again)"]
+    assert failures == ["sequence: reset: the numbering started again (seq went down)"]
     assert "seq_resets" in metrics.STREAM_COUNTERS
+
+
+def test_a_lossy_stream_adds_one_failure_row_per_kind_to_locusts_statistics() -> None:
+    """Locust keeps a failure row per distinct message: a message naming the seq would add one per gap, for the
+    whole run, and ship them all from every worker."""
+    from locust.stats import RequestStats
+
+    environment = Environment()
+    environment.stats = RequestStats()
+
+    def on_request(request_type: str, name: str, response_time: float, response_length: int,
+                   exception: BaseException | None = None, **_kwargs: object) -> None:
+        if exception is not None:
+            environment.stats.log_error(request_type, name, exception)
+
+    environment.events.request.add_listener(on_request)
+    tracker = SeqTracker()
+    seqs = [s for s in range(1, 1001) if s % 10] + [995, 2000, 10]  # 99 gaps, a duplicate, a gap, a late one
+    for seq in seqs:
+        metrics.track_sequence(environment, "sse", tracker, seq, 1000.0 + seq)
+    metrics.flush_counts()
+    rows = {repr(error.error): error.occurrences for error in environment.stats.errors.values()}
+    assert rows == {"SequenceError('gap: events missing before a received seq')": 100,
+                    "SequenceError('duplicate: a seq received again')": 1,
+                    "SequenceError('late: a seq arrived after a later one')": 1}, rows
 
 
 def test_text_sequences_count_duplicates_and_late_arrivals_but_no_loss() -> None:
