@@ -16,10 +16,10 @@ from collections.abc import Sequence
 HEADROOM = 0.7
 """Share of one core a generator process may spend on deliveries before its step is at risk (90% voids it)."""
 
-EVENTS_PER_CPU_S = {("ws", False): 28_000, ("sse", False): 18_000, ("ws", True): 46_000, ("sse", True): 25_000}
+EVENTS_PER_CPU_S = {("ws", False): 28_000, ("sse", False): 18_000, ("ws", True): 46_000, ("sse", True): 34_000}
 """Delivered events per CPU-second of one process, by (transport, several connections per user): the lower
 figures of `python -m rtcap.bench.generator` on 2 cores against nginx+nchan (README, "What the generator
-costs"). Other transports are request-bound, not delivery-bound, and are not sized here."""
+costs"; the SSE crowd's since its body decoding left h11, `--arms crowd --transports sse`). Other transports are request-bound, not delivery-bound, and are not sized here."""
 
 HELD_PER_PROCESS = 16_000
 """Held connections one process kept before its timer lag voided a step (0.05 events/s each, one event every
